@@ -1,0 +1,1 @@
+"""Benchmarks: retrieval quality, answers, ingest throughput and latency (see README)."""

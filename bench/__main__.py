@@ -1,0 +1,325 @@
+"""``python -m bench``: retrieval quality, answers, ingest speed and latency on ../shared/eval/dev.
+
+Every number is measured beside plain baselines in the same run:
+* BM25 over jieba tokens of whole documents (rank_bm25);
+* LangChain's default RecursiveCharacterTextSplitter + the same embedder + Chroma top-k.
+
+Writes ``bench/results/latest.json`` and ``latest.md``. Stores are kept under ``--workdir``
+keyed by their settings, so a re-run re-embeds nothing (incremental ingest does the caching).
+Exits 0 with a note when ../shared/eval is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from bench import evalset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+_CITATION_MARK = re.compile(r"\[\d+\]")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a small subset (CI keeps the suite working)")
+    p.add_argument("--questions", type=int, help="use only the first N questions")
+    p.add_argument("--embedder", default="e5-small")
+    p.add_argument("--chunk-size", type=int, default=None)
+    p.add_argument("--chunk-overlap", type=int, default=None)
+    p.add_argument("--workdir", type=Path, default=REPO / ".kbdata" / "bench")
+    p.add_argument("--skip-langchain", action="store_true", help="skip the LangChain-splitter baseline")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--latency-queries", type=int, default=100)
+    p.add_argument("--out", type=Path, default=RESULTS / "latest")
+    return p.parse_args(argv)
+
+
+def subset_corpus(questions: list[evalset.Question], distractors: int, seed: int = 7) -> list[dict]:
+    """Gold documents of these questions plus a seeded sample of other documents."""
+    corpus = evalset.load_corpus()
+    gold = {d for q in questions for d in q.gold}
+    others = [d for d in corpus if d["id"] not in gold]
+    random.Random(seed).shuffle(others)
+    return [d for d in corpus if d["id"] in gold] + others[:distractors]
+
+
+def run_ingest(corpus_path: Path, settings_args: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "ingest", str(corpus_path), "--no-progress", *settings_args]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"ingest failed: {done.stderr[-2000:]}")
+    summary = done.stdout.strip().splitlines()[-1]
+    embedded = int(re.search(r"\((\d+) embedded\)", summary).group(1))
+    written = int(re.search(r"(\d+) chunks written", summary).group(1))
+    return {"summary": summary, "wall_seconds": seconds, "chunks_embedded": embedded, "chunks_written": written}
+
+
+def rank_ours(kb, questions, *, dense_weight: float, lexical_weight: float) -> list[list[str]]:
+    searcher = kb.searcher
+    old = searcher.dense_weight, searcher.lexical_weight
+    searcher.dense_weight, searcher.lexical_weight = dense_weight, lexical_weight
+    try:
+        return [
+            evalset.unique_in_order(p.chunk.doc_id for p in searcher.search(q.question, 40).passages)
+            for q in questions
+        ]
+    finally:
+        searcher.dense_weight, searcher.lexical_weight = old
+
+
+def rank_bm25_docs(corpus: list[dict], questions) -> list[list[str]]:
+    from rank_bm25 import BM25Okapi
+
+    from kbqa.lexical import query_terms, tokenize
+
+    bm25 = BM25Okapi([tokenize(d["text"]) for d in corpus])
+    ids = [d["id"] for d in corpus]
+    rankings = []
+    for q in questions:
+        scores = bm25.get_scores(query_terms(q.question))
+        top = sorted(range(len(ids)), key=lambda i: scores[i], reverse=True)[:10]
+        rankings.append([ids[i] for i in top])
+    return rankings
+
+
+def rank_langchain_default(corpus: list[dict], questions, embedder, persist: Path) -> tuple[list[list[str]], dict]:
+    """The plain LangChain recipe: default splitter, same embedder, Chroma similarity top-k."""
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from kbqa.embeddings import LangChainEmbeddings
+
+    store = Chroma(
+        collection_name="lc-default",
+        embedding_function=LangChainEmbeddings(embedder),
+        persist_directory=str(persist),
+    )
+    info = {"chunks": store._collection.count(), "ingest_seconds": None}
+    if info["chunks"] == 0:
+        splitter = RecursiveCharacterTextSplitter()  # defaults: 4000 chars, 200 overlap
+        docs = splitter.split_documents(
+            [Document(page_content=d["text"], metadata={"doc_id": d["id"]}) for d in corpus]
+        )
+        t0 = time.perf_counter()
+        for i in range(0, len(docs), 256):
+            store.add_documents(docs[i : i + 256])
+        info = {"chunks": len(docs), "ingest_seconds": time.perf_counter() - t0}
+    rankings = [
+        evalset.unique_in_order(d.metadata["doc_id"] for d in store.similarity_search(q.question, k=30))
+        for q in questions
+    ]
+    return rankings, info
+
+
+def answer_metrics(kb, questions) -> dict:
+    """Answer-bearing passages @5, answer rate and char-F1 with gold present, refusals without."""
+    answerer = kb.answerer
+    bearing = found = refused_without_gold = 0
+    f1 = []
+    confidences_with, confidences_without = [], []
+    for q in questions:
+        passages = kb.searcher.search(q.question, 40).passages
+        top = passages[:5]
+        bearing += any(q.answer in p.chunk.text for p in top)
+        answer = answerer.answer(q.question, top)
+        confidences_with.append(answer.confidence)
+        if answer.found:
+            found += 1
+            f1.append(evalset.char_f1(_CITATION_MARK.sub("", answer.text), q.answer))
+        else:
+            f1.append(0.0)
+        without = [p for p in passages if p.chunk.doc_id not in q.gold][:5]
+        refusal = answerer.answer(q.question, without)
+        confidences_without.append(refusal.confidence)
+        refused_without_gold += not refusal.found
+    n = len(questions)
+    return {
+        "answer_bearing@5": bearing / n,
+        "answered_with_gold": found / n,
+        "char_f1": sum(f1) / n,
+        "refusal_without_gold": refused_without_gold / n,
+        "confidence_with_gold": confidences_with,
+        "confidence_without_gold": confidences_without,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(settings_args: list[str]):
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", *settings_args, "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+            if proc.poll() is not None:
+                raise SystemExit(f"app exited: {proc.stderr.read().decode()[-2000:]}")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def http_latency(base: str, questions, n: int) -> dict:
+    import httpx
+
+    out = {}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        sample = [questions[i % len(questions)].question for i in range(n)]
+        for endpoint, field in (("/api/search", "query"), ("/api/ask", "question")):
+            client.post(endpoint, json={field: sample[0]})  # warm-up
+            times = []
+            for text in sample:
+                t0 = time.perf_counter()
+                r = client.post(endpoint, json={field: text})
+                times.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+            out[endpoint] = {
+                "p50_ms": evalset.percentile(times, 50),
+                "p95_ms": evalset.percentile(times, 95),
+                "n": n,
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not evalset.available():
+        print(f"bench: {evalset.EVAL_DIR} not found; nothing to measure (skipped)")
+        return 0
+    from kbqa.knowledge_base import KnowledgeBase
+    from kbqa.settings import Settings
+
+    limit = 20 if args.quick else args.questions
+    questions = evalset.load_questions(limit)
+    corpus = subset_corpus(questions, distractors=40) if limit else evalset.load_corpus()
+    defaults = Settings()
+    chunk_size = args.chunk_size or defaults.chunk_size
+    overlap = defaults.chunk_overlap if args.chunk_overlap is None else args.chunk_overlap
+    tag = f"{args.embedder.replace(':', '_').replace('/', '_')}-{len(corpus)}d-{chunk_size}c-{overlap}o"
+    workdir = args.workdir / tag
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus_path = workdir / "corpus.jsonl"
+    corpus_path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in corpus), encoding="utf-8")
+    store_args = [
+        "--store", str(workdir / "chroma"), "--embedder", args.embedder,
+    ]
+    ingest_args = store_args + ["--chunk-size", str(chunk_size), "--chunk-overlap", str(overlap)]
+
+    results: dict = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+        "corpus_docs": len(corpus),
+        "questions": len(questions),
+        "embedder": args.embedder,
+        "chunk_size": chunk_size,
+        "chunk_overlap": overlap,
+    }
+    print(f"ingesting {len(corpus)} docs ({tag}) ...", flush=True)
+    results["ingest"] = run_ingest(corpus_path, ingest_args)
+    print(results["ingest"]["summary"], flush=True)
+
+    kb = KnowledgeBase(Settings(store=workdir / "chroma", embedder=args.embedder, chunk_size=chunk_size,
+                                chunk_overlap=overlap))
+    systems = {
+        "hybrid (ours)": rank_ours(kb, questions, dense_weight=1.0, lexical_weight=1.0),
+        "dense only (our chunks)": rank_ours(kb, questions, dense_weight=1.0, lexical_weight=0.0),
+        "bm25 only (our chunks)": rank_ours(kb, questions, dense_weight=0.0, lexical_weight=1.0),
+        "baseline: BM25-jieba whole docs": rank_bm25_docs(corpus, questions),
+    }
+    if not args.skip_langchain:
+        print("LangChain default-splitter baseline ...", flush=True)
+        rankings, info = rank_langchain_default(corpus, questions, kb.embedder, workdir / "lc-chroma")
+        systems["baseline: LangChain default splitter + same embedder + Chroma"] = rankings
+        results["langchain_baseline"] = info
+    results["retrieval"] = {name: evalset.retrieval_metrics(r, questions) for name, r in systems.items()}
+    answers = answer_metrics(kb, questions)
+    results["answers"] = {k: v for k, v in answers.items() if not k.startswith("confidence")}
+    (workdir / "confidences.json").write_text(json.dumps(
+        {k: v for k, v in answers.items() if k.startswith("confidence")}))
+    if not args.skip_latency:
+        with running_app(store_args) as base:
+            results["latency"] = http_latency(base, questions, args.latency_queries)
+    write_results(results, args.out)
+    print(args.out.with_suffix(".md").read_text(encoding="utf-8"))
+    return 0
+
+
+def write_results(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+    lines = [
+        f"Measured {results['date']} on {results['machine']}; {results['corpus_docs']} docs, "
+        f"{results['questions']} questions; embedder {results['embedder']}, "
+        f"chunks ≤ {results['chunk_size']} chars, overlap {results['chunk_overlap']}.",
+        "",
+        "| retrieval (doc level) | R@1 | R@5 | MRR@10 |",
+        "|---|---|---|---|",
+    ]
+    for name, m in results["retrieval"].items():
+        lines.append(f"| {name} | {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['mrr@10']:.3f} |")
+    a = results["answers"]
+    lines += [
+        "",
+        "| answers | value |",
+        "|---|---|",
+        f"| top-5 passages contain the gold answer | {a['answer_bearing@5']:.3f} |",
+        f"| answered (found=true) with gold docs present | {a['answered_with_gold']:.3f} |",
+        f"| char-F1 of the answer vs gold (refusal = 0) | {a['char_f1']:.3f} |",
+        f"| refused (found=false) with gold docs left out | {a['refusal_without_gold']:.3f} |",
+    ]
+    ing = results["ingest"]
+    lines += ["", "| ingest | value |", "|---|---|",
+              f"| `python -m ingest` wall time | {ing['wall_seconds']:.1f} s |",
+              f"| chunks written / embedded | {ing['chunks_written']} / {ing['chunks_embedded']} |"]
+    if ing["chunks_embedded"]:
+        lines.append(f"| docs/s, chunks/s | {results['corpus_docs'] / ing['wall_seconds']:.1f}, "
+                     f"{ing['chunks_embedded'] / ing['wall_seconds']:.1f} |")
+    lc = results.get("langchain_baseline")
+    if lc and lc.get("ingest_seconds"):
+        lines.append(f"| LangChain baseline: {lc['chunks']} chunks embedded in | {lc['ingest_seconds']:.1f} s |")
+    if "latency" in results:
+        lines += ["", "| HTTP latency (warm, sequential) | p50 ms | p95 ms |", "|---|---|---|"]
+        for endpoint, m in results["latency"].items():
+            lines.append(f"| `POST {endpoint}` | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

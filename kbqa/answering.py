@@ -1,0 +1,205 @@
+"""Extractive answering: compose a short answer from the retrieved passages' own sentences.
+
+No language model is needed, and nothing can be invented: every answer sentence is a
+sentence of a cited passage, quoted verbatim with its ``[n]`` mark. When the evidence does
+not cover the question's content terms well enough, the answer is a refusal (found=False).
+
+The answerer is a LangChain ``Runnable``: ``invoke({"question": ..., "passages": [...]})``,
+where passages are ``Passage`` objects or the LangChain Documents ``HybridRetriever`` returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.documents import Document as LCDocument
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from ingest.chunking import split_sentences
+from kbqa.lexical import query_terms
+from kbqa.retrieval import passage_from_langchain
+from kbqa.types import Answer, Citation, Passage
+
+NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
+EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
+
+_MIN_SENTENCE_CHARS = 6  # headings and fragments like "具体来看。" are no answer
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    passage_index: int
+    start: int  # offsets into the cleaned document text
+    end: int
+    text: str
+    score: float
+
+
+class ExtractiveAnswerer(Runnable[dict, Answer]):
+    def __init__(
+        self,
+        idf: Callable[[str], float],
+        *,
+        refusal_threshold: float = 0.5,
+        max_sentences: int = 3,
+        max_chars: int = 240,
+        passages_considered: int = 5,
+    ):
+        if not 0.0 <= refusal_threshold <= 1.0:
+            raise ValueError("refusal_threshold must be within [0, 1]")
+        if max_sentences < 1 or max_chars < 20 or passages_considered < 1:
+            raise ValueError("max_sentences, max_chars and passages_considered are too small")
+        self.idf = idf
+        self.refusal_threshold = refusal_threshold
+        self.max_sentences = max_sentences
+        self.max_chars = max_chars
+        self.passages_considered = passages_considered
+
+    # --- Runnable ------------------------------------------------------------------------
+    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
+        return self.answer(input["question"], _as_passages(input.get("passages", ())))
+
+    def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
+        """Yields the answer growing sentence by sentence; the last item is the full answer."""
+        final = self.invoke(input, config)
+        if not final.found:
+            yield final
+            return
+        pieces = _sentence_pieces(final.text)
+        for i in range(1, len(pieces)):
+            yield Answer(
+                question=final.question,
+                text="".join(pieces[:i]),
+                found=True,
+                citations=final.citations,
+                passages=final.passages,
+                confidence=final.confidence,
+            )
+        yield final
+
+    # --- the work ------------------------------------------------------------------------
+    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+        t0 = time.perf_counter()
+        terms = query_terms(question)
+        if not terms:
+            return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0)
+        weights = {t: self.idf(t) for t in terms}
+        total = sum(weights.values())
+        considered = list(passages[: self.passages_considered])
+        candidates = [c for i, p in enumerate(considered) for c in self._score_sentences(i, p, weights, total)]
+        if not candidates:
+            return self._refusal(question, passages, NOT_FOUND_TEXT, 0.0, t0)
+        best = max(candidates, key=lambda c: c.score)
+        confidence = self.confidence(best, considered[best.passage_index], weights, total)
+        if confidence < self.refusal_threshold:
+            return self._refusal(question, passages, NOT_FOUND_TEXT, confidence, t0)
+        chosen = self._choose(candidates, best)
+        text, citations = _compose(chosen, considered)
+        return Answer(
+            question=question,
+            text=text,
+            found=True,
+            citations=citations,
+            passages=tuple(passages),
+            confidence=confidence,
+            timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
+        )
+
+    def _score_sentences(
+        self, index: int, passage: Passage, weights: dict[str, float], total: float
+    ) -> Iterator[_Candidate]:
+        chunk = passage.chunk
+        context = f"{chunk.title} {chunk.section}".lower()
+        rank_prior = 1.0 / (1.0 + 0.15 * index)
+        for start, end in split_sentences(chunk.text):
+            text = chunk.text[start:end].strip()
+            if len(text) < _MIN_SENTENCE_CHARS:
+                continue
+            lowered = text.lower()
+            # Terms in the sentence count fully; terms only in the title/section count half:
+            # "它们" in a sentence often stands for the subject named in the heading.
+            covered = sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items())
+            yield _Candidate(
+                passage_index=index,
+                start=chunk.start + start + (len(chunk.text[start:end]) - len(chunk.text[start:end].lstrip())),
+                end=chunk.start + start + len(chunk.text[start:end].rstrip()),
+                text=text,
+                score=(covered / total) * rank_prior,
+            )
+
+    @staticmethod
+    def confidence(best: _Candidate, passage: Passage, weights: dict[str, float], total: float) -> float:
+        """How well the best evidence covers the question: idf-weighted share of the
+        question's content terms found in the best sentence's passage (with its title and
+        section), which is what the refusal threshold is calibrated on."""
+        chunk = passage.chunk
+        haystack = f"{chunk.title} {chunk.section} {chunk.text}".lower()
+        covered = sum(w for t, w in weights.items() if t in haystack)
+        return covered / total
+
+    def _choose(self, candidates: list[_Candidate], best: _Candidate) -> list[_Candidate]:
+        """The best sentence plus strong runners-up, within the sentence and length budget."""
+        chosen = [best]
+        length = len(best.text)
+        for cand in sorted(candidates, key=lambda c: c.score, reverse=True):
+            if len(chosen) >= self.max_sentences:
+                break
+            if cand is best or cand.score < 0.75 * best.score:
+                continue
+            if any(cand.text == c.text for c in chosen) or length + len(cand.text) > self.max_chars:
+                continue
+            chosen.append(cand)
+            length += len(cand.text)
+        return chosen
+
+    @staticmethod
+    def _refusal(question: str, passages: Sequence[Passage], text: str, confidence: float, t0: float) -> Answer:
+        return Answer(
+            question=question,
+            text=text,
+            found=False,
+            passages=tuple(passages),
+            confidence=confidence,
+            timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
+        )
+
+
+def _as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
+    return [p if isinstance(p, Passage) else passage_from_langchain(p) for p in items]
+
+
+def _compose(chosen: list[_Candidate], passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
+    """Answer text with [n] marks; citations numbered by first use, one per passage."""
+    numbers: dict[int, int] = {}
+    spans: dict[int, list[tuple[int, int]]] = {}
+    parts = []
+    for cand in chosen:
+        n = numbers.setdefault(cand.passage_index, len(numbers) + 1)
+        spans.setdefault(cand.passage_index, []).append((cand.start, cand.end))
+        parts.append(f"{cand.text}[{n}]")
+    citations = tuple(
+        Citation(
+            n=n,
+            passage=passages[index],
+            start=min(s for s, _ in spans[index]),
+            end=max(e for _, e in spans[index]),
+            spans=tuple(sorted(spans[index])),
+        )
+        for index, n in numbers.items()
+    )
+    return "".join(parts), citations
+
+
+def _sentence_pieces(text: str) -> list[str]:
+    """Split a composed answer after each citation mark (the streaming unit)."""
+    pieces, start = [], 0
+    for i, ch in enumerate(text):
+        if ch == "]" and (i + 1 == len(text) or text[i + 1] != "["):
+            pieces.append(text[start : i + 1])
+            start = i + 1
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces

@@ -1,0 +1,126 @@
+"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+
+from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
+
+from kbqa.answering import ExtractiveAnswerer
+from kbqa.embeddings import Embedder, make_embedder
+from kbqa.retrieval import HybridRetriever, HybridSearcher
+from kbqa.settings import Settings
+from kbqa.store import ChunkStore, DocRecord, connect
+from kbqa.types import Answer, IngestReport, SearchResult
+
+
+class QuestionError(ValueError):
+    """A question the system refuses to process (empty, too long); the message says why."""
+
+
+class KnowledgeBase:
+    def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None):
+        self.settings = settings or Settings()
+        self.embedder = embedder or make_embedder(self.settings)
+        client = connect(None if self.settings.chroma_url else self.settings.store, self.settings.chroma_url)
+        self.store = ChunkStore(
+            client,
+            collection_prefix=self.settings.collection,
+            embedder_name=self.embedder.name,
+            dim=self.embedder.dim,
+        )
+        self.searcher = HybridSearcher(self.store, self.embedder, candidate_k=self.settings.candidate_k)
+
+    @cached_property
+    def answerer(self) -> ExtractiveAnswerer:
+        # idf is looked up through the searcher at call time, so it follows index rebuilds.
+        return ExtractiveAnswerer(
+            lambda term: self.searcher.lexical_index().idf(term),
+            refusal_threshold=self.settings.refusal_threshold,
+        )
+
+    # --- ingestion -----------------------------------------------------------------------
+    def ingest(self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False) -> IngestReport:
+        from ingest.pipeline import IngestPipeline  # ingest sits upstream; imported on use
+
+        pipeline = IngestPipeline(
+            self.store,
+            self.embedder,
+            chunk_size=self.settings.chunk_size,
+            chunk_overlap=self.settings.chunk_overlap,
+        )
+        try:
+            return pipeline.run(inputs, prune=prune, progress=progress)
+        finally:
+            self.searcher.invalidate()
+
+    def ensure_seeded(self) -> IngestReport | None:
+        """Ingest the demo ``kb/`` folder when the store is empty; None when it was not."""
+        if self.store.doc_count() > 0 or not self.settings.kb_dir.is_dir():
+            return None
+        return self.ingest([str(self.settings.kb_dir)])
+
+    def documents(self) -> list[DocRecord]:
+        return sorted(self.store.doc_records().values(), key=lambda r: r.doc_id)
+
+    def stats(self) -> dict:
+        return {
+            "documents": self.store.doc_count(),
+            "chunks": self.store.chunk_count(),
+            "embedder": self.embedder.name,
+            "store": self.settings.chroma_url or str(self.settings.store),
+        }
+
+    # --- questions -----------------------------------------------------------------------
+    def _check(self, text: str, what: str) -> str:
+        if not isinstance(text, str):
+            raise QuestionError(f"{what} must be a string")
+        text = text.strip()
+        if not text:
+            raise QuestionError(f"{what} is empty")
+        if len(text) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"{what} is {len(text)} characters; the limit is {self.settings.max_question_chars}"
+            )
+        return text
+
+    def _k(self, k: int | None) -> int:
+        k = self.settings.top_k if k is None else k
+        if not 1 <= k <= 50:
+            raise QuestionError("k must be between 1 and 50")
+        return k
+
+    def search(self, query: str, k: int | None = None) -> SearchResult:
+        return self.searcher.search(self._check(query, "query"), self._k(k))
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        *_, final = self.ask_stream(question, k)
+        return final
+
+    def ask_stream(self, question: str, k: int | None = None) -> Iterator[Answer]:
+        """Answers growing sentence by sentence; the last one is complete and timed."""
+        question = self._check(question, "question")
+        t0 = time.perf_counter()
+        found = self.searcher.search(question, self._k(k))
+        previous = None
+        for partial in self.answerer.stream({"question": question, "passages": found.passages}):
+            if previous is not None:
+                yield previous
+            previous = partial
+        timings = found.timings_ms | previous.timings_ms
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        yield replace(previous, timings_ms=timings)
+
+    # --- LangChain composition ------------------------------------------------------------
+    def retriever(self, k: int | None = None) -> HybridRetriever:
+        return HybridRetriever(searcher=self.searcher, k=self._k(k))
+
+    def chain(self, k: int | None = None) -> Runnable:
+        """question -> Answer, as a LangChain chain: ``{question, passages} | answerer``."""
+        return (
+            RunnableParallel(question=RunnablePassthrough(), passages=self.retriever(k))
+            | self.answerer
+        )

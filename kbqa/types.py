@@ -1,0 +1,175 @@
+"""The typed records that cross every boundary of the system.
+
+Data flows one way: a source file or URL is read into a ``Document`` (cleaned text plus
+metadata), split into ``Chunk``s with character offsets into that cleaned text, indexed,
+retrieved as ``Passage``s (a chunk plus its score), and turned into an ``Answer`` whose
+``Citation``s point back at exact character spans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+
+def content_hash(*parts: str) -> str:
+    """Stable hash used to decide whether something changed (documents, chunks, vectors)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x1f")  # separator so ("ab", "c") != ("a", "bc")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Document:
+    """A cleaned source document. ``text`` is what every offset refers to."""
+
+    doc_id: str
+    title: str
+    text: str
+    source: str
+    date: str | None = None  # ISO 8601 date (YYYY-MM-DD) when known
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.doc_id, self.title, self.text, self.source, self.date or "")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A contiguous span ``text == document.text[start:end]`` of a cleaned document."""
+
+    doc_id: str
+    ordinal: int  # position of the chunk within its document, from 0
+    text: str
+    start: int
+    end: int
+    title: str = ""
+    section: str = ""  # nearest heading line above the chunk ("" before the first heading)
+    date: str | None = None
+    source: str = ""
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.doc_id}#{self.ordinal}"
+
+    @property
+    def text_hash(self) -> str:
+        """Hash of everything that goes into the chunk's embedding input."""
+        return content_hash(self.title, self.section, self.text)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with the scores that ranked it."""
+
+    chunk: Chunk
+    score: float  # fused score used for ranking (higher is better)
+    dense_score: float | None = None  # cosine similarity, when the dense leg found it
+    lexical_score: float | None = None  # BM25 score, when the lexical leg found it
+
+    def to_dict(self) -> dict:
+        c = self.chunk
+        return {
+            "doc_id": c.doc_id,
+            "chunk_id": c.chunk_id,
+            "title": c.title,
+            "source": c.source,
+            "section": c.section,
+            "date": c.date,
+            "text": c.text,
+            "start": c.start,
+            "end": c.end,
+            "score": round(self.score, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Citation ``[n]`` of an answer: the passage and the exact span(s) the answer used.
+
+    ``start``/``end`` are offsets into the cleaned document text covering the cited
+    sentences; ``spans`` lists each cited sentence separately (the UI highlights them).
+    """
+
+    n: int
+    passage: Passage
+    start: int
+    end: int
+    spans: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def quote(self) -> str:
+        """The cited sentences, in document order."""
+        c = self.passage.chunk
+        return "".join(c.text[s - c.start : e - c.start] for s, e in self.spans)
+
+    def to_dict(self) -> dict:
+        c = self.passage.chunk
+        return {
+            "n": self.n,
+            "doc_id": c.doc_id,
+            "title": c.title,
+            "source": c.source,
+            "section": c.section,
+            "date": c.date,
+            "text": c.text,
+            "start": self.start,
+            "end": self.end,
+            "passage_start": c.start,
+            "passage_end": c.end,
+            "spans": [list(s) for s in self.spans],
+            "quote": self.quote,
+            "score": round(self.passage.score, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    found: bool
+    citations: tuple[Citation, ...] = ()
+    passages: tuple[Passage, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    confidence: float = 0.0  # evidence score the refusal threshold was applied to
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": self.text,
+            "found": self.found,
+            "confidence": round(self.confidence, 4),
+            "citations": [c.to_dict() for c in self.citations],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    passages: tuple[Passage, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "passages": [p.to_dict() for p in self.passages],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ingest run (what the CLI prints at the end)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    chunks_written: int = 0
+    chunks_embedded: int = 0  # fewer than written when unchanged chunks kept their vectors
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

