@@ -60,7 +60,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
 
     # --- Runnable ------------------------------------------------------------------------
     def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
-        return self.answer(input["question"], _as_passages(input.get("passages", ())))
+        return self.answer(input["question"], as_passages(input.get("passages", ())))
 
     def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
         """Yields the answer growing sentence by sentence; the last item is the full answer."""
@@ -167,7 +167,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         )
 
 
-def _as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
+def as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
     return [p if isinstance(p, Passage) else passage_from_langchain(p) for p in items]
 
 

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     # --- store ---
     store: Path = Field(REPO_ROOT / ".kbdata" / "chroma", description="Embedded Chroma directory")
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; overrides --store")
-    collection: str = Field("kb", pattern=r"^[a-zA-Z0-9._-]{3,60}$", description="Chroma collection prefix")
+    collection: str = Field("kb", pattern=r"^[a-zA-Z0-9_-]{1,40}$", description="Chroma collection prefix")
 
     # --- embeddings ---
     embedder: str = Field(

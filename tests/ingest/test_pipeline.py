@@ -1,0 +1,101 @@
+"""Incremental ingestion into a real Chroma with the real embedder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kbqa.knowledge_base import KnowledgeBase
+from kbqa.lexical import query_terms
+
+REPO = Path(__file__).resolve().parents[2]
+
+ARTICLE_A = "数字政府的建设\n数字政府建设从政务上云开始。全市46家单位的业务系统迁移上云。\n"
+ARTICLE_B = "# 开放数据\n\n开放数据资源，鼓励企业利用非涉密政务数据开展研发和创新。\n"
+
+
+@pytest.fixture
+def kb(make_settings, embedder):
+    return KnowledgeBase(make_settings(), embedder=embedder)
+
+
+def test_incremental_ingest_update_and_prune(kb, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE_A, encoding="utf-8")
+    (folder / "b.md").write_text(ARTICLE_B, encoding="utf-8")
+    (folder / "broken.txt").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+
+    first = kb.ingest([str(folder)])
+    assert sorted(first.added) == ["a.txt", "b.md"]
+    assert [origin for origin, _ in first.failed] == [str((folder / "broken.txt").resolve())]
+    assert first.chunks_embedded == first.chunks_written > 0
+
+    again = kb.ingest([str(folder)])
+    assert sorted(again.unchanged) == ["a.txt", "b.md"] and not again.added and not again.updated
+    assert again.chunks_embedded == 0
+
+    (folder / "a.txt").write_text(ARTICLE_A + "\n" + "云平台只是起点\n" + "华为锦州云计算平台投入使用。" * 30, encoding="utf-8")
+    changed = kb.ingest([str(folder)])
+    assert changed.updated == ["a.txt"] and changed.unchanged == ["b.md"]
+    assert 0 < changed.chunks_embedded < changed.chunks_written  # the unchanged first chunk kept its vector
+
+    (folder / "b.md").unlink()
+    kept = kb.ingest([str(folder)])
+    assert "b.md" in {r.doc_id for r in kb.documents()} and not kept.removed
+    pruned = kb.ingest([str(folder)], prune=True)
+    assert pruned.removed == ["b.md"]
+    assert {r.doc_id for r in kb.documents()} == {"a.txt"}
+    assert all(p.chunk.doc_id == "a.txt" for p in kb.search("开放数据资源", k=5).passages)
+
+
+def test_jsonl_lines_removed_are_pruned(kb, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"id": f"d{i}", "title": "", "text": f"第{i}号文件 关于数字经济的第{i}项措施。", "source": f"s{i}"} for i in range(3)]
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert sorted(kb.ingest([str(corpus)]).added) == ["d0", "d1", "d2"]
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:2]), encoding="utf-8")
+    assert kb.ingest([str(corpus)], prune=True).removed == ["d2"]
+
+
+@pytest.mark.server
+def test_server_mode_by_configuration_alone(make_settings, embedder, chroma_server, tmp_path):
+    """Two app processes' worth of KnowledgeBase objects sharing one `chroma run` server."""
+    settings = make_settings(chroma_url=chroma_server, collection="srvtest")
+    writer = KnowledgeBase(settings, embedder=embedder)
+    reader = KnowledgeBase(settings, embedder=embedder)
+    reader.searcher.refresh_seconds = 0.0
+    assert writer.ensure_seeded() is not None
+    answer = reader.ask("锦州的“三个开放”是什么？")
+    assert answer.found and "开放数据资源" in answer.text
+
+    # A document the writer adds reaches the reader's BM25 leg without a restart.
+    note = tmp_path / "note.txt"
+    note.write_text("锦州烧烤节定于每年八月举办，吸引大量游客。", encoding="utf-8")
+    writer.ingest([str(note)])
+    hits = reader.searcher.lexical_index().search(query_terms("烧烤节"), 3)
+    assert hits and hits[0][0].startswith("note.txt#")
+
+
+def test_cli_ingest_list_and_failures(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE_A, encoding="utf-8")
+    (folder / "empty.txt").write_text("", encoding="utf-8")
+    store = tmp_path / "chroma"
+    run = subprocess.run(
+        [sys.executable, "-m", "ingest", str(folder), "--store", str(store), "--list"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert run.returncode == 1, run.stderr  # one input failed, the rest ingested
+    assert "empty.txt" in run.stderr
+    assert "added 1, updated 0, unchanged 0, removed 0, failed 1 documents" in run.stdout
+    assert "a.txt\t" in run.stdout and "1 documents" in run.stdout
+
+    bad = subprocess.run([sys.executable, "-m", "ingest", "--store", str(store), "--chroma-url", "http://x:1", "a"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not allowed with argument" in bad.stderr

@@ -1,0 +1,104 @@
+"""The seed article end to end through the one Python API (real embedder, real Chroma)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kbqa.knowledge_base import QuestionError
+
+SEED_ID = "000_d3d8b424e3677781.txt"
+
+
+def cited_quotes(answer) -> str:
+    return "".join(c.quote for c in answer.citations)
+
+
+@pytest.mark.parametrize(
+    "question, must_contain",
+    [
+        ("锦州的“三个开放”是什么？", ["开放业务系统", "开放数据资源", "开放市场应用"]),
+        ("数字政府建设的“三大步”指什么？", ["新建ICT基础设施", "迁引政务和民生业务上云", "聚生态发展数字经济"]),
+        ("“六小步”指什么？", ["顶层设计", "数字基础设施", "智慧民生", "数字生态"]),
+        ("华为与锦州在2017年签署了什么协议？", ["云计算产业战略协议"]),
+        ("锦州有多少家单位的业务系统迁移上了华为云？", ["46家单位", "100多个业务系统"]),
+    ],
+)
+def test_seed_questions_are_answered_and_cited(seed_kb, question, must_contain):
+    answer = seed_kb.ask(question)
+    assert answer.found, answer
+    for phrase in must_contain:
+        assert phrase in answer.text, (phrase, answer.text)
+    # Every answer sentence carries a mark, every mark has a citation to the seed passage.
+    marks = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+    assert marks == {c.n for c in answer.citations}
+    assert all(c.passage.chunk.doc_id == SEED_ID for c in answer.citations)
+    # Nothing invented: every answer sentence is verbatim one of the cited sentences.
+    sentences = [s for s in re.split(r"\[\d+\]", answer.text) if s.strip()]
+    assert sentences and all(s in cited_quotes(answer) for s in sentences)
+    for citation in answer.citations:
+        chunk = citation.passage.chunk
+        assert chunk.start <= citation.start < citation.end <= chunk.end
+        for start, end in citation.spans:
+            assert citation.start <= start < end <= citation.end
+            assert chunk.text[start - chunk.start : end - chunk.start] in citation.quote
+    assert answer.timings_ms["total_ms"] > 0
+
+
+def test_citation_metadata(seed_kb):
+    citation = seed_kb.ask("锦州的“三个开放”是什么？").citations[0]
+    data = citation.to_dict()
+    assert data["title"] == "数字锦州的味道" and data["date"] == "2023-08-05"
+    assert data["n"] == 1 and data["doc_id"] == SEED_ID
+    assert data["text"][data["start"] - data["passage_start"] : data["end"] - data["passage_start"]] == (
+        citation.passage.chunk.text[citation.start - citation.passage.chunk.start : citation.end - citation.passage.chunk.start]
+    )
+
+
+@pytest.mark.parametrize("question", ["锦州2024年的GDP是多少？", "北京的地铁票价是多少？", "What is the capital of France?"])
+def test_questions_outside_the_kb_are_refused(seed_kb, question):
+    answer = seed_kb.ask(question)
+    assert not answer.found and not answer.citations
+    assert "没有找到" in answer.text
+
+
+def test_no_site_chrome_in_the_index(seed_kb):
+    chunks = seed_kb.store.get_chunks([cid for cid, _ in seed_kb.store.iter_lexical_rows()])
+    body = "\n".join(c.text for c in chunks.values())
+    assert "出关200公里即是锦州" in body and "数字产业闭环已经形成" in body
+    for chrome in ("15158846557", "在线咨询", "所在位置", "首页 >", "关键词", "版权所有", "IE9", "Chrome浏览器", "来源:网站运营"):
+        assert chrome not in body, chrome
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 50_000])
+def test_bad_questions_raise_clear_errors(seed_kb, bad):
+    with pytest.raises(QuestionError):
+        seed_kb.ask(bad)
+
+
+def test_punctuation_only_question_is_refused_politely(seed_kb):
+    answer = seed_kb.ask("？？！！")
+    assert not answer.found and "具体的问题" in answer.text
+
+
+def test_stream_grows_to_the_final_answer(seed_kb):
+    parts = list(seed_kb.ask_stream("数字政府建设的“三大步”和“六小步”分别指什么？"))
+    assert len(parts) >= 2
+    assert all(parts[i].text and parts[i + 1].text.startswith(parts[i].text) for i in range(len(parts) - 1))
+    assert parts[-1].text == seed_kb.ask("数字政府建设的“三大步”和“六小步”分别指什么？").text
+    assert "total_ms" in parts[-1].timings_ms
+
+
+def test_langchain_composition(seed_kb):
+    docs = seed_kb.retriever(k=3).invoke("三个开放")
+    assert len(docs) == 3 and docs[0].metadata["doc_id"] == SEED_ID
+    answer = seed_kb.chain(k=3).invoke("锦州的“三个开放”是什么？")
+    assert answer.found and "开放数据资源" in answer.text
+
+
+def test_search_returns_offsets_into_the_document(seed_kb):
+    result = seed_kb.search("华为锦州云计算平台", k=3)
+    assert result.passages and result.timings_ms["search_ms"] > 0
+    for p in result.passages:
+        assert p.chunk.end - p.chunk.start == len(p.chunk.text)
