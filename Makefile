@@ -11,11 +11,11 @@ $(BIN)/python:
 
 # One stamp per extra set, rebuilt when pyproject.toml changes.
 $(VENV)/.app: pyproject.toml | $(BIN)/python
-	$(PIP) -e .
+	$(PIP) -e '.[st]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[test,bench]'
+	$(PIP) -e '.[st,test,bench]'
 	touch $@ $(VENV)/.app
 
 install: $(VENV)/.app

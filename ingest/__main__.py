@@ -13,7 +13,6 @@ import sys
 # Set before any model library is imported: nothing may call out to a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,6 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 SEED = REPO / "kb" / "000_d3d8b424e3677781.txt"
 EVAL_DIR = REPO.parent / "shared" / "eval"
