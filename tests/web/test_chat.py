@@ -1,0 +1,47 @@
+"""The chat page's citation panel: spans highlighted, every piece of document text escaped."""
+
+from __future__ import annotations
+
+from kbqa.types import Answer, Chunk, Citation, Passage
+from web.chat import NO_SOURCES_HTML, render_sources
+
+TEXT = "第一句<b>粗</b>。<script>alert(1)</script>被引用的句子。结尾 & 其他。"
+
+
+def answer(**chunk_fields) -> Answer:
+    fields = {
+        "doc_id": "d.txt",
+        "ordinal": 0,
+        "text": TEXT,
+        "start": 100,  # the passage starts at document offset 100
+        "end": 100 + len(TEXT),
+        "title": '<img src=x onerror="alert(1)">标题',
+        "section": "小节 <i>",
+        "date": "2023-08-05",
+        "source": "javascript:alert(1)",
+    } | chunk_fields
+    chunk = Chunk(**fields)
+    cited = TEXT.index("被引用的句子。")
+    span = (100 + cited, 100 + cited + len("被引用的句子。"))
+    citation = Citation(n=1, passage=Passage(chunk, 0.9), start=span[0], end=span[1], spans=(span,))
+    return Answer(question="q", text="被引用的句子。[1]", found=True, citations=(citation,))
+
+
+def test_document_text_is_escaped_and_the_span_marked():
+    html = render_sources(answer())
+    assert "<script" not in html and "<img" not in html and "<b>" not in html and "<i>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;标题" in html
+    assert "<mark>被引用的句子。</mark>" in html
+    assert html.count("<mark>") == 1
+    assert "2023-08-05 · 小节 &lt;i&gt; · javascript:alert(1)" in html
+    assert "href" not in html  # a javascript: source is shown, never linked
+
+
+def test_http_sources_become_links():
+    html = render_sources(answer(source='https://example.org/a?x=1&y="2"'))
+    assert '<a href="https://example.org/a?x=1&amp;y=&quot;2&quot;" target="_blank" rel="noopener noreferrer">' in html
+
+
+def test_no_citations_without_an_answer():
+    assert render_sources(Answer(question="q", text="抱歉", found=False)) == NO_SOURCES_HTML

@@ -1,0 +1,1 @@
+"""The web layer: HTTP API, chat UI and embeddable widget over ``kbqa.KnowledgeBase``."""

@@ -1,0 +1,135 @@
+"""The Chinese-first chat page (Gradio): streamed answers beside a "引用来源" panel.
+
+Every piece of document text is untrusted. It reaches the browser only HTML-escaped, and the
+chatbot renders its messages without Markdown so answer sentences show exactly as quoted
+(a ``*`` or ``#`` in a document must not restyle the answer).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from kbqa.types import Answer
+
+EXAMPLES = [
+    "锦州的“三个开放”是什么？",
+    "数字政府建设的“三大步”和“六小步”分别指什么？",
+    "华为与锦州在2017年签署了什么协议？",
+    "锦州有多少家单位的业务系统迁移上了华为云？",
+    "锦州2024年的GDP是多少？",
+]
+
+NO_SOURCES_HTML = '<p class="kb-none">提问后，这里会列出答案引用的原文段落。</p>'
+
+_SOURCES_CSS = """
+.kb-sources { list-style: none; padding: 0; margin: 0; }
+.kb-source { margin: 0 0 0.9rem; padding: 0.6rem 0.75rem; border: 1px solid var(--border-color-primary);
+  border-radius: 8px; background: var(--background-fill-secondary); }
+.kb-meta { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-bottom: 0.35rem; }
+.kb-meta .kb-n { font-weight: 600; color: var(--color-accent); }
+.kb-meta .kb-title { font-weight: 600; color: var(--body-text-color); }
+.kb-passage { white-space: pre-wrap; line-height: 1.7; margin: 0; font-size: 0.92rem; }
+.kb-passage mark { background: #fde68a; color: inherit; padding: 0 1px; border-radius: 2px; }
+.kb-none { color: var(--body-text-color-subdued); }
+"""
+
+Message = dict[str, Any]
+
+
+def _highlight(text: str, offset: int, spans: list[list[int]]) -> str:
+    """Escape ``text`` and wrap each span (document offsets; the text starts at ``offset``) in <mark>."""
+    out: list[str] = []
+    pos = 0
+    for start, end in sorted(spans):
+        # Clamp to the passage: spans are document offsets and must not index past it.
+        start, end = max(start - offset, pos), min(end - offset, len(text))
+        if start >= end:
+            continue
+        out += [html.escape(text[pos:start]), "<mark>", html.escape(text[start:end]), "</mark>"]
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _source_link(source: str) -> str:
+    # Only http(s) sources become links: a document could carry a javascript: URL.
+    if source.startswith(("http://", "https://")):
+        url = html.escape(source, quote=True)
+        return f'<a href="{url}" target="_blank" rel="noopener noreferrer">{html.escape(source)}</a>'
+    return html.escape(source)
+
+
+def render_sources(answer: Answer) -> str:
+    """The "引用来源" panel: ``[n] title · date · section · source`` and the highlighted passage."""
+    if not answer.found or not answer.citations:
+        return NO_SOURCES_HTML
+    items = []
+    for c in (citation.to_dict() for citation in answer.citations):
+        meta = [f'<span class="kb-title">{html.escape(c["title"] or c["doc_id"])}</span>']
+        meta += [html.escape(part) for part in (c["date"], c["section"]) if part]
+        if c["source"]:
+            meta.append(_source_link(c["source"]))
+        passage = _highlight(c["text"], c["passage_start"], c["spans"])
+        items.append(
+            f'<li class="kb-source" id="kb-source-{c["n"]}">'
+            f'<div class="kb-meta"><span class="kb-n">[{c["n"]}]</span> {" · ".join(meta)}</div>'
+            f'<p class="kb-passage">{passage}</p></li>'
+        )
+    return f'<ol class="kb-sources">{"".join(items)}</ol>'
+
+
+def build_chat(kb: KnowledgeBase) -> gr.Blocks:
+    def respond(question: str, history: list[Message]) -> Iterator[tuple[str, list[Message], str]]:
+        if not question.strip():  # an empty submit is a no-op, not a question
+            yield question, history, gr.skip()
+            return
+        history = [*history, {"role": "user", "content": html.escape(question)}]
+        try:
+            for answer in kb.ask_stream(question):
+                yield "", [*history, {"role": "assistant", "content": html.escape(answer.text)}], render_sources(answer)
+        except QuestionError as exc:
+            message = f"抱歉，这个问题无法处理：{exc}。请修改后重试。"
+            yield "", [*history, {"role": "assistant", "content": html.escape(message)}], NO_SOURCES_HTML
+
+    with gr.Blocks(title="知识库问答") as demo:
+        gr.Markdown("# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源 [n]，引用原文显示在右侧。")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="对话",
+                    elem_id="kb-chat",
+                    height=480,
+                    render_markdown=False,  # messages are escaped plain text (see module docstring)
+                    feedback_options=None,
+                    buttons=["copy"],
+                    placeholder="请在下方输入问题，或点击示例问题。",
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        label="问题",
+                        placeholder="输入问题，按回车发送",
+                        show_label=False,
+                        elem_id="kb-question",
+                        scale=5,
+                        max_lines=4,
+                        autofocus=True,
+                    )
+                    send = gr.Button("发送", variant="primary", elem_id="kb-send", scale=1, min_width=80)
+                gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+            with gr.Column(scale=2):
+                gr.Markdown("### 引用来源")
+                sources = gr.HTML(NO_SOURCES_HTML, elem_id="kb-sources", css_template=_SOURCES_CSS, max_height=640)
+        gr.on(
+            [question.submit, send.click],
+            respond,
+            inputs=[question, chatbot],
+            outputs=[question, chatbot, sources],
+            show_progress="minimal",
+            api_name="ask",
+        )
+    return demo

@@ -1,0 +1,198 @@
+/*
+ * Knowledge-base QA widget: <script src="http://HOST:PORT/widget.js" defer></script>
+ *
+ * Adds a floating "问答" button that opens a small panel. Questions go to POST /api/ask on
+ * the server this script was loaded from; answers show clickable [n] marks that expand the
+ * cited passage (title, date, section, the passage with the cited sentences highlighted).
+ *
+ * A page on another origin can only read the answers if the server allows that origin
+ * (CORS); the app sends no CORS headers, so out of the box the widget works on pages
+ * served from the same origin as the API (e.g. behind one reverse proxy).
+ *
+ * No dependencies. The UI lives in a shadow root so the host page's CSS cannot break it
+ * and ours cannot leak out. Document text is untrusted: it is only ever inserted with
+ * textContent / text nodes, never innerHTML.
+ */
+(function () {
+  "use strict";
+  if (window.__kbqaWidgetLoaded) return; // included twice: one button is enough
+  window.__kbqaWidgetLoaded = true;
+
+  var script = document.currentScript;
+  var origin = script && script.src ? new URL(script.src, location.href).origin : location.origin;
+  var ASK_URL = origin + "/api/ask";
+
+  var CSS = [
+    ":host { all: initial; }",
+    "* { box-sizing: border-box; font-family: system-ui, -apple-system, 'PingFang SC', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif; }",
+    ".fab { position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; border: 0; border-radius: 24px;",
+    "  padding: 12px 20px; font-size: 16px; color: #fff; background: #ea580c; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); }",
+    ".panel { position: fixed; right: 20px; bottom: 76px; z-index: 2147483000; width: min(380px, calc(100vw - 40px));",
+    "  height: min(560px, calc(100vh - 110px)); display: none; flex-direction: column; background: #fff; color: #1f2937;",
+    "  border-radius: 12px; box-shadow: 0 10px 30px rgba(0,0,0,.25); overflow: hidden; font-size: 14px; line-height: 1.6; }",
+    ".panel.open { display: flex; }",
+    ".head { padding: 10px 14px; background: #ea580c; color: #fff; font-weight: 600; display: flex; justify-content: space-between; }",
+    ".head button { background: none; border: 0; color: #fff; font-size: 18px; cursor: pointer; line-height: 1; }",
+    ".log { flex: 1; overflow-y: auto; padding: 12px; }",
+    ".q { margin: 8px 0 4px auto; max-width: 85%; width: fit-content; background: #ffedd5; padding: 6px 10px; border-radius: 10px; white-space: pre-wrap; }",
+    ".a { margin: 4px 0 10px; background: #f3f4f6; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap; }",
+    ".a.none, .a.err { color: #6b7280; }",
+    ".a.err { color: #b91c1c; }",
+    ".cite { border: 0; background: none; color: #c2410c; font-weight: 600; cursor: pointer; padding: 0 1px; font-size: inherit; }",
+    ".cite[aria-expanded=true] { text-decoration: underline; }",
+    ".src { margin-top: 6px; padding: 6px 8px; border-left: 3px solid #fb923c; background: #fff; font-size: 13px; }",
+    ".meta { color: #6b7280; margin-bottom: 4px; }",
+    ".meta b { color: #1f2937; }",
+    "mark { background: #fde68a; color: inherit; }",
+    "form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid #e5e7eb; }",
+    "textarea { flex: 1; resize: none; height: 40px; padding: 8px; border: 1px solid #d1d5db; border-radius: 8px; font-size: 14px; }",
+    "form button { border: 0; border-radius: 8px; padding: 0 14px; background: #ea580c; color: #fff; cursor: pointer; }",
+    "form button:disabled { background: #fdba74; cursor: wait; }",
+  ].join("\n");
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  // The cited passage with each cited sentence in a <mark>; spans are document offsets.
+  function passageNode(c) {
+    var p = el("div");
+    var text = c.text || "";
+    var offset = c.passage_start || 0;
+    var pos = 0;
+    var spans = (c.spans && c.spans.length ? c.spans : [[c.start, c.end]]).slice().sort(function (x, y) { return x[0] - y[0]; });
+    spans.forEach(function (span) {
+      var s = Math.max(span[0] - offset, pos), e = Math.min(span[1] - offset, text.length);
+      if (s >= e) return;
+      p.appendChild(document.createTextNode(text.slice(pos, s)));
+      p.appendChild(el("mark", null, text.slice(s, e)));
+      pos = e;
+    });
+    p.appendChild(document.createTextNode(text.slice(pos)));
+    return p;
+  }
+
+  function sourceNode(c) {
+    var box = el("div", "src");
+    var meta = el("div", "meta");
+    meta.appendChild(el("b", null, "[" + c.n + "] " + (c.title || c.doc_id)));
+    [c.date, c.section, c.source].forEach(function (part) {
+      if (part) meta.appendChild(document.createTextNode(" · " + part));
+    });
+    box.appendChild(meta);
+    box.appendChild(passageNode(c));
+    return box;
+  }
+
+  // Answer text with each [n] turned into a button that toggles citation n below the answer.
+  function answerNode(data) {
+    var box = el("div", data.found ? "a" : "a none");
+    var byN = {};
+    (data.citations || []).forEach(function (c) { byN[c.n] = c; });
+    var opened = {};
+    var parts = String(data.answer || "").split(/\[(\d+)\]/);
+    parts.forEach(function (part, i) {
+      if (i % 2 === 0) { box.appendChild(document.createTextNode(part)); return; }
+      var c = byN[part];
+      if (!c) { box.appendChild(document.createTextNode("[" + part + "]")); return; }
+      var btn = el("button", "cite", "[" + part + "]");
+      btn.type = "button";
+      btn.setAttribute("aria-expanded", "false");
+      btn.addEventListener("click", function () {
+        if (opened[part]) {
+          opened[part].remove();
+          delete opened[part];
+        } else {
+          opened[part] = box.appendChild(sourceNode(c));
+        }
+        btn.setAttribute("aria-expanded", String(!!opened[part]));
+      });
+      box.appendChild(btn);
+    });
+    return box;
+  }
+
+  var host = el("div");
+  host.id = "kbqa-widget";
+  var root = host.attachShadow({ mode: "open" });
+  root.appendChild(el("style", null, CSS));
+
+  var fab = el("button", "fab", "问答");
+  fab.type = "button";
+  fab.setAttribute("aria-expanded", "false");
+  var panel = el("div", "panel");
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-label", "知识库问答");
+  var head = el("div", "head");
+  head.appendChild(el("span", null, "知识库问答"));
+  var close = el("button", null, "×");
+  close.type = "button";
+  close.setAttribute("aria-label", "关闭");
+  head.appendChild(close);
+  var log = el("div", "log");
+  var form = el("form");
+  var input = el("textarea");
+  input.placeholder = "输入问题，回车发送";
+  input.maxLength = 2000;
+  var send = el("button", null, "发送");
+  send.type = "submit";
+  form.appendChild(input);
+  form.appendChild(send);
+  panel.appendChild(head);
+  panel.appendChild(log);
+  panel.appendChild(form);
+  root.appendChild(panel);
+  root.appendChild(fab);
+
+  function toggle(open) {
+    panel.classList.toggle("open", open);
+    fab.setAttribute("aria-expanded", String(open));
+    if (open) input.focus();
+  }
+  fab.addEventListener("click", function () { toggle(!panel.classList.contains("open")); });
+  close.addEventListener("click", function () { toggle(false); });
+
+  function ask(question) {
+    log.appendChild(el("div", "q", question));
+    var pending = log.appendChild(el("div", "a none", "正在查找…"));
+    log.scrollTop = log.scrollHeight;
+    send.disabled = true;
+    fetch(ASK_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ question: question }),
+    })
+      .then(function (resp) {
+        return resp.json().then(function (data) {
+          if (!resp.ok) throw new Error(data && data.error ? data.error : "HTTP " + resp.status);
+          return data;
+        });
+      })
+      .then(function (data) { log.replaceChild(answerNode(data), pending); })
+      .catch(function (err) { log.replaceChild(el("div", "a err", "出错了：" + err.message), pending); })
+      .finally(function () {
+        send.disabled = false;
+        log.scrollTop = log.scrollHeight;
+      });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var question = input.value.trim();
+    if (!question || send.disabled) return;
+    input.value = "";
+    ask(question);
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { // isComposing: IME (拼音) confirm
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  function mount() { document.body.appendChild(host); }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+})();
