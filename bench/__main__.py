@@ -136,8 +136,7 @@ def answer_metrics(kb, questions) -> dict:
     f1 = []
     confidences_with, confidences_without = [], []
     for q in questions:
-        passages = kb.searcher.search(q.question, 40).passages
-        top = passages[:5]
+        top = kb.searcher.search(q.question, 5).passages
         bearing += any(q.answer in p.chunk.text for p in top)
         answer = answerer.answer(q.question, top)
         confidences_with.append(answer.confidence)
@@ -146,7 +145,8 @@ def answer_metrics(kb, questions) -> dict:
             f1.append(evalset.char_f1(_CITATION_MARK.sub("", answer.text), q.answer))
         else:
             f1.append(0.0)
-        without = [p for p in passages if p.chunk.doc_id not in q.gold][:5]
+        # As if the gold documents had never been ingested: they are excluded from retrieval.
+        without = kb.searcher.search(q.question, 5, exclude_docs=q.gold).passages
         refusal = answerer.answer(q.question, without)
         confidences_without.append(refusal.confidence)
         refused_without_gold += not refusal.found

@@ -19,7 +19,7 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from ingest.chunking import split_sentences
-from kbqa.lexical import query_terms
+from kbqa.lexical import coverage, key_terms
 from kbqa.retrieval import passage_from_langchain
 from kbqa.types import Answer, Citation, Passage
 
@@ -27,15 +27,18 @@ NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内�
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
 
 _MIN_SENTENCE_CHARS = 6  # headings and fragments like "具体来看。" are no answer
+_NEIGHBOUR_MIN_SCORE = 0.25  # a following sentence joins the answer only if it is on topic
 
 
 @dataclass(frozen=True)
 class _Candidate:
     passage_index: int
+    position: int  # sentence number within the passage
     start: int  # offsets into the cleaned document text
     end: int
     text: str
-    score: float
+    coverage: float  # share of the question's term weight in the sentence (context half)
+    score: float  # coverage discounted by the passage's rank
 
 
 class ExtractiveAnswerer(Runnable[dict, Answer]):
@@ -83,7 +86,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
     # --- the work ------------------------------------------------------------------------
     def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
         t0 = time.perf_counter()
-        terms = query_terms(question)
+        terms = key_terms(question)
         if not terms:
             return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0)
         weights = {t: self.idf(t) for t in terms}
@@ -93,7 +96,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         if not candidates:
             return self._refusal(question, passages, NOT_FOUND_TEXT, 0.0, t0)
         best = max(candidates, key=lambda c: c.score)
-        confidence = self.confidence(best, considered[best.passage_index], weights, total)
+        confidence = self.confidence(best, considered[best.passage_index], weights)
         if confidence < self.refusal_threshold:
             return self._refusal(question, passages, NOT_FOUND_TEXT, confidence, t0)
         chosen = self._choose(candidates, best)
@@ -114,45 +117,66 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         chunk = passage.chunk
         context = f"{chunk.title} {chunk.section}".lower()
         rank_prior = 1.0 / (1.0 + 0.15 * index)
-        for start, end in split_sentences(chunk.text):
-            text = chunk.text[start:end].strip()
+        for position, (start, end) in enumerate(split_sentences(chunk.text)):
+            raw = chunk.text[start:end]
+            text = raw.strip()
             if len(text) < _MIN_SENTENCE_CHARS:
                 continue
             lowered = text.lower()
             # Terms in the sentence count fully; terms only in the title/section count half:
             # "它们" in a sentence often stands for the subject named in the heading.
             covered = sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items())
+            begin = chunk.start + start + len(raw) - len(raw.lstrip())
             yield _Candidate(
                 passage_index=index,
-                start=chunk.start + start + (len(chunk.text[start:end]) - len(chunk.text[start:end].lstrip())),
-                end=chunk.start + start + len(chunk.text[start:end].rstrip()),
+                position=position,
+                start=begin,
+                end=begin + len(text),
                 text=text,
+                coverage=covered / total,
                 score=(covered / total) * rank_prior,
             )
 
     @staticmethod
-    def confidence(best: _Candidate, passage: Passage, weights: dict[str, float], total: float) -> float:
-        """How well the best evidence covers the question: idf-weighted share of the
-        question's content terms found in the best sentence's passage (with its title and
-        section), which is what the refusal threshold is calibrated on."""
-        chunk = passage.chunk
-        haystack = f"{chunk.title} {chunk.section} {chunk.text}".lower()
-        covered = sum(w for t, w in weights.items() if t in haystack)
-        return covered / total
+    def confidence(best: _Candidate, passage: Passage, weights: dict[str, float]) -> float:
+        """How well the evidence covers the question, 0..1: the mean of the best sentence's
+        coverage of the question's content words and its passage's (with title and section).
+
+        The sentence alone misses subjects named only in the heading; the passage alone
+        accepts a passage that mentions everything but answers nothing. The refusal
+        threshold is calibrated on this score (bench/, README "Refusals").
+        """
+        return 0.5 * best.coverage + 0.5 * coverage(weights, passage.chunk.with_context)
 
     def _choose(self, candidates: list[_Candidate], best: _Candidate) -> list[_Candidate]:
-        """The best sentence plus strong runners-up, within the sentence and length budget."""
+        """The best sentence, strong runners-up, and on-topic neighbours of what was chosen.
+
+        Neighbours matter because a definition often follows the sentence that names the
+        thing asked about ("……分“三大步、六小步”。其中,“三大步”指……").
+        """
         chosen = [best]
         length = len(best.text)
-        for cand in sorted(candidates, key=lambda c: c.score, reverse=True):
-            if len(chosen) >= self.max_sentences:
-                break
-            if cand is best or cand.score < 0.75 * best.score:
-                continue
-            if any(cand.text == c.text for c in chosen) or length + len(cand.text) > self.max_chars:
-                continue
+
+        def take(cand: _Candidate) -> bool:
+            nonlocal length
+            if len(chosen) >= self.max_sentences or length + len(cand.text) > self.max_chars:
+                return False
+            if any(cand.passage_index == c.passage_index and cand.position == c.position for c in chosen):
+                return False
+            if any(cand.text == c.text for c in chosen):
+                return False
             chosen.append(cand)
             length += len(cand.text)
+            return True
+
+        for cand in sorted(candidates, key=lambda c: c.score, reverse=True):
+            if cand.score >= 0.75 * best.score:
+                take(cand)
+        by_place = {(c.passage_index, c.position): c for c in candidates}
+        for anchor in list(chosen):
+            neighbour = by_place.get((anchor.passage_index, anchor.position + 1))
+            if neighbour is not None and neighbour.score >= _NEIGHBOUR_MIN_SCORE:
+                take(neighbour)
         return chosen
 
     @staticmethod
@@ -176,7 +200,11 @@ def _compose(chosen: list[_Candidate], passages: Sequence[Passage]) -> tuple[str
     numbers: dict[int, int] = {}
     spans: dict[int, list[tuple[int, int]]] = {}
     parts = []
-    for cand in chosen:
+    first_use = {}
+    for rank, cand in enumerate(chosen):
+        first_use.setdefault(cand.passage_index, rank)
+    # Passages in the order the answer first needs them; sentences in document order.
+    for cand in sorted(chosen, key=lambda c: (first_use[c.passage_index], c.start)):
         n = numbers.setdefault(cand.passage_index, len(numbers) + 1)
         spans.setdefault(cand.passage_index, []).append((cand.start, cand.end))
         parts.append(f"{cand.text}[{n}]")

@@ -76,21 +76,24 @@ class KnowledgeBase:
 
     # --- questions -----------------------------------------------------------------------
     def _check(self, text: str, what: str) -> str:
+        """Messages are Chinese first (the chat shows them) with the English after."""
+        label = {"question": "问题", "query": "查询"}[what]
         if not isinstance(text, str):
-            raise QuestionError(f"{what} must be a string")
+            raise QuestionError(f"{label}必须是文本（{what} must be a string）")
         text = text.strip()
         if not text:
-            raise QuestionError(f"{what} is empty")
-        if len(text) > self.settings.max_question_chars:
+            raise QuestionError(f"{label}不能为空（{what} is empty）")
+        limit = self.settings.max_question_chars
+        if len(text) > limit:
             raise QuestionError(
-                f"{what} is {len(text)} characters; the limit is {self.settings.max_question_chars}"
+                f"{label}太长：{len(text)} 个字符，上限是 {limit}（{what} is {len(text)} characters; the limit is {limit}）"
             )
         return text
 
     def _k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k
         if not 1 <= k <= 50:
-            raise QuestionError("k must be between 1 and 50")
+            raise QuestionError("k 必须在 1 到 50 之间（k must be between 1 and 50）")
         return k
 
     def search(self, query: str, k: int | None = None) -> SearchResult:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
@@ -16,9 +16,11 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
-from kbqa.lexical import LexicalIndex, query_terms
+from kbqa.lexical import LexicalIndex, coverage, key_terms, query_terms
 from kbqa.store import ChunkStore
-from kbqa.types import Chunk, Passage, SearchResult
+from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id
+
+_EXCLUSION_DEPTH = 200
 
 
 def index_text(chunk: Chunk) -> str:
@@ -39,13 +41,18 @@ class HybridSearcher:
         embedder: Embedder,
         *,
         candidate_k: int = 40,
-        rrf_k: int = 60,
+        rrf_k: int = 10,
         dense_weight: float = 1.0,
-        lexical_weight: float = 1.0,
+        lexical_weight: float = 1.5,
+        rerank_depth: int = 30,
+        coverage_weight: float = 1.0,
         refresh_seconds: float = 1.0,
     ):
-        if candidate_k < 1 or rrf_k < 1:
-            raise ValueError("candidate_k and rrf_k must be positive")
+        # Defaults measured on ../shared/eval/dev (bench/, README "Retrieval design").
+        if candidate_k < 1 or rrf_k < 1 or rerank_depth < 1:
+            raise ValueError("candidate_k, rrf_k and rerank_depth must be positive")
+        if coverage_weight < 0:
+            raise ValueError("coverage_weight must be non-negative")
         if dense_weight < 0 or lexical_weight < 0 or dense_weight + lexical_weight == 0:
             raise ValueError("leg weights must be non-negative and not both zero")
         self.store = store
@@ -54,6 +61,8 @@ class HybridSearcher:
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
+        self.rerank_depth = rerank_depth
+        self.coverage_weight = coverage_weight
         self.refresh_seconds = refresh_seconds
         self._lexical: LexicalIndex | None = None
         self._lexical_revision: str | None = None
@@ -83,23 +92,30 @@ class HybridSearcher:
         with self._lock:
             self._checked_at = 0.0
 
-    def search(self, query: str, k: int) -> SearchResult:
+    def search(self, query: str, k: int, *, exclude_docs: Collection[str] = ()) -> SearchResult:
+        """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         terms = query_terms(query)
         lexical = self.lexical_index()
         t1 = time.perf_counter()
-        lexical_hits = lexical.search(terms, self.candidate_k) if self.lexical_weight else []
+        lexical_hits: list[tuple[str, float]] = []
+        if self.lexical_weight:
+            # Excluded documents may own many of the best chunks: look deeper, then drop them.
+            depth = self.candidate_k + (_EXCLUSION_DEPTH if exclude_docs else 0)
+            lexical_hits = [
+                hit for hit in lexical.search(terms, depth) if chunk_doc_id(hit[0]) not in exclude_docs
+            ][: self.candidate_k]
         t2 = time.perf_counter()
         dense_hits: list[tuple[Chunk, float]] = []
         if self.dense_weight:
             vector = self.embedder.embed_queries([query])[0]
             t3 = time.perf_counter()
-            dense_hits = self.store.query(vector, self.candidate_k)
+            dense_hits = self.store.query(vector, self.candidate_k, exclude_docs=exclude_docs)
             timings["embed_ms"] = (t3 - t2) * 1000
             timings["dense_ms"] = (time.perf_counter() - t3) * 1000
         t4 = time.perf_counter()
-        passages = self._fuse(dense_hits, lexical_hits, k)
+        passages = self._fuse(dense_hits, lexical_hits, lexical.term_weights(key_terms(query)), k)
         timings["lexical_ms"] = (t2 - t0) * 1000
         timings["lexical_sync_ms"] = (t1 - t0) * 1000
         timings["fuse_ms"] = (time.perf_counter() - t4) * 1000
@@ -107,8 +123,19 @@ class HybridSearcher:
         return SearchResult(query=query, passages=tuple(passages), timings_ms=timings)
 
     def _fuse(
-        self, dense_hits: Sequence[tuple[Chunk, float]], lexical_hits: Sequence[tuple[str, float]], k: int
+        self,
+        dense_hits: Sequence[tuple[Chunk, float]],
+        lexical_hits: Sequence[tuple[str, float]],
+        weights: dict[str, float],
+        k: int,
     ) -> list[Passage]:
+        """Reciprocal rank fusion of the two legs, then a rerank of the head by term coverage.
+
+        RRF alone can't tell two policy documents on the same topic apart; whether the
+        passage (with its title and section) holds the question's rarer terms — the city, the
+        agency, the program — usually can. The fused score is scaled to the best candidate's
+        so the coverage weight means the same for every question.
+        """
         fused: dict[str, float] = {}
         dense_scores: dict[str, float] = {}
         lexical_scores: dict[str, float] = {}
@@ -121,18 +148,24 @@ class HybridSearcher:
         for rank, (cid, score) in enumerate(lexical_hits):
             lexical_scores[cid] = score
             fused[cid] = fused.get(cid, 0.0) + self.lexical_weight / (self.rrf_k + rank + 1)
-        best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
-        missing = [cid for cid in best if cid not in chunks]
-        chunks.update(self.store.get_chunks(missing))
+        head = sorted(fused, key=fused.__getitem__, reverse=True)[: max(k, self.rerank_depth)]
+        chunks.update(self.store.get_chunks([cid for cid in head if cid not in chunks]))
+        head = [cid for cid in head if cid in chunks]  # a chunk deleted since the BM25 rebuild
+        if not head:
+            return []
+        top = fused[head[0]]
+        covered = {cid: coverage(weights, chunks[cid].with_context) for cid in head}
+        score = {cid: fused[cid] / top + self.coverage_weight * covered[cid] for cid in head}
+        best = sorted(head, key=score.__getitem__, reverse=True)[:k]
         return [
             Passage(
                 chunk=chunks[cid],
-                score=fused[cid],
+                score=score[cid],
                 dense_score=dense_scores.get(cid),
                 lexical_score=lexical_scores.get(cid),
+                coverage=covered[cid],
             )
             for cid in best
-            if cid in chunks  # a chunk deleted between the BM25 rebuild and now is skipped
         ]
 
 
@@ -141,6 +174,7 @@ def passage_to_langchain(passage: Passage) -> LCDocument:
         "ordinal": passage.chunk.ordinal,
         "dense_score": passage.dense_score,
         "lexical_score": passage.lexical_score,
+        "coverage": passage.coverage,
     })
 
 
@@ -162,6 +196,7 @@ def passage_from_langchain(doc: LCDocument) -> Passage:
         score=float(meta.get("score", 0.0)),
         dense_score=meta.get("dense_score"),
         lexical_score=meta.get("lexical_score"),
+        coverage=meta.get("coverage"),
     )
 
 

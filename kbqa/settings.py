@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # --- retrieval / answering ---
     top_k: int = Field(5, ge=1, le=50)
     candidate_k: int = Field(40, ge=1, le=500, description="candidates per leg before fusion")
-    refusal_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    refusal_threshold: float = Field(0.8, ge=0.0, le=1.0, description="minimum evidence coverage to answer (calibrated on the dev set)")
 
     # --- web ---
     host: str = "127.0.0.1"
@@ -60,3 +60,29 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
+
+    # --- security (see SECURITY.md) ---
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="sustained requests a minute per client IP on the query endpoints; 0 disables"
+    )
+    rate_limit_burst: int = Field(30, ge=0, description="requests a client may make at once (token bucket size); 0 disables")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (JSON list in KB_TRUSTED_PROXIES)",
+    )
+    max_body_bytes: int = Field(65536, ge=1, description="largest request body accepted (413 beyond)")
+    allow_private_urls: bool = Field(
+        False, description="let URL ingestion reach loopback/private/link-local addresses (SSRF guard off)"
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, proxies: list[str]) -> list[str]:
+        import ipaddress
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+        return [proxy.strip() for proxy in proxies]

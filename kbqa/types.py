@@ -21,6 +21,11 @@ def content_hash(*parts: str) -> str:
     return digest.hexdigest()
 
 
+def chunk_doc_id(chunk_id: str) -> str:
+    """The document id inside a chunk id (``doc_id#ordinal``; doc ids may contain '#')."""
+    return chunk_id.rsplit("#", 1)[0]
+
+
 @dataclass(frozen=True)
 class Document:
     """A cleaned source document. ``text`` is what every offset refers to."""
@@ -51,6 +56,12 @@ class Chunk:
     source: str = ""
 
     @property
+    def with_context(self) -> str:
+        """Title, section and text: what a passage is judged on (a sentence deep in a policy
+        often leaves the city or program it concerns to the title)."""
+        return f"{self.title} {self.section} {self.text}"
+
+    @property
     def chunk_id(self) -> str:
         return f"{self.doc_id}#{self.ordinal}"
 
@@ -68,6 +79,7 @@ class Passage:
     score: float  # fused score used for ranking (higher is better)
     dense_score: float | None = None  # cosine similarity, when the dense leg found it
     lexical_score: float | None = None  # BM25 score, when the lexical leg found it
+    coverage: float | None = None  # idf-weighted share of the question's terms in the passage
 
     def to_dict(self) -> dict:
         c = self.chunk
