@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -21,6 +22,7 @@ from kbqa.store import ChunkStore
 from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id
 
 _EXCLUSION_DEPTH = 200
+log = logging.getLogger(__name__)
 
 
 def index_text(chunk: Chunk) -> str:
@@ -67,30 +69,58 @@ class HybridSearcher:
         self._lexical: LexicalIndex | None = None
         self._lexical_revision: str | None = None
         self._checked_at = 0.0
+        self._rebuilding = False
+        self._rebuild_now = False
         self._lock = threading.Lock()
 
     def lexical_index(self) -> LexicalIndex:
-        """The BM25 index, rebuilt from the store whenever another writer changed it.
+        """The BM25 index for the store's current content.
 
-        The store's revision is checked at most once per ``refresh_seconds`` so queries
-        don't pay a round trip to a Chroma server each time.
+        The store's revision is checked at most once per ``refresh_seconds`` (a round trip to
+        a Chroma server). When another writer changed it, the index is rebuilt in a background
+        thread while queries keep using the previous one: a large store takes seconds to
+        rebuild, and a long ingest elsewhere changes the revision every batch. The first build,
+        and the first after this process's own write (``invalidate``), happen in the caller.
         """
-        now = time.monotonic()
         with self._lock:
-            if self._lexical is not None and now - self._checked_at < self.refresh_seconds:
+            now = time.monotonic()
+            if self._lexical is not None and (self._rebuilding or now - self._checked_at < self.refresh_seconds):
                 return self._lexical
-            revision = self.store.revision()
             self._checked_at = now
-            if self._lexical is None or revision != self._lexical_revision:
-                rows = ((cid, tokens.split()) for cid, tokens in self.store.iter_lexical_rows())
-                self._lexical = LexicalIndex(rows)
-                self._lexical_revision = revision
-            return self._lexical
+            revision = self.store.revision()
+            if self._lexical is not None and revision == self._lexical_revision:
+                return self._lexical
+            if self._lexical is None or self._rebuild_now:
+                self._install(self._build(), revision)
+                return self._lexical
+            self._rebuilding = True
+        threading.Thread(target=self._rebuild_in_background, args=(revision,), daemon=True).start()
+        return self._lexical
+
+    def _build(self) -> LexicalIndex:
+        # Rows are read after the revision: a write landing meanwhile makes the next check
+        # see a newer revision and rebuild again, never the reverse.
+        return LexicalIndex((cid, tokens.split()) for cid, tokens in self.store.iter_lexical_rows())
+
+    def _install(self, index: LexicalIndex, revision: str) -> None:
+        self._lexical, self._lexical_revision, self._rebuild_now = index, revision, False
+
+    def _rebuild_in_background(self, revision: str) -> None:
+        try:
+            index = self._build()
+            with self._lock:
+                self._install(index, revision)
+        except Exception:  # the old index keeps serving; the next check retries
+            log.exception("rebuilding the BM25 index failed")
+        finally:
+            with self._lock:
+                self._rebuilding = False
 
     def invalidate(self) -> None:
-        """Force the next query to re-check the store (called after this process writes)."""
+        """Make the next query rebuild in the caller (called after this process writes)."""
         with self._lock:
             self._checked_at = 0.0
+            self._rebuild_now = True
 
     def search(self, query: str, k: int, *, exclude_docs: Collection[str] = ()) -> SearchResult:
         """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely."""

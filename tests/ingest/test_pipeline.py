@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,12 +74,19 @@ def test_server_mode_by_configuration_alone(make_settings, embedder, chroma_serv
     answer = reader.ask("锦州的“三个开放”是什么？")
     assert answer.found and "开放数据资源" in answer.text
 
-    # A document the writer adds reaches the reader's BM25 leg without a restart.
+    # A document the writer adds reaches the reader's BM25 leg without a restart: the reader
+    # notices the new revision and rebuilds in the background, serving the old index meanwhile.
     note = tmp_path / "note.txt"
     note.write_text("锦州烧烤节定于每年八月举办，吸引大量游客。", encoding="utf-8")
     writer.ingest([str(note)])
-    hits = reader.searcher.lexical_index().search(query_terms("烧烤节"), 3)
-    assert hits and hits[0][0].startswith("note.txt#")
+    deadline = time.monotonic() + 20
+    def note_found() -> bool:
+        hits = reader.searcher.lexical_index().search(query_terms("锦州烧烤节"), 3)
+        return bool(hits) and hits[0][0].startswith("note.txt#")
+
+    while not note_found():
+        assert time.monotonic() < deadline, "the reader never saw the writer's document"
+        time.sleep(0.1)
 
 
 def test_cli_ingest_list_and_failures(tmp_path):
