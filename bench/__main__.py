@@ -36,7 +36,7 @@ _CITATION_MARK = re.compile(r"\[\d+\]")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a small subset (CI keeps the suite working)")
+    p.add_argument("--quick", action="store_true", help="10 questions over their gold docs + 20 others (CI keeps the bench working)")
     p.add_argument("--questions", type=int, help="use only the first N questions")
     p.add_argument("--embedder", default="e5-small")
     p.add_argument("--chunk-size", type=int, default=None)
@@ -71,17 +71,20 @@ def run_ingest(corpus_path: Path, settings_args: list[str]) -> dict:
     return {"summary": summary, "wall_seconds": seconds, "chunks_embedded": embedded, "chunks_written": written}
 
 
-def rank_ours(kb, questions, *, dense_weight: float, lexical_weight: float) -> list[list[str]]:
+def rank_ours(kb, questions, **overrides: float) -> list[list[str]]:
+    """Doc rankings from our searcher, with some of its weights overridden (ablations)."""
     searcher = kb.searcher
-    old = searcher.dense_weight, searcher.lexical_weight
-    searcher.dense_weight, searcher.lexical_weight = dense_weight, lexical_weight
+    saved = {name: getattr(searcher, name) for name in overrides}
+    for name, value in overrides.items():
+        setattr(searcher, name, value)
     try:
         return [
             evalset.unique_in_order(p.chunk.doc_id for p in searcher.search(q.question, 40).passages)
             for q in questions
         ]
     finally:
-        searcher.dense_weight, searcher.lexical_weight = old
+        for name, value in saved.items():
+            setattr(searcher, name, value)
 
 
 def rank_bm25_docs(corpus: list[dict], questions) -> list[list[str]]:
@@ -190,7 +193,7 @@ def running_app(settings_args: list[str]):
                 time.sleep(0.3)
             if proc.poll() is not None:
                 raise SystemExit(f"app exited: {proc.stderr.read().decode()[-2000:]}")
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -226,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     from kbqa.knowledge_base import KnowledgeBase
     from kbqa.settings import Settings
 
-    limit = 20 if args.quick else args.questions
+    limit = 10 if args.quick else args.questions
     questions = evalset.load_questions(limit)
-    corpus = subset_corpus(questions, distractors=40) if limit else evalset.load_corpus()
+    corpus = subset_corpus(questions, distractors=2 * limit) if limit else evalset.load_corpus()
     defaults = Settings()
     chunk_size = args.chunk_size or defaults.chunk_size
     overlap = defaults.chunk_overlap if args.chunk_overlap is None else args.chunk_overlap
@@ -263,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     kb = KnowledgeBase(Settings(store=workdir / "chroma", embedder=args.embedder, chunk_size=chunk_size,
                                 chunk_overlap=overlap))
     systems = {
-        "hybrid (ours)": rank_ours(kb, questions, dense_weight=1.0, lexical_weight=1.0),
-        "dense only (our chunks)": rank_ours(kb, questions, dense_weight=1.0, lexical_weight=0.0),
-        "bm25 only (our chunks)": rank_ours(kb, questions, dense_weight=0.0, lexical_weight=1.0),
+        "ours: hybrid + coverage rerank": rank_ours(kb, questions),
+        "ablation: hybrid RRF, no rerank": rank_ours(kb, questions, coverage_weight=0.0),
+        "ablation: dense leg only, no rerank": rank_ours(kb, questions, lexical_weight=0.0, coverage_weight=0.0),
+        "ablation: BM25 leg only, no rerank": rank_ours(kb, questions, dense_weight=0.0, coverage_weight=0.0),
         "baseline: BM25-jieba whole docs": rank_bm25_docs(corpus, questions),
     }
     if not args.skip_langchain:
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "confidences.json").write_text(json.dumps(
         {k: v for k, v in answers.items() if k.startswith("confidence")}))
     if not args.skip_latency:
-        with running_app(store_args) as base:
+        with running_app(store_args) as (base, _):
             results["latency"] = http_latency(base, questions, args.latency_queries)
     write_results(results, args.out)
     print(args.out.with_suffix(".md").read_text(encoding="utf-8"))
