@@ -1,7 +1,10 @@
 """``python -m ingest``: ingest files, folders, .jsonl corpora and URLs into the knowledge base.
 
 Exit status: 0 when everything ingested (or was unchanged), 1 when some inputs failed (they
-are listed; the rest was still ingested), 2 on bad arguments or an unusable store.
+are listed; the rest was still ingested), 2 on bad arguments or an unusable store (e.g. one
+that needs ``--reindex``), 3 when another ingest holds the store's lock, 4 when the Chroma
+server can't be reached or goes away mid-ingest. An ingest that is killed or fails midway
+leaves a store that the same command, run again, completes (finished documents are skipped).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 # Set before any model library is imported: nothing may call out to a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,6 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
     parser.add_argument("--list", action="store_true", help="list the documents in the knowledge base")
     parser.add_argument("--remove", nargs="+", metavar="DOC_ID", help="remove these documents")
+    parser.add_argument(
+        "--reindex", action="store_true",
+        help="drop this embedder's collections and rebuild them from the documents' sources "
+             "(and any inputs given); needed when the store was written with an older schema",
+    )
+    parser.add_argument(
+        "--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+        help="wait this long for another ingest into the same store to finish (default 0: fail at once)",
+    )
+    parser.add_argument(
+        "--write-batch", type=int, default=256, metavar="CHUNKS",
+        help="chunks embedded and written per batch; a killed ingest redoes at most one batch (default 256)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -44,11 +62,25 @@ def settings_from_args(args: argparse.Namespace):
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-def main(argv: list[str] | None = None) -> int:
+def _print_report(report) -> None:
+    for origin, reason in report.failed:
+        print(f"failed: {origin}: {reason}", file=sys.stderr)
+    print(
+        f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
+        f"removed {len(report.removed)}, failed {len(report.failed)} documents; "
+        f"{report.chunks_written} chunks written ({report.chunks_embedded} embedded) "
+        f"in {report.seconds:.1f} s"
+    )
+
+
+def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, Any]], None] | None = None) -> int:
+    """Run the CLI; ``on_event`` also receives the pipeline's events (see ingest.pipeline)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.inputs or args.list or args.remove):
-        parser.error("give inputs to ingest, --list or --remove")
+    if not (args.inputs or args.list or args.remove or args.reindex):
+        parser.error("give inputs to ingest, --list, --remove or --reindex")
+    if args.lock_timeout < 0 or args.write_batch < 1:
+        parser.error("--lock-timeout must be >= 0 and --write-batch >= 1")
     from pydantic import ValidationError
 
     try:
@@ -56,28 +88,89 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         parser.error(str(exc))
 
+    import httpx
+
+    from kbqa.store import IngestLockError, SchemaVersionError, StoreUnavailableError
+
+    def events(name: str, info: dict[str, Any]) -> None:
+        if name == "lock_waiting":
+            holder = f" ({info['holder']})" if info["holder"] else ""
+            print(f"waiting up to {info['timeout']:g} s for another ingest{holder} to finish", file=sys.stderr)
+        if on_event is not None:
+            on_event(name, info)
+
+    try:
+        return _run(args, settings, events)
+    except IngestLockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except StoreUnavailableError as exc:
+        print(f"error: {exc}; start it (or fix --chroma-url) and run the same command again", file=sys.stderr)
+        return 4
+    except httpx.TransportError as exc:
+        print(
+            f"error: lost the Chroma server at {settings.chroma_url} mid-ingest ({type(exc).__name__}: {exc}). "
+            "What was written is consistent: restart the server and run the same command again "
+            "(finished documents are skipped).",
+            file=sys.stderr,
+        )
+        return 4
+    except SchemaVersionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.found < exc.expected:
+            print(f"with your settings: {_reindex_command(settings)}", file=sys.stderr)
+        return 2
+
+
+def _reindex_command(settings) -> str:
+    import shlex
+
+    where = ["--chroma-url", settings.chroma_url] if settings.chroma_url else ["--store", str(settings.store)]
+    words = ["python", "-m", "ingest", "--reindex", *where, "--embedder", settings.embedder,
+             "--chunk-size", str(settings.chunk_size), "--chunk-overlap", str(settings.chunk_overlap)]
+    env = "" if settings.collection == "kb" else f"KB_COLLECTION={shlex.quote(settings.collection)} "
+    return env + shlex.join(words)
+
+
+def _run(args: argparse.Namespace, settings, events) -> int:
+    from ingest.pipeline import IngestPipeline, reindex
     from kbqa.knowledge_base import KnowledgeBase
 
-    kb = KnowledgeBase(settings)
+    progress = not args.no_progress and sys.stderr.isatty()
+    options = {
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "write_batch_chunks": args.write_batch,
+        "lock_timeout": args.lock_timeout,
+        "on_event": events,
+    }
+    report = None
+    if args.reindex:
+        from kbqa.embeddings import make_embedder
+        from kbqa.store import connect
+
+        embedder = make_embedder(settings)
+        client = connect(None if settings.chroma_url else settings.store, settings.chroma_url)
+        report = reindex(client, embedder, collection_prefix=settings.collection, inputs=args.inputs,
+                         progress=progress, **options)
+        _print_report(report)
+        kb = KnowledgeBase(settings, embedder=embedder)
+    else:
+        kb = KnowledgeBase(settings)
+    pipeline = IngestPipeline(kb.store, kb.embedder, **options)
     if args.remove:
-        kb.store.delete_documents(args.remove)
+        pipeline.remove(args.remove)
         print(f"removed {len(args.remove)} document(s)")
-    if args.inputs:
-        report = kb.ingest(args.inputs, prune=args.prune, progress=not args.no_progress and sys.stderr.isatty())
-        for origin, reason in report.failed:
-            print(f"failed: {origin}: {reason}", file=sys.stderr)
-        print(
-            f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
-            f"removed {len(report.removed)}, failed {len(report.failed)} documents; "
-            f"{report.chunks_written} chunks written ({report.chunks_embedded} embedded) "
-            f"in {report.seconds:.1f} s"
-        )
+    if args.inputs and not args.reindex:
+        report = pipeline.run(args.inputs, prune=args.prune, progress=progress)
+        _print_report(report)
     if args.list:
         for record in kb.documents():
-            print(f"{record.doc_id}\t{record.chunk_count} chunks\t{record.date or '-'}\t{record.title}")
+            state = "" if record.state == "ok" else f"\t({record.state}: re-run the ingest to finish)"
+            print(f"{record.doc_id}\t{record.chunk_count} chunks\t{record.date or '-'}\t{record.title}{state}")
         stats = kb.stats()
         print(f"{stats['documents']} documents, {stats['chunks']} chunks in {stats['store']} ({stats['embedder']})")
-    return 1 if args.inputs and report.failed else 0
+    return 1 if report is not None and report.failed else 0
 
 
 if __name__ == "__main__":

@@ -3,15 +3,37 @@
 Like simonw/llm's embedding store, work is keyed by content hashes: a document whose hash
 (over its cleaned text, metadata and the chunking settings) matches the manifest is skipped,
 and inside a changed document every chunk whose own hash is unchanged keeps its old vector.
+
+Reliability. A run holds the store's ingest lock (``kbqa.store.ingest_lock``) from start to
+end, so two ingests into one store take turns. It writes in batches of about
+``write_batch_chunks`` chunks through ``ChunkStore.write_documents``, whose step order leaves
+every interruption repairable, and it first finishes whatever an interrupted run left behind:
+removals marked ``deleting`` are completed; documents marked ``writing`` are redone like
+changed ones (keeping the vectors already stored) or, when this run covers their source but
+no longer gets them from it, removed. So an ingest killed at any point and run again leaves
+exactly the store an uninterrupted run leaves, re-embedding only what wasn't finished.
+
+Events. ``on_event(name, info)`` is called as the run goes, for progress reporting, logging
+and (in the tests) killing the process at a precise point:
+
+    lock_waiting        {"holder": str | None, "timeout": s}   another ingest holds the lock
+    lock_acquired       {"store": str}
+    document_parsed     {"doc_id", "origin", "chunks", "status": new|changed|unchanged|failed}
+    batch_embedded      {"doc_ids", "chunks", "embedded"}
+    manifest_pending, chunks_written, stale_deleted, manifest_written    {"doc_ids", "chunks"}
+    removal_marked, chunks_deleted, documents_removed                     {"doc_ids"}
+
+The last two rows are the steps of ``ChunkStore.write_documents`` / ``delete_documents``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
@@ -19,7 +41,18 @@ from ingest.loaders import LoadFailure, iter_documents
 from kbqa.embeddings import Embedder
 from kbqa.lexical import tokenize
 from kbqa.retrieval import index_text
-from kbqa.store import ChunkStore, DocRecord, IndexedChunk
+from kbqa.store import (
+    STATE_DELETING,
+    STATE_OK,
+    STATE_WRITING,
+    ChunkStore,
+    DocRecord,
+    IndexedChunk,
+    IngestLock,
+    begin_reindex,
+    end_reindex,
+    ingest_lock,
+)
 from kbqa.types import Chunk, IngestReport, content_hash
 
 log = logging.getLogger(__name__)
@@ -27,12 +60,42 @@ log = logging.getLogger(__name__)
 # Bump when chunking or index_text changes meaning, so every document is re-indexed.
 PIPELINE_VERSION = "1"
 
+EventHook = Callable[[str, dict[str, Any]], None]
+
 
 @dataclass
 class _Pending:
     record: DocRecord
     chunks: list[Chunk]
     is_update: bool
+
+
+def _is_url(value: str) -> bool:
+    return value.strip().lower().startswith(("http://", "https://"))
+
+
+def _covers(inputs: Sequence[str], origin: str) -> bool:
+    """Whether a run over ``inputs`` would read ``origin`` (the file, a folder above it, the URL)."""
+    if _is_url(origin):
+        return origin in {i.strip() for i in inputs if _is_url(i)}
+    path = Path(origin)
+    for item in inputs:
+        if _is_url(item):
+            continue
+        given = Path(item).expanduser()
+        # Loaders record absolute (unresolved) paths; compare resolved too, for symlinked roots.
+        for root, target in ((given.absolute(), path), (given.resolve(), path.resolve())):
+            if target == root or root in target.parents:
+                return True
+    return False
+
+
+def _acquire(lock: IngestLock, timeout: float, emit: EventHook) -> None:
+    def waiting(holder) -> None:
+        emit("lock_waiting", {"holder": holder.describe() if holder else None, "timeout": timeout})
+
+    lock.acquire(timeout, on_wait=waiting)
+    emit("lock_acquired", {"store": lock.location})
 
 
 class IngestPipeline:
@@ -45,27 +108,80 @@ class IngestPipeline:
         chunk_overlap: int = 0,
         write_batch_chunks: int = 256,
         max_bytes: int = 20_000_000,
+        lock_timeout: float = 0.0,
+        on_event: EventHook | None = None,
     ):
         if chunk_overlap >= chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         if write_batch_chunks < 1:
             raise ValueError("write_batch_chunks must be positive")
+        if lock_timeout < 0:
+            raise ValueError("lock_timeout must be non-negative")
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.write_batch_chunks = write_batch_chunks
         self.max_bytes = max_bytes
+        self.lock_timeout = lock_timeout
+        self.on_event = on_event
+        self._lock: IngestLock | None = None  # held while a run writes
+
+    def _emit(self, event: str, info: dict[str, Any]) -> None:
+        log.debug("%s %s", event, info)
+        if self.on_event is not None:
+            self.on_event(event, info)
 
     def run(self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False) -> IngestReport:
         t0 = time.perf_counter()
+        lock = self.store.ingest_lock()
+        _acquire(lock, self.lock_timeout, self._emit)
+        self._lock = lock
+        try:
+            report = self._run(inputs, prune=prune, progress=progress)
+        finally:
+            self._lock = None
+            lock.release()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def remove(self, doc_ids: Sequence[str]) -> IngestReport:
+        """Remove documents (and their chunks) under the ingest lock."""
+        report = IngestReport()
+        lock = self.store.ingest_lock()
+        _acquire(lock, self.lock_timeout, self._emit)
+        self._lock = lock
+        try:
+            self._remove(list(dict.fromkeys(doc_ids)), report)
+        finally:
+            self._lock = None
+            lock.release()
+        return report
+
+    def _run(self, inputs: Sequence[str], *, prune: bool, progress: bool) -> IngestReport:
         report = IngestReport()
         known = self.store.doc_records()
+        # A removal was decided before the crash: finish it first, so the document can't pass
+        # for unchanged below (its chunks may already be gone) and is re-added if still wanted.
+        interrupted = sorted(doc_id for doc_id, r in known.items() if r.state == STATE_DELETING)
+        if interrupted:
+            log.info("finishing %d interrupted removal(s)", len(interrupted))
+            self._remove(interrupted, report)
+            known = {doc_id: r for doc_id, r in known.items() if r.state != STATE_DELETING}
         pending, yielded = self._collect(inputs, known, report)
         self._index(pending, report, progress)
+        rewritten = {p.record.doc_id for p in pending}
+        # Half-written by an interrupted run, and this run, which reads their source, could not
+        # produce them again (gone, or no longer parses): neither old nor new version survives
+        # in full, so keeping them would serve a mix.
+        doomed = [
+            doc_id
+            for doc_id, r in known.items()
+            if r.state == STATE_WRITING and doc_id not in rewritten and _covers(inputs, r.origin)
+        ]
         if prune:
-            self._prune(inputs, known, yielded, report)
-        report.seconds = time.perf_counter() - t0
+            doomed += [d for d in self._pruned(inputs, known, yielded) if d not in doomed]
+        self._remove(sorted(doomed), report)
         return report
 
     def _collect(
@@ -76,22 +192,30 @@ class IngestPipeline:
         pending: list[_Pending] = []
         seen: set[str] = set()
         yielded: dict[str, set[str]] = {}
+
+        def parsed(doc_id: str | None, origin: str, chunks: int, status: str) -> None:
+            self._emit("document_parsed", {"doc_id": doc_id, "origin": origin, "chunks": chunks, "status": status})
+
         for item in iter_documents(inputs, max_bytes=self.max_bytes):
             if isinstance(item, LoadFailure):
                 report.failed.append((item.origin, item.reason))
+                parsed(None, item.origin, 0, "failed")
                 continue
             yielded.setdefault(item.origin, set()).add(item.doc_id)
             if item.doc_id in seen:
                 report.failed.append((item.origin, f"duplicate document id {item.doc_id!r} in this run"))
+                parsed(item.doc_id, item.origin, 0, "failed")
                 continue
             seen.add(item.doc_id)
             doc = clean_document(item)
             if doc is None:
                 report.failed.append((item.origin, "no content left after removing site chrome"))
+                parsed(item.doc_id, item.origin, 0, "failed")
                 continue
             chunks = chunk_document(doc, chunk_size=self.chunk_size, overlap=self.chunk_overlap)
             if not chunks:
                 report.failed.append((item.origin, "no text to index"))
+                parsed(item.doc_id, item.origin, 0, "failed")
                 continue
             record = DocRecord(
                 doc_id=doc.doc_id,
@@ -103,10 +227,12 @@ class IngestPipeline:
                 chunk_count=len(chunks),
             )
             old = known.get(doc.doc_id)
-            if old is not None and old.content_hash == record.content_hash:
+            if old is not None and old.content_hash == record.content_hash and old.state == STATE_OK:
                 report.unchanged.append(doc.doc_id)
+                parsed(doc.doc_id, item.origin, len(chunks), "unchanged")
                 continue
             pending.append(_Pending(record, chunks, is_update=old is not None))
+            parsed(doc.doc_id, item.origin, len(chunks), "changed" if old is not None else "new")
         return pending, yielded
 
     def _index(self, pending: list[_Pending], report: IngestReport, progress: bool) -> None:
@@ -131,7 +257,14 @@ class IngestPipeline:
             if bar is not None:
                 bar.close()
 
+    def _check_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
+
     def _write(self, batch: list[_Pending], report: IngestReport, bar) -> None:
+        self._check_lock()
+        # A "writing" entry (an interrupted run) counts as an update: the vectors it already
+        # stored are reused, so a rerun re-embeds only what the crash cut off.
         reusable = self.store.vectors_by_text_hash([p.record.doc_id for p in batch if p.is_update])
         chunks = [c for p in batch for c in p.chunks]
         texts = [index_text(c) for c in chunks]
@@ -141,11 +274,14 @@ class IngestPipeline:
             for i, vector in zip(to_embed, self.embedder.embed_passages([texts[i] for i in to_embed])):
                 vectors[i] = vector
         items = [IndexedChunk(chunk=c, vector=v, tokens=tokenize(t)) for c, v, t in zip(chunks, vectors, texts)]
+        info = {"doc_ids": [p.record.doc_id for p in batch], "chunks": len(chunks)}
+        self._emit("batch_embedded", info | {"embedded": len(to_embed)})
         items_by_doc = []
         for p in batch:
             items_by_doc.append((p.record, items[: len(p.chunks)]))
             items = items[len(p.chunks) :]
-        self.store.write_documents(items_by_doc)
+        self._check_lock()
+        self.store.write_documents(items_by_doc, on_step=lambda step: self._emit(step, info))
         for p in batch:
             (report.updated if p.is_update else report.added).append(p.record.doc_id)
         report.chunks_written += len(chunks)
@@ -153,21 +289,92 @@ class IngestPipeline:
         if bar is not None:
             bar.update(len(chunks))
 
-    def _prune(
-        self, inputs: Sequence[str], known: dict[str, DocRecord], yielded: dict[str, set[str]], report: IngestReport
-    ) -> None:
-        """Remove documents whose file is gone, or whose file no longer yields them."""
-        roots = [Path(i).resolve() for i in inputs if not i.startswith(("http://", "https://"))]
+    def _remove(self, doc_ids: list[str], report: IngestReport) -> None:
+        if not doc_ids:
+            return
+        self._check_lock()
+        self.store.delete_documents(doc_ids, on_step=lambda step: self._emit(step, {"doc_ids": doc_ids}))
+        report.removed.extend(d for d in doc_ids if d not in report.removed)
+
+    @staticmethod
+    def _pruned(inputs: Sequence[str], known: dict[str, DocRecord], yielded: dict[str, set[str]]) -> list[str]:
+        """Documents whose file is gone, or whose file no longer yields them."""
         doomed = []
         for doc_id, record in known.items():
             origin = record.origin
-            if origin.startswith(("http://", "https://")):
+            if _is_url(origin) or not _covers(inputs, origin):
                 continue
-            path = Path(origin)
-            under_inputs = any(path == r or r in path.parents for r in roots)
-            if not under_inputs:
-                continue
-            if not path.exists() or (origin in yielded and doc_id not in yielded[origin]):
+            if not Path(origin).exists() or (origin in yielded and doc_id not in yielded[origin]):
                 doomed.append(doc_id)
-        self.store.delete_documents(doomed)
-        report.removed.extend(doomed)
+        return doomed
+
+
+def source_inputs(records: Iterable[DocRecord]) -> list[str]:
+    """Inputs that yield these documents under the same ids again: URLs and .jsonl corpora as
+    they are, a file by itself when its id is its name, else the folder its id is relative to
+    (which also picks up files added to that folder since)."""
+    folders: set[str] = set()
+    files: set[str] = set()
+    for r in records:
+        origin = r.origin
+        if not origin:
+            continue
+        if _is_url(origin) or origin.lower().endswith((".jsonl", ".jsonl.gz")) or Path(origin).name == r.doc_id:
+            files.add(origin)
+        elif origin.endswith("/" + r.doc_id):
+            folders.add(origin[: -len(r.doc_id) - 1])
+        else:
+            files.add(origin)
+    roots = [Path(f) for f in folders]
+
+    def read_by_a_folder(item: str) -> bool:
+        # The same document twice in one run is an error; a folder reads corpora at any depth
+        # and plain files right inside it under the same id.
+        path = Path(item)
+        if item.lower().endswith((".jsonl", ".jsonl.gz")):
+            return any(root in path.parents for root in roots)
+        return path.parent in roots
+
+    files = {f for f in files if _is_url(f) or not read_by_a_folder(f)}
+    return sorted(folders) + sorted(files)
+
+
+def reindex(
+    client,
+    embedder: Embedder,
+    *,
+    collection_prefix: str,
+    inputs: Sequence[str] = (),
+    lock_timeout: float = 0.0,
+    on_event: EventHook | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> IngestReport:
+    """Drop this embedder's collections and rebuild them, at the current schema, from the
+    documents' sources (``source_inputs`` of the old manifest) plus ``inputs``.
+
+    Interrupted, it is resumed by running it again: the old manifest survives until the end
+    (``kbqa.store.begin_reindex``). ``options`` go to ``IngestPipeline``.
+    """
+    t0 = time.perf_counter()
+
+    def emit(event: str, info: dict[str, Any]) -> None:
+        log.debug("%s %s", event, info)
+        if on_event is not None:
+            on_event(event, info)
+
+    lock = ingest_lock(client, collection_prefix=collection_prefix, embedder_name=embedder.name)
+    _acquire(lock, lock_timeout, emit)
+    try:
+        planned = begin_reindex(client, collection_prefix=collection_prefix, embedder_name=embedder.name)
+        store = ChunkStore(client, collection_prefix=collection_prefix, embedder_name=embedder.name, dim=embedder.dim)
+        pipeline = IngestPipeline(store, embedder, lock_timeout=lock_timeout, on_event=on_event, **options)
+        pipeline._lock = lock
+        sources = list(dict.fromkeys([*inputs, *source_inputs(planned)]))
+        log.info("reindexing %d documents from %s", len(planned), sources)
+        report = pipeline._run(sources, prune=False, progress=progress)
+        end_reindex(client, collection_prefix=collection_prefix, embedder_name=embedder.name)
+    finally:
+        lock.release()
+    report.seconds = time.perf_counter() - t0
+    return report
