@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace, settings, events) -> int:
         report = pipeline.run(args.inputs, prune=args.prune, progress=progress)
         _print_report(report)
     if args.list:
-        for record in kb.documents():
+        for record in kb.documents(complete_only=False):
             state = "" if record.state == "ok" else f"\t({record.state}: re-run the ingest to finish)"
             print(f"{record.doc_id}\t{record.chunk_count} chunks\t{record.date or '-'}\t{record.title}{state}")
         stats = kb.stats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from collections.abc import Iterator, Sequence
@@ -13,8 +14,10 @@ from kbqa.answering import ExtractiveAnswerer
 from kbqa.embeddings import Embedder, make_embedder
 from kbqa.retrieval import HybridRetriever, HybridSearcher
 from kbqa.settings import Settings
-from kbqa.store import ChunkStore, DocRecord, connect
+from kbqa.store import STATE_OK, ChunkStore, DocRecord, IngestLockError, connect
 from kbqa.types import Answer, IngestReport, SearchResult
+
+log = logging.getLogger(__name__)
 
 
 class QuestionError(ValueError):
@@ -58,13 +61,24 @@ class KnowledgeBase:
             self.searcher.invalidate()
 
     def ensure_seeded(self) -> IngestReport | None:
-        """Ingest the demo ``kb/`` folder when the store is empty; None when it was not."""
+        """Ingest the demo ``kb/`` folder when the store is empty; None when it was not.
+
+        Several app processes starting on one empty Chroma server race here: the ingest lock
+        lets one seed, and the others start without waiting (they see the seed once it lands).
+        """
         if self.store.doc_count() > 0 or not self.settings.kb_dir.is_dir():
             return None
-        return self.ingest([str(self.settings.kb_dir)])
+        try:
+            return self.ingest([str(self.settings.kb_dir)])
+        except IngestLockError as exc:
+            log.warning("not seeding %s: %s", self.settings.kb_dir, exc)
+            return None
 
-    def documents(self) -> list[DocRecord]:
-        return sorted(self.store.doc_records().values(), key=lambda r: r.doc_id)
+    def documents(self, *, complete_only: bool = True) -> list[DocRecord]:
+        """What the knowledge base holds; ``complete_only`` hides documents an interrupted
+        ingest left half-written (the next ingest finishes or removes them)."""
+        records = self.store.doc_records().values()
+        return sorted((r for r in records if r.state == STATE_OK or not complete_only), key=lambda r: r.doc_id)
 
     def stats(self) -> dict:
         return {
