@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         print(f"knowledge base: {stats['documents']} documents, {stats['chunks']} chunks in {stats['store']}", flush=True)
     print(f"embedder {stats['embedder']}; open http://{settings.host}:{settings.port}/", flush=True)
-    uvicorn.run(create_app(kb), host=settings.host, port=settings.port)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any loopback
+    # peer before the app's own trusted_proxies check (the rate limiter's client identity).
+    uvicorn.run(create_app(kb), host=settings.host, port=settings.port, proxy_headers=False)
 
 
 if __name__ == "__main__":

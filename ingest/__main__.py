@@ -142,6 +142,7 @@ def _run(args: argparse.Namespace, settings, events) -> int:
         "chunk_overlap": settings.chunk_overlap,
         "write_batch_chunks": args.write_batch,
         "lock_timeout": args.lock_timeout,
+        "allow_private_urls": settings.allow_private_urls,
         "on_event": events,
     }
     report = None

@@ -180,7 +180,8 @@ def chunk_document(doc: Document, *, chunk_size: int, overlap: int = 0) -> list[
         if overlap <= 0:
             return []
         carried: list[_Unit] = []
-        for unit in reversed(previous):
+        # Never the whole previous chunk: the next one must start later, or it would repeat it.
+        for unit in reversed(previous[1:]):
             if unit.heading:
                 break
             if previous[-1].end - unit.start > overlap or next_unit.end - unit.start > chunk_size:

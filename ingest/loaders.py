@@ -4,6 +4,10 @@ Inputs are files, folders (searched recursively), ``.jsonl``/``.jsonl.gz`` corpo
 http(s) URLs. Nothing here raises for a bad input: every problem becomes a ``LoadFailure``
 and iteration goes on with the next document.
 
+URLs go through an SSRF guard (:func:`vet_url`, on every redirect hop): only http(s), only
+public addresses unless ``allow_private_urls``, connections pinned to the vetted address,
+one total deadline and a size bound for the whole fetch.
+
 Text decoding tries strict UTF-8 first (BOMs honoured), then charset-normalizer, with a
 Chinese-aware tie-break between GB18030 and Big5 for short inputs where statistical
 detection is unreliable. HTML goes through trafilatura (main content, recall-oriented)
@@ -16,17 +20,24 @@ import codecs
 import datetime as _dt
 import gzip
 import io
+import ipaddress
 import json
 import logging
 import os
 import re
+import socket
+import ssl
+import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
+
+import httpcore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,10 @@ __all__ = [
     "html_to_text",
     "parse_date",
     "SUPPORTED_EXTENSIONS",
+    "UnsafeURLError",
+    "VettedURL",
+    "is_public_address",
+    "vet_url",
 ]
 
 
@@ -737,43 +752,289 @@ def _charset_of(content_type: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _load_url(url: str, max_bytes: int, timeout: float) -> SourceDocument | LoadFailure:
+# ----- SSRF guard: which addresses a URL may reach, checked on every hop
+
+class UnsafeURLError(ValueError):
+    """A URL that ingestion refuses to fetch: not http(s), or a host that is not public."""
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# True: any address; False: public ones only; networks: public ones and those.
+AllowPrivate = bool | Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def is_public_address(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True only for a globally routable unicast address.
+
+    False for loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7), shared (100.64/10),
+    link-local (169.254/16 with the cloud metadata address 169.254.169.254, fe80::/10),
+    multicast, unspecified, reserved and documentation ranges, and for anything that is not
+    an IP address. IPv6 forms that carry an IPv4 address (::ffff:a.b.c.d, NAT64, 6to4, Teredo)
+    are judged by that address too.
+    """
+    try:
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])  # drop an IPv6 zone id
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d
+            return is_public_address(ip.ipv4_mapped)
+        if ip in _NAT64:  # a NAT64 gateway connects to the IPv4 address in the low 32 bits
+            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(not is_public_address(v4) for v4 in (ip.sixtofour, *(ip.teredo or ())) if v4 is not None):
+            return False
+        if ip.is_site_local:  # deprecated fec0::/10, still routed inside some networks
+            return False
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_unspecified
+    )
+
+
+def _allowed(address: str, allow_private: bool | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    if allow_private is True or is_public_address(address):
+        return True
+    if allow_private is False:
+        return False
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return any(ip.version == net.version and ip in net for net in allow_private)
+
+
+@dataclass(frozen=True)
+class VettedURL:
+    """A URL whose every resolved address passed the policy: connect to ``addresses`` only."""
+
+    url: str
+    scheme: str  # "http" | "https"
+    host: str  # as in the Host header and TLS server name: ASCII (IDNA), no brackets
+    port: int
+    target: str  # path and query, percent-encoded
+    addresses: tuple[str, ...]
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = {"http": 80, "https": 443}[self.scheme]
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """Addresses of ``host`` from the system resolver, within ``timeout`` (None: its own)."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = exc
+
+    # A daemon thread: getaddrinfo cannot be cancelled, and a slow resolver must not hold up
+    # the deadline (nor, if it hangs, the interpreter's exit).
+    worker = threading.Thread(target=work, name="kbqa-resolve", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"resolving {host} took longer than {timeout:g}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return list(dict.fromkeys(info[4][0] for info in outcome["infos"]))
+
+
+def vet_url(url: str, *, allow_private: AllowPrivate = False, timeout: float | None = None) -> VettedURL:
+    """Check one hop before anything connects; raises :class:`UnsafeURLError` when refused.
+
+    Only http and https. The host is resolved here (a literal IP as is) and the URL is refused
+    when ANY of its addresses is not public, unless ``allow_private`` is True (any address) or
+    a list of networks that address lies in (e.g. ``["10.1.0.0/16"]`` for an intranet server).
+    Fetch the result only from ``addresses``: resolving again at connect time would let a
+    DNS answer that changed in between (DNS rebinding) pick another address.
+    Resolver failures raise OSError (``socket.gaierror``) or TimeoutError.
+    """
+    import httpx
+
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise UnsafeURLError(f"invalid URL ({exc})") from None
+    scheme = parsed.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnsafeURLError(f"unsupported URL scheme {scheme + ':' if scheme else '(none)'} (only http and https)")
+    try:
+        host = parsed.raw_host.decode("ascii").rstrip(".").lower()
+    except UnicodeDecodeError:
+        raise UnsafeURLError("invalid host name") from None
+    if not host:
+        raise UnsafeURLError("URL has no host")
+    port = parsed.port or (443 if scheme == "https" else 80)
+    if not isinstance(allow_private, bool):
+        allow_private = tuple(ipaddress.ip_network(net, strict=False) for net in allow_private)
+    try:
+        addresses = [str(ipaddress.ip_address(host))]  # a literal IP: nothing to resolve
+    except ValueError:
+        addresses = _resolve(host, port, timeout)
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    refused = [a for a in addresses if not _allowed(a, allow_private)]
+    if refused:
+        what = host if refused == [host] else f"{host} ({', '.join(refused)})"
+        raise UnsafeURLError(
+            f"refused to fetch {what}: not a public address (loopback, private, link-local, reserved ...);"
+            " allow_private_urls lets ingestion reach it"
+        )
+    target = parsed.raw_path.decode("ascii") or "/"
+    return VettedURL(str(parsed), scheme, host, port, target, tuple(addresses))
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """Every read and write waits at most until the fetch's deadline, not a fresh timeout each."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def _timeout(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise error("deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._timeout(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = self._timeout(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """Connects a host only to the addresses :func:`vet_url` approved for it (no DNS here),
+    and bounds connecting, TLS and every read and write by the fetch's deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
+        self._pins: dict[tuple[str, int], tuple[str, ...]] = {}
+
+    def pin(self, vetted: VettedURL) -> None:
+        self._pins[(vetted.host, vetted.port)] = vetted.addresses
+
+    def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self._pins.get((host, port))
+        if not addresses:
+            raise httpcore.ConnectError(f"{host}:{port} was not vetted")
+        error: Exception = httpcore.ConnectError(f"cannot connect to {host}:{port}")
+        for address in addresses:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise httpcore.ConnectTimeout("deadline passed")
+            try:
+                stream = self._inner.connect_tcp(
+                    address, port, timeout=left if timeout is None else min(timeout, left),
+                    local_address=local_address, socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:  # try the next address; timeouts end the fetch
+                error = exc
+                continue
+            return _DeadlineStream(stream, self._deadline)
+        raise error
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _fetch(url: str, max_bytes: int, timeout: float, allow_private: AllowPrivate) -> tuple[str, bytes] | LoadFailure:
+    """GET ``url`` following up to URL_MAX_REDIRECTS redirects, vetting every hop; returns the
+    Content-Type and the body. All of it, DNS included, ends by ``timeout`` seconds from now.
+
+    httpcore (under httpx) rather than httpx: its network backend is the one place where the
+    connection can be pinned to the vetted addresses and held to a total deadline. Direct
+    connections only: proxy environment variables are not used (a proxy would connect for us).
+    """
     import httpx
 
     deadline = time.monotonic() + timeout
-    try:
-        with httpx.Client(
-            follow_redirects=True,
-            max_redirects=URL_MAX_REDIRECTS,
-            timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": USER_AGENT, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"},
-        ) as client:
-            with client.stream("GET", url) as resp:
-                if resp.status_code >= 400:
-                    return LoadFailure(url, f"HTTP {resp.status_code} {resp.reason_phrase}".strip())
-                content_type = resp.headers.get("content-type", "")
-                declared_len = resp.headers.get("content-length")
-                if declared_len and declared_len.isdigit() and int(declared_len) > max_bytes:
+    backend = _PinnedBackend(deadline)
+    current = url
+    with httpcore.ConnectionPool(network_backend=backend, max_connections=2, http1=True, http2=False) as pool:
+        for hop in range(URL_MAX_REDIRECTS + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpcore.ConnectTimeout("deadline passed")
+            try:
+                vetted = vet_url(current, allow_private=allow_private, timeout=left)
+            except UnsafeURLError as exc:
+                return LoadFailure(url, f"{'redirect to ' + current + ': ' if hop else ''}{exc}")
+            backend.pin(vetted)
+            request_url = httpcore.URL(scheme=vetted.scheme.encode(), host=vetted.host.encode("ascii"),
+                                       port=vetted.port, target=vetted.target.encode("ascii"))
+            headers = [(b"Host", vetted.host_header.encode("ascii")), (b"User-Agent", USER_AGENT.encode()),
+                       (b"Accept", b"text/html,text/plain;q=0.9,*/*;q=0.5"), (b"Accept-Encoding", b"identity")]
+            timeouts = {"connect": left, "read": left, "write": left, "pool": left}
+            with pool.stream("GET", request_url, headers=headers, extensions={"timeout": timeouts}) as resp:
+                response_headers = httpx.Headers(resp.headers)
+                if resp.status in _REDIRECTS and response_headers.get("location"):
+                    try:
+                        current = str(httpx.URL(vetted.url).join(response_headers["location"]).copy_with(fragment=None))
+                    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+                        return LoadFailure(url, f"invalid redirect Location ({exc})")
+                    continue
+                if resp.status >= 400:
+                    reason = resp.extensions.get("reason_phrase", b"").decode("ascii", "replace")
+                    return LoadFailure(url, f"HTTP {resp.status} {reason}".strip())
+                encoding = response_headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    return LoadFailure(url, f"unsupported content encoding {encoding!r}")
+                content_type = response_headers.get("content-type", "")
+                declared_len = response_headers.get("content-length", "")
+                if declared_len.isdigit() and int(declared_len) > max_bytes:
                     return LoadFailure(url, f"response too large ({int(declared_len):,} bytes > limit {max_bytes:,})")
                 mime = content_type.split(";", 1)[0].strip().lower()
                 if mime and mime not in _CONTENT_TYPES:
                     return LoadFailure(url, f"unsupported content type {mime!r}")
                 buf = bytearray()
-                for piece in resp.iter_bytes():
+                for piece in resp.iter_stream():
                     buf += piece
                     if len(buf) > max_bytes:
                         return LoadFailure(url, f"response too large (> {max_bytes:,} bytes)")
-                    if time.monotonic() > deadline:
-                        return LoadFailure(url, f"timed out after {timeout:g}s (response too slow)")
-    except httpx.TooManyRedirects:
-        return LoadFailure(url, f"too many redirects (more than {URL_MAX_REDIRECTS})")
-    except httpx.TimeoutException:
+                return content_type, bytes(buf)
+    return LoadFailure(url, f"too many redirects (more than {URL_MAX_REDIRECTS})")
+
+
+def _load_url(url: str, max_bytes: int, timeout: float, allow_private: AllowPrivate = False) -> SourceDocument | LoadFailure:
+    try:
+        fetched = _fetch(url, max_bytes, timeout, allow_private)
+    except httpcore.TimeoutException:
         return LoadFailure(url, f"timed out after {timeout:g}s")
-    except httpx.InvalidURL as exc:
-        return LoadFailure(url, f"invalid URL ({exc})")
-    except httpx.HTTPError as exc:
+    except TimeoutError as exc:
+        return LoadFailure(url, f"timed out after {timeout:g}s ({exc})")
+    except socket.gaierror as exc:
+        return LoadFailure(url, f"cannot resolve host ({exc.strerror or exc})")
+    except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
         return LoadFailure(url, f"request failed ({type(exc).__name__}: {exc})")
-    data = bytes(buf)
+    if isinstance(fetched, LoadFailure):
+        return fetched
+    content_type, data = fetched
     if not data.strip():
         return LoadFailure(url, "empty response")
     kind = _kind_for_response(content_type, url, data)
@@ -789,7 +1050,8 @@ def _load_url(url: str, max_bytes: int, timeout: float) -> SourceDocument | Load
 # --------------------------------------------------------------------------- entry point
 
 def _is_url(value: str) -> bool:
-    return bool(re.match(r"^https?://", value.strip(), re.I))
+    # Any scheme://, so file://, ftp:// ... are refused as URLs instead of looked up as paths.
+    return bool(re.match(r"^[a-z][a-z0-9+.-]+://", value.strip(), re.IGNORECASE))
 
 
 def _iter_one_file(path: Path, doc_id: str, max_bytes: int) -> Iterator[SourceDocument | LoadFailure]:
@@ -803,20 +1065,33 @@ def _iter_one_file(path: Path, doc_id: str, max_bytes: int) -> Iterator[SourceDo
 
 
 def iter_documents(
-    inputs: Sequence[str], *, max_bytes: int = 20_000_000, url_timeout: float = 15.0
+    inputs: Sequence[str],
+    *,
+    max_bytes: int = 20_000_000,
+    url_timeout: float = 15.0,
+    allow_private_urls: bool | Iterable[str] = False,
 ) -> Iterator[SourceDocument | LoadFailure]:
     """Yield one SourceDocument per readable document and one LoadFailure per problem.
 
     ``max_bytes`` bounds each file / HTTP response; for ``.jsonl`` corpora (streamed) it
-    bounds each line instead, so large corpora are fine.
+    bounds each line instead, so large corpora are fine. ``url_timeout`` bounds the whole of
+    each URL fetch (DNS, connect, redirects, body), not each read.
+
+    URLs (SSRF guard, see :func:`vet_url`): only http(s); every hop, redirects included, is
+    resolved here and refused if any of its addresses is loopback, private, link-local
+    (169.254.169.254), multicast, unspecified or reserved, and the connection goes to the
+    vetted address. ``allow_private_urls`` (``settings.allow_private_urls``) lifts that:
+    True for any address, or a list of networks (``["10.1.0.0/16"]``) for just those.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]  # type: ignore[list-item]
+    if not isinstance(allow_private_urls, bool):
+        allow_private_urls = tuple(allow_private_urls)  # used once per URL: not a one-shot iterator
     for item in inputs:
         item = os.fspath(item)
         if _is_url(item):
             try:
-                yield _load_url(item.strip(), max_bytes, url_timeout)
+                yield _load_url(item.strip(), max_bytes, url_timeout, allow_private_urls)
             except Exception as exc:  # never let one input stop the run
                 log.exception("unexpected error loading %s", item)
                 yield LoadFailure(item, f"unexpected error ({type(exc).__name__}: {exc})")

@@ -109,6 +109,7 @@ class IngestPipeline:
         write_batch_chunks: int = 256,
         max_bytes: int = 20_000_000,
         lock_timeout: float = 0.0,
+        allow_private_urls: bool = False,
         on_event: EventHook | None = None,
     ):
         if chunk_overlap >= chunk_size:
@@ -124,6 +125,7 @@ class IngestPipeline:
         self.write_batch_chunks = write_batch_chunks
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
+        self.allow_private_urls = allow_private_urls
         self.on_event = on_event
         self._lock: IngestLock | None = None  # held while a run writes
 
@@ -196,7 +198,7 @@ class IngestPipeline:
         def parsed(doc_id: str | None, origin: str, chunks: int, status: str) -> None:
             self._emit("document_parsed", {"doc_id": doc_id, "origin": origin, "chunks": chunks, "status": status})
 
-        for item in iter_documents(inputs, max_bytes=self.max_bytes):
+        for item in iter_documents(inputs, max_bytes=self.max_bytes, allow_private_urls=self.allow_private_urls):
             if isinstance(item, LoadFailure):
                 report.failed.append((item.origin, item.reason))
                 parsed(None, item.origin, 0, "failed")

@@ -11,6 +11,7 @@ from functools import cached_property
 from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
 
 from kbqa.answering import ExtractiveAnswerer
+from kbqa.briefing import Briefer, Briefing
 from kbqa.embeddings import Embedder, make_embedder
 from kbqa.retrieval import HybridRetriever, HybridSearcher
 from kbqa.settings import Settings
@@ -54,6 +55,7 @@ class KnowledgeBase:
             self.embedder,
             chunk_size=self.settings.chunk_size,
             chunk_overlap=self.settings.chunk_overlap,
+            allow_private_urls=self.settings.allow_private_urls,
         )
         try:
             return pipeline.run(inputs, prune=prune, progress=progress)
@@ -130,6 +132,19 @@ class KnowledgeBase:
         timings = found.timings_ms | previous.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         yield replace(previous, timings_ms=timings)
+
+    def brief(self, topic: str, k: int = 20) -> Briefing:
+        """A Markdown briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py):
+        verbatim sentences grouped by source, each with a footnote; found=False when the
+        knowledge base holds nothing on it (the answerer's refusal threshold)."""
+        topic = self._check(topic, "question")
+        t0 = time.perf_counter()
+        found = self.searcher.search(topic, self._k(k))
+        briefer = Briefer(refusal_threshold=self.settings.refusal_threshold)
+        briefing = briefer.run(topic, found.passages, self.searcher.lexical_index().idf)
+        timings = found.timings_ms | briefing.timings_ms
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        return replace(briefing, timings_ms=timings)
 
     # --- LangChain composition ------------------------------------------------------------
     def retriever(self, k: int | None = None) -> HybridRetriever:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
 
-@pytest.fixture(scope="session")
-def app_url(seed_kb) -> Iterator[str]:
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
     import uvicorn
 
-    from web.api import create_app
-
     # port=0: the OS picks a free port, read back from the bound socket (no check-then-bind race).
-    server = uvicorn.Server(uvicorn.Config(create_app(seed_kb), host="127.0.0.1", port=0, log_level="warning"))
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from loopback peers and
+    # rewrite the client address; the app decides whom to believe (settings.trusted_proxies).
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", proxy_headers=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -24,6 +27,24 @@ def app_url(seed_kb) -> Iterator[str]:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def start_app() -> Iterator[Callable[..., str]]:
+    """``start_app(kb, settings=None)`` serves ``create_app(kb, settings)``; stopped at session end."""
+    from web.api import create_app
+
+    with ExitStack() as stack:
+        yield lambda kb, settings=None: stack.enter_context(serve(create_app(kb, settings)))
+
+
+@pytest.fixture(scope="session")
+def app_url(seed_kb, start_app) -> str:
+    # No rate limit here: the functional tests send many requests in a burst from one address
+    # (tests/web/test_security.py checks the limits on their own app instances).
+    return start_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0}))

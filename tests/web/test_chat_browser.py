@@ -112,3 +112,78 @@ def test_widget_answers_and_expands_citations(page, js_errors, app_url):
     expect(source.locator("mark", has_text="开放业务系统").first).to_be_visible()
     page.screenshot(path="/tmp/widget.png")
     assert js_errors == []
+
+
+# --------------------------------------------------------------------------- escaping (XSS)
+# Document text is untrusted: markup in it must reach the page as text, never as elements.
+# Its own app and store, so the shared seed app's knowledge base stays as it is.
+
+PAYLOADS = ['<script>window.__xss=1</script>', '<img src=x onerror="window.__xss=2">']
+XSS_ARTICLE = (
+    '网页安全<svg onload="window.__xss=3">测试说明\n\n'
+    f"锦州数据开放平台的测试标记是{PAYLOADS[0]}这段文字。\n"
+    f"锦州数据开放平台的图片标记是{PAYLOADS[1]}这段文字。\n"
+)
+XSS_QUESTION = "锦州数据开放平台的测试标记是什么？"
+MARKUP_QUESTION = '<img src=x onerror="window.__xss=4">是什么？'  # questions are echoed back
+INJECTED_ELEMENTS = "img[src='x'], script:not([src]), svg[onload], [onerror]"
+
+
+@pytest.fixture(scope="module")
+def xss_url(make_settings, embedder, start_app, tmp_path_factory) -> str:
+    from kbqa.knowledge_base import KnowledgeBase
+
+    folder = tmp_path_factory.mktemp("xss-docs")
+    (folder / "xss.txt").write_text(XSS_ARTICLE, encoding="utf-8")  # .txt: the markup stays text
+    kb = KnowledgeBase(make_settings(), embedder=embedder)
+    report = kb.ingest([str(folder)])
+    assert report.added == ["xss.txt"], report
+    answer = kb.ask(XSS_QUESTION)
+    assert answer.found and all(p in answer.text for p in PAYLOADS), answer.text  # the markup is cited
+    return start_app(kb)
+
+
+def assert_not_executed(page, *containers: str) -> None:
+    page.wait_for_timeout(300)  # time for an injected <img> to fail to load and fire onerror
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    for container in containers:
+        assert page.locator(container).locator(INJECTED_ELEMENTS).count() == 0, container
+
+
+def test_document_markup_shows_as_text_in_the_chat(page, js_errors, xss_url):
+    from playwright.sync_api import expect
+
+    open_chat(page, xss_url)
+    ask(page, XSS_QUESTION)
+    reply = page.locator("#kb-chat .message.bot").last
+    for payload in PAYLOADS:  # textContent holds the tags only if they are text, not elements
+        expect(reply).to_contain_text(payload)
+        expect(page.locator("#kb-sources")).to_contain_text(payload)
+    expect(page.locator("#kb-sources")).to_contain_text('网页安全<svg onload="window.__xss=3">测试说明')
+    ask(page, MARKUP_QUESTION)
+    expect(page.locator("#kb-chat .message.bot")).to_have_count(2)
+    expect(page.locator("#kb-chat .message.user").last).to_contain_text(MARKUP_QUESTION)
+    assert_not_executed(page, "#kb-chat", "#kb-sources")
+    assert js_errors == []
+
+
+def test_document_markup_shows_as_text_in_the_widget(page, js_errors, xss_url):
+    from playwright.sync_api import expect
+
+    page.goto(xss_url + "/widget", wait_until="load")
+    page.locator(".fab").click()
+    page.locator(".panel textarea").fill(XSS_QUESTION)
+    page.locator(".panel textarea").press("Enter")
+    answer = page.locator(".panel .a").last
+    for payload in PAYLOADS:
+        expect(answer).to_contain_text(payload)
+    answer.locator(".cite", has_text="[1]").first.click()
+    source = answer.locator(".src")
+    expect(source).to_contain_text(PAYLOADS[1])
+    expect(source).to_contain_text('<svg onload="window.__xss=3">')
+    page.locator(".panel textarea").fill(MARKUP_QUESTION)
+    page.locator(".panel textarea").press("Enter")
+    expect(page.locator(".panel .a")).to_have_count(2)
+    expect(page.locator(".panel .q").last).to_have_text(MARKUP_QUESTION)
+    assert_not_executed(page, ".panel")
+    assert js_errors == []
