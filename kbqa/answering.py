@@ -31,7 +31,7 @@ _NEIGHBOUR_MIN_SCORE = 0.25  # a following sentence joins the answer only if it 
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class SentenceCandidate:
     passage_index: int
     position: int  # sentence number within the passage
     start: int  # offsets into the cleaned document text
@@ -92,7 +92,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         weights = {t: self.idf(t) for t in terms}
         total = sum(weights.values())
         considered = list(passages[: self.passages_considered])
-        candidates = [c for i, p in enumerate(considered) for c in self._score_sentences(i, p, weights, total)]
+        candidates = [c for i, p in enumerate(considered) for c in score_sentences(i, p, weights, total)]
         if not candidates:
             return self._refusal(question, passages, NOT_FOUND_TEXT, 0.0, t0)
         best = max(candidates, key=lambda c: c.score)
@@ -111,34 +111,8 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
         )
 
-    def _score_sentences(
-        self, index: int, passage: Passage, weights: dict[str, float], total: float
-    ) -> Iterator[_Candidate]:
-        chunk = passage.chunk
-        context = f"{chunk.title} {chunk.section}".lower()
-        rank_prior = 1.0 / (1.0 + 0.15 * index)
-        for position, (start, end) in enumerate(split_sentences(chunk.text)):
-            raw = chunk.text[start:end]
-            text = raw.strip()
-            if len(text) < _MIN_SENTENCE_CHARS:
-                continue
-            lowered = text.lower()
-            # Terms in the sentence count fully; terms only in the title/section count half:
-            # "它们" in a sentence often stands for the subject named in the heading.
-            covered = sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items())
-            begin = chunk.start + start + len(raw) - len(raw.lstrip())
-            yield _Candidate(
-                passage_index=index,
-                position=position,
-                start=begin,
-                end=begin + len(text),
-                text=text,
-                coverage=covered / total,
-                score=(covered / total) * rank_prior,
-            )
-
     @staticmethod
-    def confidence(best: _Candidate, passage: Passage, weights: dict[str, float]) -> float:
+    def confidence(best: SentenceCandidate, passage: Passage, weights: dict[str, float]) -> float:
         """How well the evidence covers the question, 0..1: the mean of the best sentence's
         coverage of the question's content words and its passage's (with title and section).
 
@@ -148,7 +122,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         """
         return 0.5 * best.coverage + 0.5 * coverage(weights, passage.chunk.with_context)
 
-    def _choose(self, candidates: list[_Candidate], best: _Candidate) -> list[_Candidate]:
+    def _choose(self, candidates: list[SentenceCandidate], best: SentenceCandidate) -> list[SentenceCandidate]:
         """The best sentence, strong runners-up, and on-topic neighbours of what was chosen.
 
         Neighbours matter because a definition often follows the sentence that names the
@@ -157,7 +131,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         chosen = [best]
         length = len(best.text)
 
-        def take(cand: _Candidate) -> bool:
+        def take(cand: SentenceCandidate) -> bool:
             nonlocal length
             if len(chosen) >= self.max_sentences or length + len(cand.text) > self.max_chars:
                 return False
@@ -191,11 +165,43 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         )
 
 
+def score_sentences(
+    index: int, passage: Passage, weights: dict[str, float], total: float
+) -> Iterator[SentenceCandidate]:
+    """The sentences of ``passage`` (the ``index``-th retrieved) scored against term ``weights``
+    (``total`` is their sum): coverage, and coverage discounted by the passage's rank.
+
+    Shared by the answerer and the briefer (kbqa/briefing.py), so both judge a sentence alike.
+    """
+    chunk = passage.chunk
+    context = f"{chunk.title} {chunk.section}".lower()
+    rank_prior = 1.0 / (1.0 + 0.15 * index)
+    for position, (start, end) in enumerate(split_sentences(chunk.text)):
+        raw = chunk.text[start:end]
+        text = raw.strip()
+        if len(text) < _MIN_SENTENCE_CHARS:
+            continue
+        lowered = text.lower()
+        # Terms in the sentence count fully; terms only in the title/section count half:
+        # "它们" in a sentence often stands for the subject named in the heading.
+        covered = sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items())
+        begin = chunk.start + start + len(raw) - len(raw.lstrip())
+        yield SentenceCandidate(
+            passage_index=index,
+            position=position,
+            start=begin,
+            end=begin + len(text),
+            text=text,
+            coverage=covered / total,
+            score=(covered / total) * rank_prior,
+        )
+
+
 def as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
     return [p if isinstance(p, Passage) else passage_from_langchain(p) for p in items]
 
 
-def _compose(chosen: list[_Candidate], passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
+def _compose(chosen: list[SentenceCandidate], passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
     """Answer text with [n] marks; citations numbered by first use, one per passage."""
     numbers: dict[int, int] = {}
     spans: dict[int, list[tuple[int, int]]] = {}

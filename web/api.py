@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.settings import Settings
 from kbqa.types import Answer
+from web.briefing import briefing_router
 from web.chat import build_chat
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -192,7 +193,7 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-RATE_LIMITED_PATHS = frozenset({"/api/ask", "/api/ask/stream", "/api/search"})
+RATE_LIMITED_PATHS = frozenset({"/api/ask", "/api/ask/stream", "/api/search", "/api/brief", "/api/brief.md"})
 GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, call/, api/, upload ...
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -445,6 +446,8 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
                 for d in kb.documents()
             ]
         }
+
+    app.include_router(briefing_router(kb))
 
     # Without this, unknown /api paths would fall through to the Gradio mount and get its
     # non-JSON-contract 404; API clients always get {"error": ...}.

@@ -3,18 +3,30 @@
 Every piece of document text is untrusted. It reaches the browser only HTML-escaped, and the
 chatbot renders its messages without Markdown so answer sentences show exactly as quoted
 (a ``*`` or ``#`` in a document must not restyle the answer).
+
+The second tab, "简报", turns a topic into a briefing (kbqa/briefing.py): Markdown whose
+document text is already escaped, rendered with Gradio's HTML sanitizer on, shown raw for
+copying, and offered as a .md download.
 """
 
 from __future__ import annotations
 
 import html
+import re
+import shutil
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from kbqa.briefing import escape_markdown
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.types import Answer
+from web.briefing import briefing_filename
 
 EXAMPLES = [
     "锦州的“三个开放”是什么？",
@@ -25,6 +37,10 @@ EXAMPLES = [
 ]
 
 NO_SOURCES_HTML = '<p class="kb-none">提问后，这里会列出答案引用的原文段落。</p>'
+
+BRIEF_EXAMPLES = ["锦州数字政府建设", "锦州云计算产业"]
+NO_BRIEF_MARKDOWN = "输入主题后点击“生成简报”：简报的每条要点都是知识库原文，并以脚注注明出处。"
+_BRIEF_FILE_TTL = 600  # seconds a written .md stays in our temp dir (Gradio serves its own copy)
 
 _SOURCES_CSS = """
 .kb-sources { list-style: none; padding: 0; margin: 0; }
@@ -83,6 +99,49 @@ def render_sources(answer: Answer) -> str:
     return f'<ol class="kb-sources">{"".join(items)}</ol>'
 
 
+_FOOTNOTE_REF = re.compile(r"\[\^(\d+)\]")
+_FOOTNOTE_DEF = re.compile(r"^\[\^(\d+)\]: ", re.M)
+
+
+def render_briefing(markdown: str) -> str:
+    """A briefing's GitHub Markdown as Gradio's Markdown shows it: that renderer has no
+    footnotes, so ``[^n]`` marks become superscript ``[n]`` and the definitions a numbered
+    source list. Document text in a briefing is escaped, so a ``[^n]`` with its closing
+    bracket unescaped can only be one of the briefer's own marks."""
+    first = _FOOTNOTE_DEF.search(markdown)
+    if first is None:
+        return markdown
+    body, notes = markdown[: first.start()], markdown[first.start() :]
+    notes = _FOOTNOTE_DEF.sub(lambda m: f"{m.group(1)}. ", notes)
+    body = _FOOTNOTE_REF.sub(lambda m: f"<sup>[{m.group(1)}]</sup>", body)
+    return f"{body}### 来源\n\n{notes}"
+
+
+class BriefingFiles:
+    """Where briefings are written for download: one subfolder per briefing (so the file can
+    be named after its topic), removed after ``ttl`` seconds; Gradio serves its own copy."""
+
+    def __init__(self, ttl: float = _BRIEF_FILE_TTL):
+        self.ttl = ttl
+        self._root: Path | None = None
+
+    def write(self, topic: str, markdown: str) -> Path:
+        if self._root is None or not self._root.is_dir():
+            self._root = Path(tempfile.mkdtemp(prefix="kbqa-briefings-"))
+        now = time.time()
+        for old in self._root.iterdir():
+            try:
+                if now - old.stat().st_mtime > self.ttl:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # another request removed it first
+                pass
+        folder = self._root / uuid.uuid4().hex
+        folder.mkdir()
+        path = folder / briefing_filename(topic)
+        path.write_text(markdown, encoding="utf-8")
+        return path
+
+
 def build_chat(kb: KnowledgeBase) -> gr.Blocks:
     def respond(question: str, history: list[Message]) -> Iterator[tuple[str, list[Message], str]]:
         if not question.strip():  # an empty submit is a no-op, not a question
@@ -96,40 +155,98 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
             message = f"抱歉，这个问题无法处理：{exc}。请修改后重试。"
             yield "", [*history, {"role": "assistant", "content": html.escape(message)}], NO_SOURCES_HTML
 
-    with gr.Blocks(title="知识库问答") as demo:
-        gr.Markdown("# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源 [n]，引用原文显示在右侧。")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(
-                    label="对话",
-                    elem_id="kb-chat",
-                    height=480,
-                    render_markdown=False,  # messages are escaped plain text (see module docstring)
-                    feedback_options=None,
-                    buttons=["copy"],
-                    placeholder="请在下方输入问题，或点击示例问题。",
-                )
-                with gr.Row():
-                    question = gr.Textbox(
-                        label="问题",
-                        placeholder="输入问题，按回车发送",
-                        show_label=False,
-                        elem_id="kb-question",
-                        scale=5,
-                        max_lines=4,
-                        autofocus=True,
+    files = BriefingFiles()
+
+    def make_briefing(topic: str) -> tuple[str, str, Any]:
+        if not topic.strip():  # an empty click is a no-op
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            briefing = kb.brief(topic)
+        except QuestionError as exc:
+            message = escape_markdown(f"抱歉，这个主题无法处理：{exc}。请修改后重试。")
+            return message, "", gr.DownloadButton(value=None, interactive=False)
+        path = files.write(briefing.topic, briefing.markdown)
+        download = gr.DownloadButton(value=str(path), interactive=True)
+        return render_briefing(briefing.markdown), briefing.markdown, download
+
+    # delete_cache: Gradio keeps a copy of every briefing file it served; hourly, drop those
+    # older than a day.
+    with gr.Blocks(title="知识库问答", delete_cache=(3600, 86400)) as demo:
+        with gr.Tab("问答", id="kb-tab-chat"):
+            gr.Markdown("# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源 [n]，引用原文显示在右侧。")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        label="对话",
+                        elem_id="kb-chat",
+                        height=480,
+                        render_markdown=False,  # messages are escaped plain text (see module docstring)
+                        feedback_options=None,
+                        buttons=["copy"],
+                        placeholder="请在下方输入问题，或点击示例问题。",
                     )
-                    send = gr.Button("发送", variant="primary", elem_id="kb-send", scale=1, min_width=80)
-                gr.Examples(EXAMPLES, inputs=question, label="示例问题")
-            with gr.Column(scale=2):
-                gr.Markdown("### 引用来源")
-                sources = gr.HTML(NO_SOURCES_HTML, elem_id="kb-sources", css_template=_SOURCES_CSS, max_height=640)
+                    with gr.Row():
+                        question = gr.Textbox(
+                            label="问题",
+                            placeholder="输入问题，按回车发送",
+                            show_label=False,
+                            elem_id="kb-question",
+                            scale=5,
+                            max_lines=4,
+                            autofocus=True,
+                        )
+                        send = gr.Button("发送", variant="primary", elem_id="kb-send", scale=1, min_width=80)
+                    gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+                with gr.Column(scale=2):
+                    gr.Markdown("### 引用来源")
+                    sources = gr.HTML(NO_SOURCES_HTML, elem_id="kb-sources", css_template=_SOURCES_CSS, max_height=640)
+            gr.on(
+                [question.submit, send.click],
+                respond,
+                inputs=[question, chatbot],
+                outputs=[question, chatbot, sources],
+                show_progress="minimal",
+                api_name="ask",
+            )
+        with gr.Tab("简报", id="kb-tab-brief"):
+            gr.Markdown(
+                "## 简报\n输入主题，生成一份简报：每条要点都是知识库原文的摘录，脚注注明出处；"
+                "可复制 Markdown 或下载 .md 文件。"
+            )
+            with gr.Row():
+                topic = gr.Textbox(
+                    label="主题",
+                    placeholder="例如：锦州数字政府建设",
+                    show_label=False,
+                    elem_id="kb-brief-topic",
+                    scale=5,
+                    max_lines=2,
+                )
+                make = gr.Button("生成简报", variant="primary", elem_id="kb-brief-make", scale=1, min_width=100)
+            gr.Examples(BRIEF_EXAMPLES, inputs=topic, label="示例主题")
+            download = gr.DownloadButton(
+                "下载简报（.md）", value=None, interactive=False, elem_id="kb-brief-download", size="md"
+            )
+            briefing_view = gr.Markdown(
+                NO_BRIEF_MARKDOWN,
+                elem_id="kb-brief",
+                sanitize_html=True,  # the briefer escapes document text; the sanitizer stays on too
+                latex_delimiters=[],  # "$$" in a document is text, not math
+                container=True,
+            )
+            with gr.Accordion("Markdown 原文（复制后可粘贴到文档或编辑器）", open=False):
+                briefing_source = gr.Code(
+                    language="markdown", interactive=False, show_label=False, elem_id="kb-brief-source"
+                )
         gr.on(
-            [question.submit, send.click],
-            respond,
-            inputs=[question, chatbot],
-            outputs=[question, chatbot, sources],
+            [topic.submit, make.click],
+            make_briefing,
+            inputs=[topic],
+            outputs=[briefing_view, briefing_source, download],
             show_progress="minimal",
-            api_name="ask",
+            api_name="brief",
+            # The page's own event, not a second public API: HTTP clients have /api/brief, and
+            # the app keeps Gradio's public surface to "ask" (tests/web/test_security.py).
+            api_visibility="private",
         )
     return demo

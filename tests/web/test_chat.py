@@ -45,3 +45,40 @@ def test_http_sources_become_links():
 
 def test_no_citations_without_an_answer():
     assert render_sources(Answer(question="q", text="抱歉", found=False)) == NO_SOURCES_HTML
+
+
+# --- the 简报 tab ---------------------------------------------------------------------------
+
+
+def test_briefing_footnotes_become_superscripts_and_a_source_list():
+    from web.chat import render_briefing
+
+    markdown = (
+        "# 简报：x\n\n## 甲\n\n- 第一句。[^1]\n- 含 \\[^2\\] 的第二句。[^2]\n\n"
+        "[^1]: 甲 · 2023-08-05 · a.txt\n[^2]: 乙 · b.txt\n"
+    )
+    shown = render_briefing(markdown)
+    assert "- 第一句。<sup>[1]</sup>" in shown
+    assert "- 含 \\[^2\\] 的第二句。<sup>[2]</sup>" in shown  # escaped document text stays as it is
+    assert "### 来源\n\n1. 甲 · 2023-08-05 · a.txt\n2. 乙 · b.txt\n" in shown
+    assert render_briefing("# 简报：x\n\n没有。\n") == "# 简报：x\n\n没有。\n"
+
+
+def test_briefing_tab_handler(seed_kb):
+    """The tab's event ("brief", private to the page) as Gradio calls it."""
+    from web.chat import build_chat
+
+    demo = build_chat(seed_kb)
+    (make_briefing,) = [f.fn for f in demo.fns.values() if f.api_name == "brief"]
+    shown, source, download = make_briefing("锦州数字政府建设")
+    # The KB's briefing, but for the generation time (its minute may have turned meanwhile).
+    assert source.split("\n", 3)[3] == seed_kb.brief("锦州数字政府建设").markdown.split("\n", 3)[3]
+    assert "<sup>[1]</sup>" in shown and "[^1]" not in shown
+    path = download.constructor_args["value"]
+    assert path.endswith("/锦州数字政府建设.md") and download.constructor_args["interactive"] is True
+    with open(path, encoding="utf-8") as f:
+        assert f.read() == source
+    # Too long a topic: the reason, and nothing to download; an empty one changes nothing.
+    shown, source, download = make_briefing("x" * 3000)
+    assert "无法处理" in shown and source == "" and download.constructor_args["interactive"] is False
+    assert all(update == {"__type__": "update"} for update in make_briefing("   "))

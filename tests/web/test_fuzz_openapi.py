@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-OPERATIONS = [("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search"),
-              ("GET", "/api/health"), ("GET", "/api/documents")]
+OPERATIONS = [("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search"), ("POST", "/api/brief"),
+              ("GET", "/api/brief.md"), ("GET", "/api/health"), ("GET", "/api/documents")]
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, negative_data_rejection]
 CASES = [(method, path, mode) for method, path in OPERATIONS for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
          if method == "POST" or mode is GenerationMode.POSITIVE]  # a GET without parameters has no invalid form

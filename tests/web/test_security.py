@@ -23,7 +23,7 @@ from web.api import (
 
 SEED_QUESTION = "锦州的“三个开放”是什么？"
 READS = {"GET", "HEAD"}
-QUERY_ENDPOINTS = {("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search")}
+QUERY_ENDPOINTS = {("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search"), ("POST", "/api/brief")}
 # web/api.py's catch-all: any method on an unknown /api path is a JSON 404.
 API_CATCH_ALL = {(m, "/api/{path:path}") for m in ("POST", "PUT", "PATCH", "DELETE")}
 # Gradio 6.31.0's own non-GET routes (pinned in pyproject.toml). A Gradio upgrade that adds
@@ -108,7 +108,7 @@ def test_no_endpoint_takes_a_path_or_url_to_ingest(app_url, seed_kb, monkeypatch
                 continue
             ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             body = schemas[ref.rsplit("/", 1)[1]]
-            assert set(body["properties"]) in ({"question", "k"}, {"query", "k"}), path
+            assert set(body["properties"]) in ({"question", "k"}, {"query", "k"}, {"topic", "k"}), path
             assert body.get("additionalProperties") is False, path
     # The chat page: one public event ("ask": a textbox and the chat history), no file inputs.
     config = httpx.get(app_url + "/config", timeout=10).json()

@@ -1,0 +1,256 @@
+"""Briefings: on the seed article through ``KnowledgeBase.brief`` (real embedder, real Chroma),
+an injection document ingested into a fresh KB, and the briefer's rules on hand-made passages."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime
+
+import pytest
+
+from kbqa.briefing import Briefer, Briefing, escape_markdown
+from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from kbqa.types import Chunk, Passage
+
+SEED_ID = "000_d3d8b424e3677781.txt"
+BULLET = re.compile(r"^- (.*)\[\^(\d+)\]$", re.M)
+FOOTNOTE = re.compile(r"^\[\^(\d+)\]: (.*)$", re.M)
+
+
+def unescape(markdown: str) -> str:
+    """Undo backslash escapes (what a Markdown renderer does to the briefer's escaping)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def bullets(briefing: Briefing) -> list[tuple[str, int]]:
+    """(sentence as the reader sees it, footnote number) for every bullet point."""
+    return [(unescape(text), int(n)) for text, n in BULLET.findall(briefing.markdown)]
+
+
+def assert_well_formed(briefing: Briefing) -> None:
+    """Every point verbatim from its cited passage; footnotes and sources agree."""
+    assert [c.n for c in briefing.sources] == list(range(1, len(briefing.sources) + 1))
+    points = bullets(briefing)
+    assert {n for _, n in points} == {c.n for c in briefing.sources}
+    assert {int(n) for n, _ in FOOTNOTE.findall(briefing.markdown)} == {c.n for c in briefing.sources}
+    for sentence, n in points:
+        citation = briefing.sources[n - 1]
+        quoted = sentence if sentence in citation.passage.chunk.text else sentence.removesuffix("…")  # clipped
+        assert quoted and quoted in citation.passage.chunk.text, (sentence, citation.passage.chunk.text)
+        assert quoted in citation.quote  # the citation's spans are the quoted sentences
+        chunk = citation.passage.chunk
+        for start, end in citation.spans:
+            assert chunk.start <= start < end <= chunk.end
+
+
+def render(markdown: str) -> str:
+    markdown_it = pytest.importorskip("markdown_it")
+    return markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(markdown)
+
+
+# --- the seed ---------------------------------------------------------------------------------
+
+
+def test_briefing_on_the_seed(seed_kb):
+    briefing = seed_kb.brief("锦州数字政府建设")
+    assert briefing.found and briefing.topic == "锦州数字政府建设"
+    md = briefing.markdown
+    assert md.startswith("# 简报：锦州数字政府建设\n\n生成时间：")
+    points = bullets(briefing)
+    assert len(points) >= 3
+    assert_well_formed(briefing)
+    assert all(c.passage.chunk.doc_id == SEED_ID for c in briefing.sources)
+    # One document: its sections are the groups, in document order, at most two points each.
+    headings = re.findall(r"^## (.+)$", md, re.M)
+    assert len(headings) >= 2 and "数字政府的方法论" in headings
+    first_offset = [min(c.start for c in briefing.sources if c.passage.chunk.section == h) for h in headings]
+    assert first_offset == sorted(first_offset)
+    for block in re.split(r"^## .+$", md, flags=re.M)[1:]:
+        assert 1 <= len(BULLET.findall(block)) <= 2
+    for _, definition in FOOTNOTE.findall(md):
+        assert definition.startswith("数字锦州的味道 · 2023-08-05 · ")
+        assert definition.endswith(escape_markdown(SEED_ID))
+    # Nothing said twice.
+    texts = [s for s, _ in points]
+    assert len(set(texts)) == len(texts)
+    data = briefing.to_dict()
+    assert set(data) == {"topic", "found", "markdown", "sources", "timings_ms"}
+    assert data["sources"][0]["title"] == "数字锦州的味道" and data["sources"][0]["n"] == 1
+    assert briefing.timings_ms["total_ms"] > 0 and "search_ms" in briefing.timings_ms
+
+
+def test_topic_outside_the_kb(seed_kb):
+    briefing = seed_kb.brief("火星殖民计划")
+    assert not briefing.found and briefing.sources == ()
+    assert "知识库中没有关于“火星殖民计划”的内容" in briefing.markdown
+    assert not BULLET.search(briefing.markdown) and "[^" not in briefing.markdown
+
+
+@pytest.mark.parametrize("topic, k", [("", 20), ("   ", 20), ("x" * 50_000, 20), ("锦州", 0), ("锦州", 51)])
+def test_bad_topics_raise_clear_errors(seed_kb, topic, k):
+    with pytest.raises(QuestionError):
+        seed_kb.brief(topic, k)
+
+
+# --- untrusted document text ------------------------------------------------------------------
+
+EVIL = """绿洲科技公司<b>简介</b>
+
+第一节 <i>概况</i>
+
+绿洲科技公司的[点此领奖](javascript:alert(1))活动说明。
+绿洲科技公司<script>alert(1)</script>提供<img src=x onerror=alert(1)>服务。
+
+第二节 **加粗标题**
+
+# 绿洲科技公司的标题注入。
+- 绿洲科技公司列表注入，**加粗**和_斜体_以及`代码`。
+
+第三节 [链接](evil)
+
+1.绿洲科技公司编号注入，后面还有更多文字。
+绿洲科技公司网址 https://evil.example/login 与 www.evil.example 和 admin@evil.example 都不是链接。
+
+第四节 <img src=x>
+
+> 绿洲科技公司的引用注入和|表格|以及~~删除线~~。
+绿洲科技公司的脚注[^1]与$$x$$公式，还有反斜杠\\[与&amp实体。
+"""
+
+
+@pytest.fixture(scope="module")
+def evil_kb(make_settings, embedder, tmp_path_factory) -> KnowledgeBase:
+    folder = tmp_path_factory.mktemp("evil")
+    (folder / "evil.txt").write_text(EVIL, encoding="utf-8")
+    kb = KnowledgeBase(make_settings(), embedder=embedder)
+    assert kb.ingest([str(folder)]).added
+    return kb
+
+
+def test_document_markup_comes_out_escaped(evil_kb):
+    briefing = evil_kb.brief("绿洲科技公司")
+    assert briefing.found
+    assert_well_formed(briefing)
+    md = briefing.markdown
+    said = "\n".join(s for s, _ in bullets(briefing))
+    # The nasty sentences were chosen (so the checks below are about them) ...
+    for nasty in ("<script>alert(1)</script>", "[点此领奖](javascript:alert(1))", "**加粗**", "`代码`",
+                  "https://evil.example/login", "# 绿洲科技公司", "- 绿洲", "1.绿洲", "> 绿洲", "~~删除线~~",
+                  "[^1]与$$x$$", "\\[与&amp"):
+        assert nasty in said, nasty
+    # ... and none of it is markup in the briefing: a CommonMark renderer shows the text.
+    page = render(md)
+    for tag in ("<a ", "<img", "<script", "<b>", "<i>", "<strong", "<em", "<code", "<blockquote", "<table",
+                "<del", "<s>", "<ol", "<h3", "<hr"):
+        assert tag not in page, (tag, page)
+    assert page.count("<h1>") == 1 and page.count("<h2>") == md.count("\n## ")
+    items = re.findall(r"<li>(.*?)</li>", page, re.S)
+    assert [html.unescape(item) for item in items] == [f"{s}[^{n}]" for s, n in bullets(briefing)]
+    # GFM's bare-URL links are defused; footnotes stay one line each.
+    assert "https://evil" not in md and "www.evil" not in md and "admin@evil" not in md
+    assert len(FOOTNOTE.findall(md)) == len(briefing.sources)
+    for _, definition in FOOTNOTE.findall(md):
+        assert "\\<b\\>" in definition and "<b>" not in definition  # the title is escaped too
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[链接](javascript:alert(1))",
+        "![图](http://evil.example/x.png)",
+        "<img src=x onerror=alert(1)>",
+        "- 列表",
+        "+ 列表",
+        "1. 列表",
+        "12) 列表",
+        "# 标题",
+        "> 引用",
+        "***粗斜体*** __粗__ _斜_",
+        "`代码` ```围栏```",
+        "| a | b |",
+        "~~删除~~",
+        "&lt;b&gt; &#106;",
+        "反斜杠 \\ 和 \\*",
+        "[^1] [x]: http://evil",
+        "第一行\n# 第二行\n\n    代码块",
+    ],
+)
+def test_escape_markdown_renders_as_the_text(text):
+    escaped = escape_markdown(text)
+    assert "\n" not in escaped
+    page = render(f"- {escaped}")
+    assert page.startswith("<ul>\n<li>") and page.count("<li>") == 1 and "<a " not in page and "<img" not in page
+    shown = html.unescape(re.sub(r"</?(ul|li)>|\n", "", page))
+    assert shown == " ".join(text.split())
+
+
+# --- the rules, on hand-made passages ---------------------------------------------------------
+
+
+def _passage(doc: str, text: str, *, ordinal: int = 0, start: int = 0, title: str = "", date: str | None = None,
+             section: str = "", source: str | None = None) -> Passage:
+    chunk = Chunk(doc_id=doc, ordinal=ordinal, text=text, start=start, end=start + len(text),
+                  title=title or doc, section=section, date=date,
+                  source=f"https://example.gov.cn/{doc}.html" if source is None else source)
+    return Passage(chunk=chunk, score=1.0)
+
+
+ITEMS = "，".join(f"第{i}项内容包括机房、网络和安全设施的改造升级" for i in range(1, 9))
+LONG = f"锦州云计算中心一期工程，{ITEMS}。"  # > 160 characters
+
+
+def test_points_grouped_per_document_with_caps_duplicates_and_clipping():
+    passages = [
+        _passage("a", "锦州云计算中心已于去年正式上线运行。锦州云计算产业园开园。锦州云计算基地揭牌。",
+                 title="甲报告", date="2024-01-02", start=100),
+        _passage("b", "锦州云计算中心已于去年正式上线运行了。另外，" + LONG, title="乙报告"),
+        _passage("c", "本文与主题无关，讨论的是别的城市。", title="丙报告"),
+        _passage("d", "锦州云计算还有一处值得一提的进展。", source="javascript:alert(1)"),
+    ]
+    fixed = datetime(2024, 5, 6, 7, 8)
+    briefing = Briefer(refusal_threshold=0.5, clock=lambda: fixed).run("锦州云计算", passages, lambda term: 1.0)
+    assert briefing.found
+    assert_well_formed(briefing)
+    md = briefing.markdown
+    assert "生成时间：2024-05-06 07:08" in md
+    # Documents by relevance, titled with their dates; the off-topic one is absent.
+    assert re.findall(r"^## (.+)$", md, re.M) == ["甲报告（2024-01-02）", "乙报告", "d"]
+    points = bullets(briefing)
+    by_doc = [briefing.sources[n - 1].passage.chunk.doc_id for _, n in points]
+    assert by_doc.count("a") == 2  # max_per_document
+    # b's first sentence is a near-copy of a's: only its long sentence is there, clipped at a clause.
+    b_points = [s for s, n in points if briefing.sources[n - 1].passage.chunk.doc_id == "b"]
+    assert len(b_points) == 1 and b_points[0].endswith("…") and len(b_points[0]) <= 160
+    assert b_points[0][:-1] in "另外，" + LONG and b_points[0][-2] not in "，、"
+    # Footnotes: http(s) sources are autolinks, anything else escaped text.
+    definitions = dict(FOOTNOTE.findall(md))
+    assert definitions["1"] == "甲报告 · 2024-01-02 · <https://example.gov.cn/a.html>"
+    assert definitions[str(len(definitions))] == "d · javascript:alert\\(1\\)"
+    # Offsets are document offsets.
+    first = briefing.sources[0]
+    assert first.spans[0][0] >= 100 and first.quote.startswith("锦州云计算")
+
+
+def test_one_document_groups_by_section_in_document_order():
+    passages = [
+        _passage("a", "锦州云计算平台第二节内容。锦州云计算平台第二节补充。锦州云计算平台第二节再补充一句。",
+                 ordinal=1, start=200, section="第二节"),
+        _passage("a", "锦州云计算平台开篇介绍。", ordinal=0, start=0),
+    ]
+    briefing = Briefer(refusal_threshold=0.5).run("锦州云计算", passages, lambda term: 1.0)
+    assert re.findall(r"^## (.+)$", briefing.markdown, re.M) == ["导语", "第二节"]
+    assert "来源文档：a" in briefing.markdown
+    assert len(bullets(briefing)) == 3  # two from 第二节 (the cap), one from the lead
+
+
+def test_refusal_and_settings():
+    passages = [_passage("a", "锦州的烧烤很有名气。")]
+    refused = Briefer().run("锦州云计算", passages, lambda term: 1.0)
+    assert not refused.found and refused.confidence < 0.8 and refused.sources == ()
+    assert not Briefer().run("？？", passages, lambda term: 1.0).found  # no content words
+    assert not Briefer().run("锦州云计算", [], lambda term: 1.0).found
+    for bad in ({"max_points": 0}, {"max_per_document": 0}, {"max_per_document": 9}, {"max_chars_per_point": 5},
+                {"refusal_threshold": 1.5}, {"near_duplicate": -0.1}, {"min_coverage": 2}):
+        with pytest.raises(ValueError):
+            Briefer(**bad)
