@@ -16,18 +16,17 @@ BODY = st.text(alphabet="锦州数字政府云计算大数据开放平台建设�
 LINE = st.one_of(BODY, st.sampled_from(CHROME), st.text(min_size=0, max_size=30))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(LINE, min_size=1, max_size=25), st.sampled_from(["text", "markdown", "html"]))
 def test_cleaning_removes_lines_and_keeps_body(lines, kind):
     raw = "\n".join(lines)
     doc = clean_document(SourceDocument(doc_id="d", origin="/d", source="d", raw_text=raw, kind=kind))
-    raw_lines = {line.strip().lstrip("#").strip() for line in raw.split("\n")}
     body = [line for line in lines if line.endswith("。") and len(line) >= 13]
     if doc is None:
         assert not body  # only a page without body text may come out empty
         return
-    for line in doc.text.split("\n"):
-        assert line.strip() in raw_lines or any(line.strip() in r for r in raw_lines), line
+    for line in doc.text.split("\n"):  # nothing invented: every line stands in the raw page
+        assert line.strip() in raw, line
     for line in body[1:-1]:  # head/tail zones may hold a title line; the middle of the body stays
         assert line in doc.text
     for chunk in chunk_document(doc, chunk_size=60):
