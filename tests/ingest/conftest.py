@@ -81,3 +81,11 @@ def r1_copy(r1, tmp_path) -> Path:
     store = tmp_path / "chroma"
     shutil.copytree(r1[0], store)
     return store
+
+
+@pytest.fixture
+def kb(make_settings, embedder):
+    """A fresh knowledge base on its own store, with the real e5-small embedder."""
+    from kbqa.knowledge_base import KnowledgeBase
+
+    return KnowledgeBase(make_settings(), embedder=embedder)

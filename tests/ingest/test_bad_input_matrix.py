@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from kbqa.knowledge_base import KnowledgeBase
 
 GOOD = "锦州推进数字政府建设。全市政务系统统一迁移上云。\n"
 CHROME_ONLY = "15158846557 在线咨询\n所在位置: 首页 > 营销资讯\n关键词:味道,锦州\n74\n版权所有© 某网站 1997-2025\n"
@@ -38,11 +37,6 @@ CASES = {
     "nested.html": (("<div>" * 5000 + "深层嵌套的页面正文。" + "</div>" * 5000).encode(), None),
     "good.txt": (GOOD.encode(), None),
 }
-
-
-@pytest.fixture
-def kb(make_settings, embedder):
-    return KnowledgeBase(make_settings(), embedder=embedder)
 
 
 def test_bad_inputs_are_reported_and_the_rest_ingests(kb, tmp_path):

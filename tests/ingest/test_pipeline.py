@@ -19,11 +19,6 @@ ARTICLE_A = "数字政府的建设\n数字政府建设从政务上云开始。�
 ARTICLE_B = "# 开放数据\n\n开放数据资源，鼓励企业利用非涉密政务数据开展研发和创新。\n"
 
 
-@pytest.fixture
-def kb(make_settings, embedder):
-    return KnowledgeBase(make_settings(), embedder=embedder)
-
-
 def test_incremental_ingest_update_and_prune(kb, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
