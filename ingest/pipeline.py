@@ -2,7 +2,9 @@
 
 Like simonw/llm's embedding store, work is keyed by content hashes: a document whose hash
 (over its cleaned text, metadata and the chunking settings) matches the manifest is skipped,
-and inside a changed document every chunk whose own hash is unchanged keeps its old vector.
+and a chunk whose embedding input (``index_text``) hashes to one already in the store, or
+earlier in the same batch, reuses that vector: unchanged chunks of an edited document, and the
+repeated articles news corpora are full of, cost no embedding.
 
 Reliability. A run holds the store's ingest lock (``kbqa.store.ingest_lock``) from start to
 end, so two ingests into one store take turns. It writes in batches of about
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,9 +172,10 @@ class IngestPipeline:
             log.info("finishing %d interrupted removal(s)", len(interrupted))
             self._remove(interrupted, report)
             known = {doc_id: r for doc_id, r in known.items() if r.state != STATE_DELETING}
-        pending, yielded = self._collect(inputs, known, report)
-        self._index(pending, report, progress)
-        rewritten = {p.record.doc_id for p in pending}
+        # Documents stream through in write batches: memory stays flat on a corpus of any size,
+        # and the embedder starts on the first batch instead of after the last parse.
+        yielded: dict[str, set[str]] = {}
+        rewritten = self._index(self._collect(inputs, known, report, yielded), report, progress)
         # Half-written by an interrupted run, and this run, which reads their source, could not
         # produce them again (gone, or no longer parses): neither old nor new version survives
         # in full, so keeping them would serve a mix.
@@ -187,13 +190,12 @@ class IngestPipeline:
         return report
 
     def _collect(
-        self, inputs: Sequence[str], known: dict[str, DocRecord], report: IngestReport
-    ) -> tuple[list[_Pending], dict[str, set[str]]]:
-        """Documents that need (re)indexing, and the doc ids each origin file yielded."""
+        self, inputs: Sequence[str], known: dict[str, DocRecord], report: IngestReport, yielded: dict[str, set[str]]
+    ) -> Iterator[_Pending]:
+        """Documents that need (re)indexing, one by one; fills ``yielded`` with the doc ids each
+        origin file yielded."""
         settings_hash = f"{PIPELINE_VERSION}:{self.chunk_size}:{self.chunk_overlap}"
-        pending: list[_Pending] = []
         seen: set[str] = set()
-        yielded: dict[str, set[str]] = {}
 
         def parsed(doc_id: str | None, origin: str, chunks: int, status: str) -> None:
             self._emit("document_parsed", {"doc_id": doc_id, "origin": origin, "chunks": chunks, "status": status})
@@ -233,17 +235,17 @@ class IngestPipeline:
                 report.unchanged.append(doc.doc_id)
                 parsed(doc.doc_id, item.origin, len(chunks), "unchanged")
                 continue
-            pending.append(_Pending(record, chunks, is_update=old is not None))
             parsed(doc.doc_id, item.origin, len(chunks), "changed" if old is not None else "new")
-        return pending, yielded
+            yield _Pending(record, chunks, is_update=old is not None)
 
-    def _index(self, pending: list[_Pending], report: IngestReport, progress: bool) -> None:
-        total = sum(len(p.chunks) for p in pending)
+    def _index(self, pending: Iterable[_Pending], report: IngestReport, progress: bool) -> set[str]:
+        """Write the documents in batches of about ``write_batch_chunks`` chunks; returns their ids."""
         bar = None
-        if progress and total:
+        if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="chunk", desc="embedding", dynamic_ncols=True)
+            bar = tqdm(unit="chunk", desc="indexing", dynamic_ncols=True)
+        written: set[str] = set()
         try:
             batch: list[_Pending] = []
             size = 0
@@ -252,12 +254,15 @@ class IngestPipeline:
                 size += len(item.chunks)
                 if size >= self.write_batch_chunks:
                     self._write(batch, report, bar)
+                    written.update(p.record.doc_id for p in batch)
                     batch, size = [], 0
             if batch:
                 self._write(batch, report, bar)
+                written.update(p.record.doc_id for p in batch)
         finally:
             if bar is not None:
                 bar.close()
+        return written
 
     def _check_lock(self) -> None:
         if self._lock is not None:
@@ -265,17 +270,25 @@ class IngestPipeline:
 
     def _write(self, batch: list[_Pending], report: IngestReport, bar) -> None:
         self._check_lock()
-        # A "writing" entry (an interrupted run) counts as an update: the vectors it already
-        # stored are reused, so a rerun re-embeds only what the crash cut off.
-        reusable = self.store.vectors_by_text_hash([p.record.doc_id for p in batch if p.is_update])
         chunks = [c for p in batch for c in p.chunks]
         texts = [index_text(c) for c in chunks]
-        vectors = [reusable.get(c.text_hash) for c in chunks]
-        to_embed = [i for i, v in enumerate(vectors) if v is None]
+        hashes = [content_hash(t) for t in texts]
+        # Also what an interrupted run already stored: a rerun re-embeds only what the crash cut off.
+        vectors = self.store.vectors_by_input_hash(hashes)
+        first_of_hash: dict[str, int] = {}
+        for i, h in enumerate(hashes):
+            if h not in vectors:
+                first_of_hash.setdefault(h, i)
+        to_embed = list(first_of_hash.values())
         if to_embed:
-            for i, vector in zip(to_embed, self.embedder.embed_passages([texts[i] for i in to_embed])):
-                vectors[i] = vector
-        items = [IndexedChunk(chunk=c, vector=v, tokens=tokenize(t)) for c, v, t in zip(chunks, vectors, texts)]
+            t0 = time.perf_counter()
+            embedded = self.embedder.embed_passages([texts[i] for i in to_embed])
+            report.embed_seconds += time.perf_counter() - t0
+            vectors.update((hashes[i], vector) for i, vector in zip(to_embed, embedded))
+        items = [
+            IndexedChunk(chunk=c, vector=vectors[h], tokens=tokenize(t), input_hash=h)
+            for c, t, h in zip(chunks, texts, hashes)
+        ]
         info = {"doc_ids": [p.record.doc_id for p in batch], "chunks": len(chunks)}
         self._emit("batch_embedded", info | {"embedded": len(to_embed)})
         items_by_doc = []

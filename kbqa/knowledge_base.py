@@ -36,7 +36,12 @@ class KnowledgeBase:
             embedder_name=self.embedder.name,
             dim=self.embedder.dim,
         )
-        self.searcher = HybridSearcher(self.store, self.embedder, candidate_k=self.settings.candidate_k)
+        self.searcher = HybridSearcher(
+            self.store,
+            self.embedder,
+            candidate_k=self.settings.candidate_k,
+            snapshot_path=self.store.lexical_snapshot_path(self.settings.lexical_cache),
+        )
 
     @cached_property
     def answerer(self) -> ExtractiveAnswerer:

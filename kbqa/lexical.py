@@ -3,17 +3,25 @@
 Segmentation is jieba's search mode (compound words plus their parts, so "云计算" also
 matches "计算"); scoring is ``bm25s`` (sparse-matrix BM25, no Python loop over chunks per
 query). The index is derived from the token lists stored with each chunk in Chroma, so it
-can always be rebuilt from the store and never drifts from it.
+can always be rebuilt from the store and never drifts from it; ``LexicalCorpus`` keeps those
+lists between runs and updates them by document, so neither a restart nor a small ingest
+re-reads them all.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 import re
-from collections import Counter
+import zipfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Function words and question words that carry no topic. A deliberately short, hand-kept
 # list: the maintained Chinese stopword lists are several hundred words long and drop
@@ -84,29 +92,43 @@ def coverage(weights: dict[str, float], text: str) -> float:
 class LexicalIndex:
     """A BM25 index over chunks, addressed by chunk id."""
 
-    def __init__(self, rows: Iterable[tuple[str, Sequence[str]]], *, k1: float = 1.2, b: float = 0.75):
+    def __init__(
+        self,
+        chunk_ids: Sequence[str],
+        token_ids: Sequence[np.ndarray],
+        vocab: dict[str, int],
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+    ):
         import bm25s
 
-        self.chunk_ids: list[str] = []
-        corpus: list[list[str]] = []
-        df: Counter[str] = Counter()
-        for chunk_id, tokens in rows:
-            self.chunk_ids.append(chunk_id)
-            corpus.append(list(tokens))
-            df.update(set(tokens))
-        self._df = df
-        self._n = len(corpus)
+        self.chunk_ids = list(chunk_ids)
+        self._n = len(self.chunk_ids)
+        self._vocab = vocab
+        self._df = _document_frequencies(token_ids, len(vocab))
         self._bm25 = None
-        if corpus:
+        if self._n:
             self._bm25 = bm25s.BM25(k1=k1, b=b)
-            self._bm25.index(corpus, show_progress=False)
+            # A copy: bm25s adds its empty token to the dict it is given.
+            self._bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=dict(vocab)), show_progress=False)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
+        vocab: dict[str, int] = {}
+        chunk_ids, token_ids = [], []
+        for chunk_id, tokens in rows:
+            chunk_ids.append(chunk_id)
+            token_ids.append(_ids(tokens, vocab))
+        return cls(chunk_ids, token_ids, vocab, **params)
 
     def __len__(self) -> int:
         return self._n
 
     def idf(self, term: str) -> float:
         """BM25 idf; a term absent from the index gets the highest weight of all."""
-        df = self._df.get(term, 0)
+        term_id = self._vocab.get(term)
+        df = int(self._df[term_id]) if term_id is not None else 0
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
     def term_weights(self, terms: Sequence[str]) -> dict[str, float]:
@@ -116,7 +138,7 @@ class LexicalIndex:
         """(chunk id, BM25 score) of the best ``k`` chunks with a positive score."""
         if self._bm25 is None:
             return []
-        known = [t for t in terms if t in self._bm25.vocab_dict]
+        known = [t for t in terms if t in self._vocab and self._df[self._vocab[t]] > 0]
         if not known:
             return []
         scores = self._bm25.get_scores(known)
@@ -124,3 +146,105 @@ class LexicalIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def _ids(tokens: Iterable[str], vocab: dict[str, int]) -> np.ndarray:
+    return np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int32)
+
+
+def _document_frequencies(token_ids: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
+    """How many chunks hold each token id, without a Python loop over chunks."""
+    if not token_ids or not vocab_size:
+        return np.zeros(vocab_size, np.int64)
+    lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+    owners = np.repeat(np.arange(len(token_ids), dtype=np.int64), lengths)
+    pairs = np.unique(owners * vocab_size + np.concatenate(token_ids).astype(np.int64))
+    return np.bincount(pairs % vocab_size, minlength=vocab_size)
+
+
+class LexicalCorpus:
+    """The token rows the BM25 index is built from, by document, kept in step with the store
+    and saved beside it so that a restart, or a change to a few documents, costs a read of
+    what changed instead of every chunk's tokens.
+
+    Each document carries the ``signature`` its rows were read under (the manifest's content
+    hash and state) and the corpus the store ``revision`` it reflects; the caller
+    (``kbqa.retrieval``) re-reads the documents whose signature moved. Token strings are held
+    once, in ``vocab``; rows are int32 ids. The file is one ``.npz`` without pickles.
+    """
+
+    FORMAT = 1
+
+    def __init__(self) -> None:
+        self.revision: str | None = None
+        self.vocab: dict[str, int] = {}
+        # doc id -> (signature, chunk ids, token-id rows)
+        self._docs: dict[str, tuple[str, list[str], list[np.ndarray]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def doc_ids(self) -> list[str]:
+        return list(self._docs)
+
+    def signature(self, doc_id: str) -> str | None:
+        entry = self._docs.get(doc_id)
+        return entry[0] if entry else None
+
+    def put(self, doc_id: str, signature: str, rows: Iterable[tuple[str, Sequence[str]]]) -> None:
+        chunk_ids, token_ids = [], []
+        for chunk_id, tokens in rows:
+            chunk_ids.append(chunk_id)
+            token_ids.append(_ids(tokens, self.vocab))
+        self._docs[doc_id] = (signature, chunk_ids, token_ids)
+
+    def drop(self, doc_id: str) -> None:
+        self._docs.pop(doc_id, None)
+
+    def index(self, **params: float) -> LexicalIndex:
+        chunk_ids = [cid for _, cids, _ in self._docs.values() for cid in cids]
+        token_ids = [row for _, _, rows in self._docs.values() for row in rows]
+        return LexicalIndex(chunk_ids, token_ids, self.vocab, **params)
+
+    def save(self, path: Path) -> None:
+        """Write atomically (a reader never sees half a file; the last writer wins)."""
+        header = {
+            "format": self.FORMAT,
+            "revision": self.revision,
+            "vocab": list(self.vocab),  # dicts keep insertion order: position == id
+            "docs": [[doc_id, sig, cids] for doc_id, (sig, cids, _) in self._docs.items()],
+        }
+        rows = [row for _, _, doc_rows in self._docs.values() for row in doc_rows]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                header=np.frombuffer(json.dumps(header, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
+                lengths=np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows)),
+                ids=np.concatenate(rows) if rows else np.zeros(0, np.int32),
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> LexicalCorpus | None:
+        """The saved corpus, or None when there is none (or it is unreadable or of another format:
+        it is only a cache of the store, rebuilt from there)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(data["header"].tobytes().decode("utf-8"))
+                if header.get("format") != cls.FORMAT:
+                    return None
+                rows = np.split(data["ids"], np.cumsum(data["lengths"])[:-1]) if len(data["lengths"]) else []
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            if path.exists():
+                log.warning("ignoring the BM25 snapshot %s (%s); rebuilding it from the store", path, exc)
+            return None
+        corpus = cls()
+        corpus.revision = header["revision"]
+        corpus.vocab = {token: i for i, token in enumerate(header["vocab"])}
+        at = 0
+        for doc_id, signature, chunk_ids in header["docs"]:
+            corpus._docs[doc_id] = (signature, chunk_ids, rows[at : at + len(chunk_ids)])
+            at += len(chunk_ids)
+        return corpus

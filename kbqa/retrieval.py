@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
@@ -17,12 +18,16 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
-from kbqa.lexical import LexicalIndex, coverage, key_terms, query_terms
+from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage, key_terms, query_terms
 from kbqa.store import ChunkStore
 from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id
 
 _EXCLUSION_DEPTH = 200
 log = logging.getLogger(__name__)
+
+
+def _ordinal(row: tuple[str, object]) -> int:
+    return int(row[0].rsplit("#", 1)[1])
 
 
 def index_text(chunk: Chunk) -> str:
@@ -49,6 +54,8 @@ class HybridSearcher:
         rerank_depth: int = 30,
         coverage_weight: float = 1.0,
         refresh_seconds: float = 1.0,
+        snapshot_path: Path | None = None,
+        snapshot_every_seconds: float = 30.0,
     ):
         # Defaults measured on ../shared/eval/dev (bench/, README "Retrieval design").
         if candidate_k < 1 or rrf_k < 1 or rerank_depth < 1:
@@ -66,6 +73,12 @@ class HybridSearcher:
         self.rerank_depth = rerank_depth
         self.coverage_weight = coverage_weight
         self.refresh_seconds = refresh_seconds
+        self.snapshot_path = snapshot_path
+        self.snapshot_every_seconds = snapshot_every_seconds
+        self._corpus: LexicalCorpus | None = None
+        self._saved_at = float("-inf")
+        self._sync_lock = threading.Lock()  # one reader of the store's token rows at a time
+        self._generation_built = self._generation_installed = 0
         self._lexical: LexicalIndex | None = None
         self._lexical_revision: str | None = None
         self._checked_at = 0.0
@@ -91,25 +104,73 @@ class HybridSearcher:
             if self._lexical is not None and revision == self._lexical_revision:
                 return self._lexical
             if self._lexical is None or self._rebuild_now:
-                self._install(self._build(), revision)
+                self._install(self._build(revision), revision)
                 return self._lexical
             self._rebuilding = True
         threading.Thread(target=self._rebuild_in_background, args=(revision,), daemon=True).start()
         return self._lexical
 
-    def _build(self) -> LexicalIndex:
-        # Rows are read after the revision: a write landing meanwhile makes the next check
-        # see a newer revision and rebuild again, never the reverse.
-        return LexicalIndex((cid, tokens.split()) for cid, tokens in self.store.iter_lexical_rows())
+    def _build(self, revision: str) -> tuple[LexicalIndex, int]:
+        """Bring the token corpus up to ``revision`` and index it; also returns the build's
+        generation (builds are serial, so a later generation reflects a later store).
 
-    def _install(self, index: LexicalIndex, revision: str) -> None:
+        Only documents whose manifest signature differs from the corpus's are read again. The
+        order — revision, then signatures, then rows — is what makes this safe against a
+        concurrent writer: each write changes a document's signature before its chunks and again
+        after them (``ChunkStore.write_documents``), and bumps the revision, so rows read in the
+        middle of a write sit under a signature that the next check finds stale.
+        """
+        with self._sync_lock:
+            corpus = self._corpus
+            if corpus is None and self.snapshot_path is not None:
+                corpus = LexicalCorpus.load(self.snapshot_path)
+            if corpus is None:
+                corpus = LexicalCorpus()
+            if corpus.revision != revision:
+                signatures = self.store.doc_signatures()
+                stale = [d for d, sig in signatures.items() if corpus.signature(d) != sig]
+                if len(stale) > len(signatures) // 2:
+                    corpus = LexicalCorpus()  # mostly new: one paged scan beats reads by document
+                for doc_id in set(corpus.doc_ids()) - signatures.keys():
+                    corpus.drop(doc_id)
+                rows_by_doc: dict[str, list[tuple[str, list[str]]]] = {d: [] for d in stale}
+                scan = None if not len(corpus) else stale
+                for chunk_id, tokens in self.store.iter_lexical_rows(scan) if stale else ():
+                    doc_rows = rows_by_doc.get(chunk_doc_id(chunk_id))
+                    if doc_rows is not None:  # chunks without a manifest entry are not served
+                        doc_rows.append((chunk_id, tokens.split()))
+                for doc_id, rows in rows_by_doc.items():
+                    corpus.put(doc_id, signatures[doc_id], sorted(rows, key=_ordinal))
+                corpus.revision = revision
+                self._save(corpus)
+            self._corpus = corpus
+            self._generation_built += 1
+            return corpus.index(), self._generation_built
+
+    def _save(self, corpus: LexicalCorpus) -> None:
+        # Throttled, as the revision moves every few seconds while another process ingests. A
+        # snapshot behind the store is still a valid start: the next sync reads what it lacks.
+        now = time.monotonic()
+        if self.snapshot_path is None or now - self._saved_at < self.snapshot_every_seconds:
+            return
+        try:
+            corpus.save(self.snapshot_path)
+            self._saved_at = now
+        except OSError as exc:  # a read-only disk costs restart time, nothing else
+            log.warning("could not save the BM25 snapshot to %s: %s", self.snapshot_path, exc)
+
+    def _install(self, built: tuple[LexicalIndex, int], revision: str) -> None:
+        index, generation = built
+        if generation < self._generation_installed:
+            return  # a background build that a newer build in the caller overtook
         self._lexical, self._lexical_revision, self._rebuild_now = index, revision, False
+        self._generation_installed = generation
 
     def _rebuild_in_background(self, revision: str) -> None:
         try:
-            index = self._build()
+            built = self._build(revision)
             with self._lock:
-                self._install(index, revision)
+                self._install(built, revision)
         except Exception:  # the old index keeps serving; the next check retries
             log.exception("rebuilding the BM25 index failed")
         finally:

@@ -5,7 +5,8 @@ server agree on what the knowledge base holds:
 
 * ``<prefix>-<embedder>-chunks``: one record per chunk (id ``doc_id#ordinal``), its vector, its
   text, and metadata (offsets, title, section, date, source, the jieba tokens the BM25 index
-  is rebuilt from, and the chunk's content hash so unchanged chunks keep their vectors). Its
+  is built from, and the hash of the chunk's embedding input, so a chunk whose input was
+  embedded before, in this document or any other, reuses that vector). Its
   collection metadata carries the layout's ``schema_version``.
 * ``<prefix>-<embedder>-docs``: one record per document (content hash, origin, chunk count and
   a ``state``). Chroma needs a vector per record; these carry a constant 1-d placeholder.
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 _PLACEHOLDER_VECTOR = [1.0]
 _PAGE = 2000  # records per Chroma get() page; well under Chroma's max batch size
+_DOCS_PER_GET = 200  # documents per get() by doc id: a few hundred chunks a page
 
 # Layout of the collections this code writes. Bump it when a change makes old records
 # unreadable or wrong, and either list the old version in _STAMP_ONLY_VERSIONS (when the old
@@ -139,6 +141,7 @@ class IndexedChunk:
     chunk: Chunk
     vector: np.ndarray
     tokens: Sequence[str]
+    input_hash: str  # of the exact text the vector embeds
 
 
 def _chunk_metadata(item: IndexedChunk) -> dict:
@@ -151,7 +154,7 @@ def _chunk_metadata(item: IndexedChunk) -> dict:
         "title": c.title,
         "section": c.section,
         "source": c.source,
-        "text_hash": c.text_hash,
+        "input_hash": item.input_hash,
         "tokens": " ".join(item.tokens),
         # Always present: upsert merges metadata, and None is how a stale date gets deleted.
         "date": c.date or None,
@@ -276,8 +279,10 @@ class ChunkStore:
 
     # --- reading -------------------------------------------------------------------------
     def revision(self) -> str:
-        """Changes whenever the content changes; lets other processes notice writes."""
-        return str(self._client.get_collection(self._docs_name, embedding_function=None).metadata["revision"])
+        """Changes whenever the content changes; lets other processes notice writes. It names
+        the collection too: a store dropped and rebuilt never repeats an old revision."""
+        docs = self._client.get_collection(self._docs_name, embedding_function=None)
+        return f"{docs.id}:{docs.metadata['revision']}"
 
     def chunk_count(self) -> int:
         return self._chunks.count()
@@ -293,23 +298,46 @@ class ChunkStore:
                 records[doc_id] = DocRecord.from_metadata(doc_id, meta)
         return records
 
-    def vectors_by_text_hash(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Existing vectors of these documents' chunks, keyed by chunk content hash."""
-        if not doc_ids:
-            return {}
-        got = self._chunks.get(where={"doc_id": {"$in": list(doc_ids)}}, include=["metadatas", "embeddings"])
-        return {
-            meta["text_hash"]: np.asarray(vec, dtype=np.float32)
-            for meta, vec in zip(got["metadatas"], got["embeddings"])
-        }
+    def vectors_by_input_hash(self, input_hashes: Collection[str]) -> dict[str, np.ndarray]:
+        """Stored vectors whose embedding input has one of these hashes (one per hash)."""
+        found: dict[str, np.ndarray] = {}
+        wanted = list(dict.fromkeys(input_hashes))
+        for start in range(0, len(wanted), _PAGE):
+            got = self._chunks.get(
+                where={"input_hash": {"$in": wanted[start : start + _PAGE]}}, include=["metadatas", "embeddings"]
+            )
+            for meta, vec in zip(got["metadatas"], got["embeddings"]):
+                found.setdefault(meta["input_hash"], np.asarray(vec, dtype=np.float32))
+        return found
 
-    def iter_lexical_rows(self) -> Iterator[tuple[str, str]]:
-        """(chunk id, space-joined tokens) for every chunk, in pages."""
-        total = self._chunks.count()
-        for offset in range(0, total, _PAGE):
-            page = self._chunks.get(include=["metadatas"], limit=_PAGE, offset=offset)
+    def doc_signatures(self) -> dict[str, str]:
+        """doc id -> a string that changes whenever the document's chunks may have changed."""
+        return {doc_id: f"{r.state}:{r.content_hash}" for doc_id, r in self.doc_records().items()}
+
+    def iter_lexical_rows(self, doc_ids: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
+        """(chunk id, space-joined tokens) for every chunk, or for these documents' chunks."""
+        if doc_ids is None:
+            total = self._chunks.count()
+            for offset in range(0, total, _PAGE):
+                page = self._chunks.get(include=["metadatas"], limit=_PAGE, offset=offset)
+                for chunk_id, meta in zip(page["ids"], page["metadatas"]):
+                    yield chunk_id, meta.get("tokens", "")
+            return
+        ids = list(doc_ids)
+        for start in range(0, len(ids), _DOCS_PER_GET):
+            page = self._chunks.get(where={"doc_id": {"$in": ids[start : start + _DOCS_PER_GET]}}, include=["metadatas"])
             for chunk_id, meta in zip(page["ids"], page["metadatas"]):
                 yield chunk_id, meta.get("tokens", "")
+
+    def lexical_snapshot_path(self, cache_dir: Path) -> Path:
+        """Where this store's BM25 corpus (``kbqa.lexical.LexicalCorpus``) is saved: inside an
+        embedded store's directory, so it goes where the store goes; under ``cache_dir``, per
+        server and collection, for a Chroma server (every app host keeps its own)."""
+        base = collection_base(self.collection_prefix, self.embedder_name)
+        settings = self._client.get_settings()
+        if settings.is_persistent and settings.persist_directory:
+            return Path(settings.persist_directory) / f"{base}-bm25.npz"
+        return Path(cache_dir) / f"{_slug(self.location.split('://', 1)[-1])}-{base}-bm25.npz"
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         if not chunk_ids:

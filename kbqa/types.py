@@ -65,11 +65,6 @@ class Chunk:
     def chunk_id(self) -> str:
         return f"{self.doc_id}#{self.ordinal}"
 
-    @property
-    def text_hash(self) -> str:
-        """Hash of everything that goes into the chunk's embedding input."""
-        return content_hash(self.title, self.section, self.text)
-
 
 @dataclass(frozen=True)
 class Passage:
@@ -180,8 +175,9 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     chunks_written: int = 0
-    chunks_embedded: int = 0  # fewer than written when unchanged chunks kept their vectors
+    chunks_embedded: int = 0  # fewer than written when unchanged or repeated chunks reused a vector
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # inside the embedder; the rest of ``seconds`` is pipeline overhead
 
     def to_dict(self) -> dict:
         return asdict(self)

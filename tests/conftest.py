@@ -31,6 +31,7 @@ def make_settings(tmp_path_factory):
 
     def make(**overrides):
         overrides.setdefault("store", tmp_path_factory.mktemp("store"))
+        overrides.setdefault("lexical_cache", tmp_path_factory.mktemp("bm25"))
         return Settings(**overrides)
 
     return make
@@ -38,9 +39,18 @@ def make_settings(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedder(make_settings):
+    """The default embedder (e5-small, int8 in ONNX Runtime)."""
     from kbqa.embeddings import make_embedder
 
     return make_embedder(make_settings())
+
+
+@pytest.fixture(scope="session")
+def st_embedder(make_settings):
+    """The same model in fp32 sentence-transformers (the ONNX build is exported from it)."""
+    from kbqa.embeddings import make_embedder
+
+    return make_embedder(make_settings(embedder="e5-small"))
 
 
 @pytest.fixture(scope="session")

@@ -58,10 +58,11 @@ def test_incremental_update_equals_a_fresh_ingest(corpus, r1_copy, r2, open_kb):
 
 
 def test_killed_while_parsing(corpus, r1, open_kb, tmp_path):
-    """(a) Killed during parsing/chunking, before anything was written."""
+    """(a) Killed during parsing/chunking, before anything was written (documents stream
+    through in write batches, so that is while the first batch fills)."""
     corpus.write("v1")
     store = tmp_path / "chroma"
-    events = killed_ingest(corpus, store, "document_parsed:5", tmp_path)
+    events = killed_ingest(corpus, store, "document_parsed:2", tmp_path)
     assert not [e for e in events if e[0] == "manifest_pending"]
     kb = open_kb(store)
     assert kb.store.chunk_count() == 0 and kb.store.doc_count() == 0

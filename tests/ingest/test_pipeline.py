@@ -49,6 +49,29 @@ def test_incremental_ingest_update_and_prune(kb, tmp_path):
     assert all(p.chunk.doc_id == "a.txt" for p in kb.search("开放数据资源", k=5).passages)
 
 
+def test_repeated_articles_are_embedded_once(kb, tmp_path):
+    # News corpora post one article under many ids; each copy is its own document and
+    # passage, but the model runs once per distinct embedding input.
+    story = "2020-03-01 08:00，正文：锦州市政务云平台完成扩容，46家单位的100多个业务系统已迁移上云。" * 4
+    rows = [{"id": f"copy{i}", "title": "", "text": story, "source": f"site{i}"} for i in range(3)]
+    rows.append({"id": "other", "title": "", "text": "开放数据资源，鼓励企业利用非涉密政务数据开展研发。", "source": "x"})
+    corpus = tmp_path / "news.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    first = kb.ingest([str(corpus)])
+    per_copy = first.chunks_written // 3  # "other" is one chunk
+    assert sorted(first.added) == ["copy0", "copy1", "copy2", "other"]
+    assert first.chunks_written == 3 * per_copy + 1 and first.chunks_embedded <= per_copy + 1
+    assert first.embed_seconds > 0
+
+    # A copy added later reuses the vectors already stored, and finds the same passages.
+    corpus.write_text(corpus.read_text(encoding="utf-8") + json.dumps(rows[0] | {"id": "copy3"}, ensure_ascii=False)
+                      + "\n", encoding="utf-8")
+    later = kb.ingest([str(corpus)])
+    assert later.added == ["copy3"] and later.chunks_embedded == 0
+    hits = {p.chunk.doc_id for p in kb.search("锦州政务云迁移了多少业务系统", k=8).passages}
+    assert {"copy0", "copy3"} <= hits
+
+
 def test_jsonl_lines_removed_are_pruned(kb, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     rows = [{"id": f"d{i}", "title": "", "text": f"第{i}号文件 关于数字经济的第{i}项措施。", "source": f"s{i}"} for i in range(3)]

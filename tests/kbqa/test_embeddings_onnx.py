@@ -42,10 +42,10 @@ def test_unit_rows_dim_and_name(onnx_embedder: Embedder) -> None:
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_close_to_fp32_sentence_transformers(onnx_embedder: Embedder, embedder: Embedder) -> None:
-    assert embedder.name == "e5-small@st"
+def test_close_to_fp32_sentence_transformers(onnx_embedder: Embedder, st_embedder: Embedder) -> None:
+    assert st_embedder.name == "e5-small@st"
     for kind in ("embed_queries", "embed_passages"):
-        cos = (getattr(onnx_embedder, kind)(TEXTS) * getattr(embedder, kind)(TEXTS)).sum(axis=1)
+        cos = (getattr(onnx_embedder, kind)(TEXTS) * getattr(st_embedder, kind)(TEXTS)).sum(axis=1)
         assert cos.mean() >= 0.99 and cos.min() >= 0.98, (kind, cos)
     # the prefixes are applied: a query and a passage of the same text differ
     assert (onnx_embedder.embed_queries(TEXTS[:1]) @ onnx_embedder.embed_passages(TEXTS[:1]).T)[0, 0] < 0.999

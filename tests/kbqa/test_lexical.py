@@ -1,4 +1,4 @@
-from kbqa.lexical import LexicalIndex, query_terms, tokenize
+from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
 
 
 def test_tokenize_drops_punctuation_and_lowercases():
@@ -18,7 +18,7 @@ def test_bm25_ranks_matching_chunk_first_and_idf_orders_rarity():
         ("b#0", tokenize("华为与锦州签署云计算产业战略协议")),
         ("c#0", tokenize("杭州发展数字经济")),
     ]
-    index = LexicalIndex(rows)
+    index = LexicalIndex.from_rows(rows)
     hits = index.search(query_terms("锦州的三个开放"), 3)
     assert hits[0][0] == "a#0"
     assert all(score > 0 for _, score in hits)
@@ -27,5 +27,69 @@ def test_bm25_ranks_matching_chunk_first_and_idf_orders_rarity():
 
 
 def test_empty_index():
-    index = LexicalIndex([])
+    index = LexicalIndex.from_rows([])
     assert len(index) == 0 and index.search(["锦州"], 5) == []
+
+
+def corpus_of(docs: dict[str, list[str]]) -> LexicalCorpus:
+    corpus = LexicalCorpus()
+    for doc_id, texts in docs.items():
+        corpus.put(doc_id, f"ok:{doc_id}", [(f"{doc_id}#{i}", tokenize(t)) for i, t in enumerate(texts)])
+    return corpus
+
+
+def assert_same_index(a: LexicalIndex, b: LexicalIndex, queries: list[str]) -> None:
+    assert sorted(a.chunk_ids) == sorted(b.chunk_ids)
+    for q in queries:
+        terms = query_terms(q)
+        got, want = dict(a.search(terms, 50)), dict(b.search(terms, 50))
+        assert got.keys() == want.keys(), q
+        assert all(abs(got[c] - want[c]) < 1e-5 for c in got), q
+        assert all(abs(a.idf(t) - b.idf(t)) < 1e-9 for t in terms), q
+
+
+QUERIES = ["锦州的三个开放", "云计算产业", "杭州数字经济", "政务数据开放", "不存在的词"]
+DOCS = {
+    "a": ["锦州坚持三个开放，推进产业发展", "开放业务系统、开放数据资源、开放市场应用"],
+    "b": ["华为与锦州签署云计算产业战略协议"],
+    "c": ["杭州发展数字经济", "杭州城市大脑"],
+}
+
+
+def test_corpus_index_equals_an_index_of_the_same_rows_after_drops_and_replacements():
+    corpus = corpus_of(DOCS)
+    corpus.drop("b")
+    corpus.put("c", "ok:c2", [("c#0", tokenize("杭州政务数据开放平台上线"))])  # fewer chunks than before
+    expected = LexicalIndex.from_rows(
+        [(f"a#{i}", tokenize(t)) for i, t in enumerate(DOCS["a"])] + [("c#0", tokenize("杭州政务数据开放平台上线"))]
+    )
+    assert_same_index(corpus.index(), expected, QUERIES)
+    assert corpus.signature("c") == "ok:c2" and corpus.signature("b") is None
+    # "云计算" only lived in the dropped document: its idf is that of an unseen word again.
+    assert corpus.index().idf("云计算") == expected.idf("从未出现") and not corpus.index().search(["云计算"], 5)
+
+
+def test_corpus_survives_a_save_and_load(tmp_path):
+    corpus = corpus_of(DOCS)
+    corpus.put("empty", "ok:e", [])
+    corpus.revision = "col:rev1"
+    path = tmp_path / "sub" / "bm25.npz"
+    corpus.save(path)
+    loaded = LexicalCorpus.load(path)
+    assert loaded is not None and loaded.revision == "col:rev1"
+    assert sorted(loaded.doc_ids()) == ["a", "b", "c", "empty"] and loaded.signature("b") == "ok:b"
+    assert_same_index(loaded.index(), corpus.index(), QUERIES)
+    assert [p.name for p in path.parent.iterdir()] == ["bm25.npz"]  # no temporary file left
+
+
+def test_a_missing_or_damaged_snapshot_loads_as_none(tmp_path):
+    assert LexicalCorpus.load(tmp_path / "absent.npz") is None
+    path = tmp_path / "bm25.npz"
+    corpus_of(DOCS).save(path)
+    path.write_bytes(path.read_bytes()[: 200])  # a torn copy
+    assert LexicalCorpus.load(path) is None
+    path.write_bytes(b"not a zip at all")
+    assert LexicalCorpus.load(path) is None
+    empty = LexicalCorpus()
+    empty.save(path)
+    assert len(LexicalCorpus.load(path)) == 0 and len(LexicalCorpus.load(path).index()) == 0

@@ -30,7 +30,7 @@ def doc(doc_id: str, texts: list[str], *, version: str = "1") -> tuple[DocRecord
         chunk = Chunk(doc_id=doc_id, ordinal=i, text=text, start=offset, end=offset + len(text), title=f"T-{doc_id}")
         offset += len(text)
         vector = rng.normal(size=DIM).astype(np.float32)
-        items.append(IndexedChunk(chunk, vector / np.linalg.norm(vector), tokens=list(text)))
+        items.append(IndexedChunk(chunk, vector / np.linalg.norm(vector), tokens=list(text), input_hash=f"h:{text}"))
     record = DocRecord(doc_id, f"hash-{version}", f"/data/{doc_id}", f"T-{doc_id}", doc_id, None, len(items))
     return record, items
 
@@ -55,12 +55,12 @@ def test_write_read_query_and_replace(store):
     assert {cid for cid, _ in store.iter_lexical_rows()} == {"a#0", "b#0"}
 
 
-def test_vectors_are_reused_by_text_hash(store):
-    record, items = doc("a", ["一", "二"])
-    store.write_documents([(record, items)])
-    reusable = store.vectors_by_text_hash(["a"])
-    assert set(reusable) == {i.chunk.text_hash for i in items}
-    np.testing.assert_allclose(reusable[items[0].chunk.text_hash], items[0].vector, atol=1e-6)
+def test_vectors_are_found_by_input_hash_across_documents(store):
+    store.write_documents([doc("a", ["一", "二"]), doc("b", ["三"])])
+    found = store.vectors_by_input_hash(["h:二", "h:三", "h:四"])
+    assert set(found) == {"h:二", "h:三"}
+    np.testing.assert_allclose(found["h:三"], doc("b", ["三"])[1][0].vector, atol=1e-6)
+    assert store.vectors_by_input_hash([]) == {}
 
 
 def test_delete_documents(store):

@@ -38,7 +38,7 @@ def _doc(doc_id: str, texts: list[str], date: str | None = "2024-01-02") -> tupl
         vector = np.zeros(DIM, dtype=np.float32)
         vector[(i + len(doc_id)) % DIM] = 1.0
         chunk = Chunk(doc_id=doc_id, ordinal=i, text=text, start=0, end=len(text), title="T", date=date)
-        items.append(IndexedChunk(chunk, vector, tokens=list(text)))
+        items.append(IndexedChunk(chunk, vector, tokens=list(text), input_hash=text))
     return DocRecord(doc_id, "h1", f"/data/{doc_id}", "T", doc_id, date, len(items)), items
 
 
