@@ -35,7 +35,9 @@ def test_quick_bench_runs_every_stage(tmp_path):
         assert 0.0 <= metrics["recall@1"] <= metrics["recall@5"] <= 1.0
     # On 30 documents with every gold document present, ours must find nearly all of them.
     assert results["retrieval"]["ours: hybrid + coverage rerank"]["recall@5"] >= 0.9
-    assert results["ingest"]["chunks_embedded"] == results["ingest"]["chunks_written"] > 0
+    ingest = results["ingest"]
+    assert ingest["docs_added"] == results["corpus_docs"] and 0 < ingest["chunks_embedded"] <= ingest["chunks_written"]
+    assert 0 < ingest["embed_seconds"] < ingest["pipeline_seconds"] < ingest["wall_seconds"]
     assert {"/api/search", "/api/ask"} <= set(results["latency"])
     assert "| ours: hybrid + coverage rerank |" in out.with_suffix(".md").read_text(encoding="utf-8")
 
@@ -46,3 +48,29 @@ def test_bench_skips_cleanly_without_eval_data(tmp_path, monkeypatch):
     monkeypatch.setattr(evalset, "DEV_CORPUS", tmp_path / "missing.jsonl")
     assert bench_main.main(["--out", str(tmp_path / "x")]) == 0
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not (evalset.SCALE_CORPUS.is_file() and evalset.available()), reason="no ../shared/eval scale corpus")
+def test_scale_run_resumes_and_measures_the_app(tmp_path):
+    """Two short budgets: the second run continues where the first stopped."""
+    work, out = tmp_path / "scale", tmp_path / "results" / "scale"
+
+    def run(*extra: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.scale", "--budget-minutes", "0.4", "--sample-seconds", "3",
+             "--workdir", str(work), "--out", str(out), "--latency-queries", "5", *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+
+    first = run("--skip-app")["ingest"]
+    assert first["docs_before"] == 0 and first["docs_after"] > 0 and not first["finished"]
+    second = run()
+    assert second["ingest"]["docs_before"] == first["docs_after"]
+    assert second["ingest"]["docs_after"] > first["docs_after"]
+    app = second["app"]
+    assert {"/api/search", "/api/ask"} <= set(app["latency"]) and app["app_rss_mb"] > 0
+    assert app["first_answer_seconds_cold"] > 0 and app["first_answer_seconds_warm"] > 0
+    assert "| sustained rate |" in out.with_suffix(".md").read_text(encoding="utf-8")
