@@ -105,13 +105,13 @@ class LexicalIndex:
 
         self.chunk_ids = list(chunk_ids)
         self._n = len(self.chunk_ids)
-        self._vocab = vocab
+        # A copy: the corpus's vocabulary grows while this index serves queries.
+        self._vocab = dict(vocab)
         self._df = _document_frequencies(token_ids, len(vocab))
         self._bm25 = None
         if self._n:
             self._bm25 = bm25s.BM25(k1=k1, b=b)
-            # A copy: bm25s adds its empty token to the dict it is given.
-            self._bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=dict(vocab)), show_progress=False)
+            self._bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=self._vocab), show_progress=False)
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
@@ -125,10 +125,13 @@ class LexicalIndex:
     def __len__(self) -> int:
         return self._n
 
+    def _doc_frequency(self, term: str) -> int:
+        term_id = self._vocab.get(term, len(self._df))  # bm25s appends its own "" token beyond df
+        return int(self._df[term_id]) if term_id < len(self._df) else 0
+
     def idf(self, term: str) -> float:
         """BM25 idf; a term absent from the index gets the highest weight of all."""
-        term_id = self._vocab.get(term)
-        df = int(self._df[term_id]) if term_id is not None else 0
+        df = self._doc_frequency(term)
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
     def term_weights(self, terms: Sequence[str]) -> dict[str, float]:
@@ -138,7 +141,7 @@ class LexicalIndex:
         """(chunk id, BM25 score) of the best ``k`` chunks with a positive score."""
         if self._bm25 is None:
             return []
-        known = [t for t in terms if t in self._vocab and self._df[self._vocab[t]] > 0]
+        known = [t for t in terms if self._doc_frequency(t) > 0]
         if not known:
             return []
         scores = self._bm25.get_scores(known)

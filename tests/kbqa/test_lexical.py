@@ -93,3 +93,11 @@ def test_a_missing_or_damaged_snapshot_loads_as_none(tmp_path):
     empty = LexicalCorpus()
     empty.save(path)
     assert len(LexicalCorpus.load(path)) == 0 and len(LexicalCorpus.load(path).index()) == 0
+
+
+def test_an_index_keeps_serving_while_its_corpus_grows():
+    corpus = corpus_of(DOCS)
+    serving = corpus.index()
+    corpus.put("d", "ok:d", [("d#0", tokenize("全新的词汇：量子通信"))])  # new ids in the shared vocabulary
+    assert serving.search(tokenize("量子通信"), 5) == [] and serving.idf("量子") == serving.idf("从未出现")
+    assert [c for c, _ in corpus.index().search(tokenize("量子通信"), 5)] == ["d#0"]
