@@ -32,8 +32,13 @@ browser:
 test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# The full benchmark, by hand (about an hour): dev-set quality, ingest and latency against the
+# baselines; 16 and 32 clients with an ingest meanwhile, then 3 min at 32 to watch memory; the
+# 45-minute scale run through `chroma run`. Results land in bench/results/.
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)
+	$(BIN)/python -m bench.load --clients 16 32 --seconds 60 --with-ingest --memory-seconds 180
+	$(BIN)/python -m bench.scale --budget-minutes 45
 
 bench-quick: $(VENV)/.dev
 	$(BIN)/python -m bench --quick $(ARGS)
