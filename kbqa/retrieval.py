@@ -247,7 +247,16 @@ class HybridSearcher:
         top = fused[head[0]]
         covered = {cid: coverage(weights, chunks[cid].with_context) for cid in head}
         score = {cid: fused[cid] / top + self.coverage_weight * covered[cid] for cid in head}
-        best = sorted(head, key=score.__getitem__, reverse=True)[:k]
+        # A passage whose text an earlier one already gives (an article reposted under other ids)
+        # would only repeat a citation: the best-scored copy stands for all.
+        best: list[str] = []
+        given: set[str] = set()
+        for cid in sorted(head, key=score.__getitem__, reverse=True):
+            if chunks[cid].text not in given:
+                given.add(chunks[cid].text)
+                best.append(cid)
+                if len(best) == k:
+                    break
         return [
             Passage(
                 chunk=chunks[cid],
