@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench import evalset
 from bench.__main__ import REPO, RESULTS, free_port, http_latency, running_app
+from bench.load import DEFAULT_STORE as DEV_STORE
 from bench.load import rss_mb
 
 SCALE_DOCS = 66_788  # ../shared/eval/README.md
@@ -147,6 +148,19 @@ def app_at_size(url: str, queries: int) -> dict:
     return result
 
 
+def dev_latency_via_server(queries: int) -> dict | None:
+    """The same latency at the dev set's size, through a server too, for a like-for-like ratio:
+    `chroma run` serves the embedded dev store that ``python -m bench`` built (same on-disk format)."""
+    if not DEV_STORE.exists():
+        return None
+    questions = evalset.load_questions()
+    with chroma_server(DEV_STORE) as (url, _), running_app(["--chroma-url", url]) as (base, _pid):
+        import httpx
+
+        httpx.post(f"{base}/api/search", json={"query": questions[0].question}, timeout=300)
+        return {"docs": open_store(url).doc_count(), "latency": http_latency(base, questions, queries)}
+
+
 def write(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -173,18 +187,31 @@ def write(results: dict, out: Path) -> None:
             f"| start to first answer, BM25 built from the store | {app['first_answer_seconds_cold']} s |",
             f"| start to first answer, BM25 from its saved snapshot | {app['first_answer_seconds_warm']} s |",
             f"| app RSS after the latency run | {app['app_rss_mb']:.0f} MB |",
+            f"| `chroma run` server RSS | {results['chroma_server_rss_mb']:.0f} MB |",
             "",
-            "| HTTP latency (warm, sequential) | p50 ms | p95 ms | p99 ms |",
-            "|---|---|---|---|",
+            "| HTTP latency through `chroma run` (warm, sequential) | documents | p50 ms | p95 ms | p99 ms |",
+            "|---|---|---|---|---|",
         ]
+        dev = results.get("dev_via_server")
         for endpoint, m in app["latency"].items():
-            lines.append(f"| `POST {endpoint}` | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | {m['p99_ms']:.1f} |")
+            if dev:
+                d = dev["latency"][endpoint]
+                lines.append(f"| `POST {endpoint}` | {dev['docs']:,} (dev) | {d['p50_ms']:.1f} | {d['p95_ms']:.1f} "
+                             f"| {d['p99_ms']:.1f} |")
+            lines.append(f"| `POST {endpoint}` | {ing['docs_after']:,} (scale) | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} "
+                         f"| {m['p99_ms']:.1f} |")
+        if dev:
+            growth = ", ".join(
+                f"`{e}` {m['p50_ms'] / dev['latency'][e]['p50_ms']:.2f}×" for e, m in app["latency"].items()
+            )
+            lines += ["", f"p50 at the scale size over p50 at the dev size: {growth}."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
-    p.add_argument("--budget-minutes", type=float, default=45)
+    p.add_argument("--budget-minutes", type=float, default=45,
+                   help="0: ingest nothing, re-measure the app at the stored size (keeps the last ingest numbers)")
     p.add_argument("--workdir", type=Path, default=REPO / ".kbdata" / "bench" / "scale")
     p.add_argument("--sample-seconds", type=float, default=15)
     p.add_argument("--latency-queries", type=int, default=250)
@@ -207,12 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         "embedder": Settings().embedder,
     }
     with chroma_server(args.workdir / "chroma") as (url, server_pid):
-        print(f"ingesting {evalset.SCALE_CORPUS} into {url} for up to {args.budget_minutes:g} min ...", flush=True)
-        results["ingest"] = ingest_for(url, args.budget_minutes * 60, args.sample_seconds)
-        print(results["ingest"]["summary"] or "(stopped at the budget)", flush=True)
+        if args.budget_minutes > 0:
+            print(f"ingesting {evalset.SCALE_CORPUS} into {url} for up to {args.budget_minutes:g} min ...", flush=True)
+            results["ingest"] = ingest_for(url, args.budget_minutes * 60, args.sample_seconds)
+            print(results["ingest"]["summary"] or "(stopped at the budget)", flush=True)
+        elif args.out.with_suffix(".json").exists():
+            results["ingest"] = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))["ingest"]
+        else:
+            print(f"bench.scale: --budget-minutes 0 re-measures a store an earlier run built; no {args.out}.json")
+            return 2
         if results["ingest"]["docs_after"] and not args.skip_app:
             results["app"] = app_at_size(url, args.latency_queries)
         results["chroma_server_rss_mb"] = round(rss_mb(server_pid), 1)
+    if "app" in results:
+        results["dev_via_server"] = dev_latency_via_server(args.latency_queries)
     write(results, args.out)
     print(args.out.with_suffix(".md").read_text(encoding="utf-8"))
     return 0
