@@ -107,11 +107,14 @@ class LexicalIndex:
         self._n = len(self.chunk_ids)
         # A copy: the corpus's vocabulary grows while this index serves queries.
         self._vocab = dict(vocab)
-        self._df = _document_frequencies(token_ids, len(vocab))
+        self._df = np.zeros(len(vocab), np.int64)
         self._bm25 = None
         if self._n:
             self._bm25 = bm25s.BM25(k1=k1, b=b)
             self._bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=self._vocab), show_progress=False)
+            # The score matrix is chunks x tokens in CSC form: a token's column holds one entry per
+            # chunk containing it, so its length is the document frequency.
+            self._df = np.diff(self._bm25.scores["indptr"])[: len(vocab)].astype(np.int64)
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
@@ -153,16 +156,6 @@ class LexicalIndex:
 
 def _ids(tokens: Iterable[str], vocab: dict[str, int]) -> np.ndarray:
     return np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int32)
-
-
-def _document_frequencies(token_ids: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
-    """How many chunks hold each token id, without a Python loop over chunks."""
-    if not token_ids or not vocab_size:
-        return np.zeros(vocab_size, np.int64)
-    lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
-    owners = np.repeat(np.arange(len(token_ids), dtype=np.int64), lengths)
-    pairs = np.unique(owners * vocab_size + np.concatenate(token_ids).astype(np.int64))
-    return np.bincount(pairs % vocab_size, minlength=vocab_size)
 
 
 class LexicalCorpus:

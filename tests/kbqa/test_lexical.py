@@ -1,3 +1,7 @@
+import math
+
+import pytest
+
 from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
 
 
@@ -101,3 +105,12 @@ def test_an_index_keeps_serving_while_its_corpus_grows():
     corpus.put("d", "ok:d", [("d#0", tokenize("全新的词汇：量子通信"))])  # new ids in the shared vocabulary
     assert serving.search(tokenize("量子通信"), 5) == [] and serving.idf("量子") == serving.idf("从未出现")
     assert [c for c, _ in corpus.index().search(tokenize("量子通信"), 5)] == ["d#0"]
+
+
+def test_idf_uses_each_terms_chunk_frequency():
+    rows = [(f"{d}#{i}", tokenize(t)) for d, texts in DOCS.items() for i, t in enumerate(texts)]
+    index = LexicalIndex.from_rows(rows)
+    n = len(rows)
+    for term in ["锦州", "开放", "杭州", "云计算", "从未出现"]:
+        df = sum(term in tokens for _, tokens in rows)
+        assert index.idf(term) == pytest.approx(math.log(1 + (n - df + 0.5) / (df + 0.5))), term
