@@ -167,7 +167,8 @@ def write(results: dict, out: Path) -> None:
     ing = results["ingest"]
     lines = [
         f"Measured {results['date']} on {results['machine']} (load average at start {results['load_average_at_start']:.1f}); "
-        f"embedder {results['embedder']}; `chroma run` on loopback; budget {ing['budget_seconds'] / 60:.0f} min.",
+        f"embedder {results['embedder']}; `chroma run` on loopback; budget {ing['budget_seconds'] / 60:.0f} min"
+        + (f" (the ingest ran {results['ingest_date']}; this run re-measured the app)." if "ingest_date" in results else "."),
         "",
         "| scale ingest | value |",
         "|---|---|",
@@ -239,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             results["ingest"] = ingest_for(url, args.budget_minutes * 60, args.sample_seconds)
             print(results["ingest"]["summary"] or "(stopped at the budget)", flush=True)
         elif args.out.with_suffix(".json").exists():
-            results["ingest"] = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))["ingest"]
+            previous = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+            results["ingest"] = previous["ingest"]
+            results["ingest_date"] = previous.get("ingest_date", previous["date"])
         else:
             print(f"bench.scale: --budget-minutes 0 re-measures a store an earlier run built; no {args.out}.json")
             return 2
