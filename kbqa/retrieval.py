@@ -79,6 +79,7 @@ class HybridSearcher:
         self._saved_at = float("-inf")
         self._sync_lock = threading.Lock()  # one reader of the store's token rows at a time
         self._generation_built = self._generation_installed = 0
+        self._background_build_seconds = 0.0
         self._lexical: LexicalIndex | None = None
         self._lexical_revision: str | None = None
         self._checked_at = 0.0
@@ -92,12 +93,15 @@ class HybridSearcher:
         The store's revision is checked at most once per ``refresh_seconds`` (a round trip to
         a Chroma server). When another writer changed it, the index is rebuilt in a background
         thread while queries keep using the previous one: a large store takes seconds to
-        rebuild, and a long ingest elsewhere changes the revision every batch. The first build,
-        and the first after this process's own write (``invalidate``), happen in the caller.
+        rebuild, and a long ingest elsewhere changes the revision every batch. So that such an
+        ingest doesn't keep a core busy rebuilding, the next check waits at least twice as long
+        as the last background build took. The first build, and the first after this process's
+        own write (``invalidate``), happen in the caller.
         """
         with self._lock:
             now = time.monotonic()
-            if self._lexical is not None and (self._rebuilding or now - self._checked_at < self.refresh_seconds):
+            interval = max(self.refresh_seconds, 2 * self._background_build_seconds)
+            if self._lexical is not None and (self._rebuilding or now - self._checked_at < interval):
                 return self._lexical
             self._checked_at = now
             revision = self.store.revision()
@@ -168,9 +172,12 @@ class HybridSearcher:
 
     def _rebuild_in_background(self, revision: str) -> None:
         try:
+            t0 = time.monotonic()
             built = self._build(revision)
             with self._lock:
                 self._install(built, revision)
+                self._background_build_seconds = time.monotonic() - t0
+                self._checked_at = time.monotonic()
         except Exception:  # the old index keeps serving; the next check retries
             log.exception("rebuilding the BM25 index failed")
         finally:

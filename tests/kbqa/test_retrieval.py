@@ -3,6 +3,8 @@ saved beside it, and equal at every step to an index built from scratch."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,34 @@ def test_a_snapshot_of_another_store_is_not_trusted(store, embedder, tmp_path):
     other.write_documents([doc("z", ["杭州城市大脑"])])
     index = searcher_on(other, embedder, snapshot).lexical_index()
     assert index.chunk_ids == ["z#0"]
+
+
+class SlowRowsStore(RowCountingStore):
+    """Reading token rows takes 0.4 s, like a large store on a server."""
+
+    def iter_lexical_rows(self, doc_ids=None):
+        time.sleep(0.4)
+        return super().iter_lexical_rows(doc_ids)
+
+
+def test_background_rebuilds_are_spaced_by_their_own_cost(tmp_path, embedder):
+    store = SlowRowsStore(connect(tmp_path / "chroma", None), collection_prefix="t", embedder_name="unit", dim=DIM)
+    store.write_documents([doc("a", ["锦州坚持三个开放"]), doc("b", ["杭州城市大脑"]), doc("c", ["沈阳数字政府"])])
+    searcher = searcher_on(store, embedder, None)
+    searcher.lexical_index()  # the first build, in the caller
+
+    def ids() -> set[str]:
+        return set(searcher.lexical_index().chunk_ids)
+
+    def wait_for(chunk_id: str, timeout: float) -> float:
+        t0 = time.monotonic()
+        while chunk_id not in ids():
+            assert time.monotonic() - t0 < timeout, f"{chunk_id} never arrived"
+            time.sleep(0.02)
+        return time.monotonic() - t0
+
+    store.write_documents([doc("d", ["大连智慧港口"])])  # another process's write
+    first = wait_for("d#0", 10)  # noticed at once, rebuilt in the background (~0.4 s)
+    store.write_documents([doc("e", ["鞍山工业互联网"])])
+    # The next check waits twice the last build: ~3 builds' time instead of one.
+    assert wait_for("e#0", 10) > 1.8 * first
