@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -107,14 +108,42 @@ class LexicalIndex:
         self._n = len(self.chunk_ids)
         # A copy: the corpus's vocabulary grows while this index serves queries.
         self._vocab = dict(vocab)
-        self._df = np.zeros(len(vocab), np.int64)
         self._bm25 = None
         if self._n:
             self._bm25 = bm25s.BM25(k1=k1, b=b)
             self._bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=self._vocab), show_progress=False)
-            # The score matrix is chunks x tokens in CSC form: a token's column holds one entry per
-            # chunk containing it, so its length is the document frequency.
-            self._df = np.diff(self._bm25.scores["indptr"])[: len(vocab)].astype(np.int64)
+        self._df = self._frequencies(len(vocab))
+
+    def _frequencies(self, vocab_size: int) -> np.ndarray:
+        if self._bm25 is None:
+            return np.zeros(vocab_size, np.int64)
+        # The score matrix is chunks x tokens in CSC form: a token's column holds one entry per
+        # chunk containing it, so its length is the document frequency.
+        return np.diff(np.asarray(self._bm25.scores["indptr"]))[:vocab_size].astype(np.int64)
+
+    def save(self, directory: Path) -> None:
+        """The bm25s score matrix and vocabulary, in bm25s's own format (``load`` maps it)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._bm25 is not None:
+            self._bm25.save(str(directory), show_progress=False)
+
+    @classmethod
+    def load(cls, directory: Path, chunk_ids: Sequence[str]) -> LexicalIndex:
+        """The index ``save`` wrote for these chunks (in the order it was built with), memory-mapped."""
+        import bm25s
+
+        index = cls.__new__(cls)
+        index.chunk_ids = list(chunk_ids)
+        index._n = len(index.chunk_ids)
+        index._bm25 = None
+        index._vocab = {}
+        if index._n:
+            index._bm25 = bm25s.BM25.load(str(directory), mmap=True, show_progress=False, verbosity=0)
+            index._vocab = index._bm25.vocab_dict
+            if int(index._bm25.scores["num_docs"]) != index._n:
+                raise ValueError(f"{directory} indexes {index._bm25.scores['num_docs']} chunks, not {index._n}")
+        index._df = index._frequencies(len(np.asarray(index._bm25.scores["indptr"])) - 1 if index._bm25 else 0)
+        return index
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
@@ -197,10 +226,49 @@ class LexicalCorpus:
     def drop(self, doc_id: str) -> None:
         self._docs.pop(doc_id, None)
 
+    def chunk_ids(self) -> list[str]:
+        return [cid for _, cids, _ in self._docs.values() for cid in cids]
+
     def index(self, **params: float) -> LexicalIndex:
-        chunk_ids = [cid for _, cids, _ in self._docs.values() for cid in cids]
         token_ids = [row for _, _, rows in self._docs.values() for row in rows]
-        return LexicalIndex(chunk_ids, token_ids, self.vocab, **params)
+        return LexicalIndex(self.chunk_ids(), token_ids, self.vocab, **params)
+
+    @staticmethod
+    def index_dir(path: Path) -> Path:
+        return path.with_suffix(".index")
+
+    def save_index(self, path: Path, index: LexicalIndex) -> None:
+        """Save ``index`` (built from this corpus at its revision) beside the corpus file, so a
+        restart at that revision maps it instead of rebuilding it. Swapped in by renames; a
+        reader catching the moment between them just rebuilds."""
+        target = self.index_dir(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            index.save(tmp)
+            marker = {"revision": self.revision, "chunks": len(index)}
+            (tmp / "kbqa.json").write_text(json.dumps(marker), encoding="utf-8")
+            if target.exists():
+                os.replace(target, old)
+            os.replace(tmp, target)  # raises if another process's index landed meanwhile: theirs stays
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_index(self, path: Path) -> LexicalIndex | None:
+        """The saved index, when it was built from this corpus at its revision; else None."""
+        directory = self.index_dir(path)
+        chunk_ids = self.chunk_ids()
+        try:
+            marker = json.loads((directory / "kbqa.json").read_text(encoding="utf-8"))
+            if marker != {"revision": self.revision, "chunks": len(chunk_ids)}:
+                return None
+            return LexicalIndex.load(directory, chunk_ids)
+        except (OSError, ValueError, KeyError) as exc:
+            if directory.exists():
+                log.warning("ignoring the saved BM25 index %s (%s); rebuilding it", directory, exc)
+            return None
 
     def save(self, path: Path) -> None:
         """Write atomically (a reader never sees half a file; the last writer wins)."""

@@ -125,9 +125,11 @@ class HybridSearcher:
         middle of a write sit under a signature that the next check finds stale.
         """
         with self._sync_lock:
-            corpus = self._corpus
+            corpus, index = self._corpus, None
             if corpus is None and self.snapshot_path is not None:
                 corpus = LexicalCorpus.load(self.snapshot_path)
+                if corpus is not None and corpus.revision == revision:
+                    index = corpus.load_index(self.snapshot_path)  # a restart with nothing changed
             if corpus is None:
                 corpus = LexicalCorpus()
             if corpus.revision != revision:
@@ -146,12 +148,13 @@ class HybridSearcher:
                 for doc_id, rows in rows_by_doc.items():
                     corpus.put(doc_id, signatures[doc_id], sorted(rows, key=_ordinal))
                 corpus.revision = revision
-                self._save(corpus)
+                index = corpus.index()
+                self._save(corpus, index)
             self._corpus = corpus
             self._generation_built += 1
-            return corpus.index(), self._generation_built
+            return index if index is not None else corpus.index(), self._generation_built
 
-    def _save(self, corpus: LexicalCorpus) -> None:
+    def _save(self, corpus: LexicalCorpus, index: LexicalIndex) -> None:
         # Throttled, as the revision moves every few seconds while another process ingests. A
         # snapshot behind the store is still a valid start: the next sync reads what it lacks.
         now = time.monotonic()
@@ -159,6 +162,7 @@ class HybridSearcher:
             return
         try:
             corpus.save(self.snapshot_path)
+            corpus.save_index(self.snapshot_path, index)
             self._saved_at = now
         except OSError as exc:  # a read-only disk costs restart time, nothing else
             log.warning("could not save the BM25 snapshot to %s: %s", self.snapshot_path, exc)

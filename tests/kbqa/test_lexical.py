@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
@@ -114,3 +115,27 @@ def test_idf_uses_each_terms_chunk_frequency():
     for term in ["锦州", "开放", "杭州", "云计算", "从未出现"]:
         df = sum(term in tokens for _, tokens in rows)
         assert index.idf(term) == pytest.approx(math.log(1 + (n - df + 0.5) / (df + 0.5))), term
+
+
+def test_a_saved_index_is_mapped_back_only_for_its_own_corpus_state(tmp_path):
+    corpus = corpus_of(DOCS)
+    corpus.revision = "col:r1"
+    path = tmp_path / "bm25.npz"
+    corpus.save(path)
+    corpus.save_index(path, corpus.index())
+    corpus.save_index(path, corpus.index())  # a second save swaps the directory, leaving no debris
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bm25.index", "bm25.npz"]
+
+    loaded = LexicalCorpus.load(path)
+    mapped = loaded.load_index(path)
+    assert isinstance(mapped._bm25.scores["data"], np.memmap)  # mapped, not rebuilt
+    assert_same_index(mapped, corpus.index(), QUERIES)
+    assert mapped.idf("锦州") == corpus.index().idf("锦州")
+
+    loaded.revision = "col:r2"  # the store moved on since: the saved index is not this corpus's
+    assert loaded.load_index(path) is None
+    loaded.revision = "col:r1"
+    loaded.drop("b")
+    assert loaded.load_index(path) is None
+    (tmp_path / "bm25.index" / "data.csc.index.npy").write_bytes(b"torn")
+    assert LexicalCorpus.load(path).load_index(path) is None

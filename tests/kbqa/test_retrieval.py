@@ -68,9 +68,10 @@ def test_bm25_follows_the_store_by_document_and_restarts_from_its_snapshot(store
     assert_same_index(searcher.lexical_index(), from_scratch(store), QUERIES)
     assert store.row_reads[0] == ["a", "c"]  # only what changed was read
 
-    # A restart at the same revision reads no rows at all...
+    # A restart at the same revision reads no rows at all, and maps the saved index...
     store.row_reads.clear()
     restarted = searcher_on(store, embedder, snapshot)
+    assert isinstance(restarted.lexical_index()._bm25.scores["data"], np.memmap)
     assert_same_index(restarted.lexical_index(), from_scratch(store), QUERIES)
     assert store.row_reads == [None]  # (the None is from_scratch's own scan)
 
