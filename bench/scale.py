@@ -21,48 +21,16 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import evalset
-from bench.__main__ import REPO, RESULTS, free_port, http_latency, running_app
+from bench.__main__ import REPO, RESULTS, http_latency, running_app
 from bench.load import DEFAULT_STORE as DEV_STORE
 from bench.load import rss_mb
+from bench.servers import chroma_server
 
 SCALE_DOCS = 66_788  # ../shared/eval/README.md
-
-
-@contextmanager
-def chroma_server(path: Path):
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"chroma run did not start (exit code {proc.poll()})")
-        time.sleep(0.3)
-    try:
-        yield url, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def open_store(url: str):
@@ -157,7 +125,7 @@ def dev_latency_via_server(queries: int) -> dict | None:
     if not DEV_STORE.exists():
         return None
     questions = evalset.load_questions()
-    with chroma_server(DEV_STORE) as (url, _), running_app(["--chroma-url", url]) as (base, _pid):
+    with chroma_server(DEV_STORE, timeout=60) as (url, _), running_app(["--chroma-url", url]) as (base, _pid):
         import httpx
 
         httpx.post(f"{base}/api/search", json={"query": questions[0].question}, timeout=300)
@@ -237,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_start": os.getloadavg()[0],
         "embedder": Settings().embedder,
     }
-    with chroma_server(args.workdir / "chroma") as (url, server_pid):
+    with chroma_server(args.workdir / "chroma", timeout=60) as (url, server_pid):
         if args.budget_minutes > 0:
             print(f"ingesting {evalset.SCALE_CORPUS} into {url} for up to {args.budget_minutes:g} min ...", flush=True)
             results["ingest"] = ingest_for(url, args.budget_minutes * 60, args.sample_seconds)

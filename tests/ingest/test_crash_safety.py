@@ -19,15 +19,14 @@ from reliability import (
     assert_consistent,
     assert_same,
     driver_cmd,
-    free_port,
     read_events,
     run_driver,
     snapshot,
-    start_chroma,
-    stop,
     wait_for,
     without_docs,
 )
+
+from bench.servers import free_port, start_chroma, stop
 
 KILLED = -signal.SIGKILL
 

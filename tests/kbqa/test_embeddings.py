@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,8 @@ import httpx
 import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
+
+from bench.servers import free_port
 
 from kbqa.embeddings import (
     Embedder,
@@ -41,12 +42,6 @@ TEXTS = [
 def assert_unit_rows(vectors: np.ndarray, n: int, dim: int) -> None:
     assert vectors.dtype == np.float32 and vectors.shape == (n, dim)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
