@@ -93,33 +93,48 @@ def coverage(weights: dict[str, float], text: str) -> float:
 class LexicalIndex:
     """A BM25 index over chunks, addressed by chunk id."""
 
-    def __init__(
-        self,
+    def __init__(self, chunk_ids: Sequence[str], bm25=None):
+        """``bm25``: a ``bm25s.BM25`` over these chunks, in this order (None when there are none);
+        ``build`` and ``load`` make one."""
+        self.chunk_ids = list(chunk_ids)
+        self._n = len(self.chunk_ids)
+        self._bm25 = bm25
+        self._vocab: dict[str, int] = bm25.vocab_dict if bm25 is not None else {}
+        self._df = np.zeros(0, np.int64)
+        if bm25 is not None:
+            if int(bm25.scores["num_docs"]) != self._n:
+                raise ValueError(f"the BM25 matrix holds {bm25.scores['num_docs']} chunks, not {self._n}")
+            # The score matrix is chunks x tokens in CSC form: a token's column holds one entry
+            # per chunk containing it, so its length is the document frequency.
+            self._df = np.diff(np.asarray(bm25.scores["indptr"])).astype(np.int64)
+
+    @classmethod
+    def build(
+        cls,
         chunk_ids: Sequence[str],
         token_ids: Sequence[np.ndarray],
         vocab: dict[str, int],
         *,
         k1: float = 1.2,
         b: float = 0.75,
-    ):
+    ) -> LexicalIndex:
         import bm25s
 
-        self.chunk_ids = list(chunk_ids)
-        self._n = len(self.chunk_ids)
-        # A copy: the corpus's vocabulary grows while this index serves queries.
-        self._vocab = dict(vocab)
-        self._bm25 = None
-        if self._n:
-            self._bm25 = bm25s.BM25(k1=k1, b=b)
-            self._bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=self._vocab), show_progress=False)
-        self._df = self._frequencies(len(vocab))
+        if not chunk_ids:
+            return cls(chunk_ids)
+        bm25 = bm25s.BM25(k1=k1, b=b)
+        # A copy of the vocabulary: the corpus's grows while this index serves queries.
+        bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=dict(vocab)), show_progress=False)
+        return cls(chunk_ids, bm25)
 
-    def _frequencies(self, vocab_size: int) -> np.ndarray:
-        if self._bm25 is None:
-            return np.zeros(vocab_size, np.int64)
-        # The score matrix is chunks x tokens in CSC form: a token's column holds one entry per
-        # chunk containing it, so its length is the document frequency.
-        return np.diff(np.asarray(self._bm25.scores["indptr"]))[:vocab_size].astype(np.int64)
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
+        vocab: dict[str, int] = {}
+        chunk_ids, token_ids = [], []
+        for chunk_id, tokens in rows:
+            chunk_ids.append(chunk_id)
+            token_ids.append(_ids(tokens, vocab))
+        return cls.build(chunk_ids, token_ids, vocab, **params)
 
     def save(self, directory: Path) -> None:
         """The bm25s score matrix and vocabulary, in bm25s's own format (``load`` maps it)."""
@@ -132,27 +147,9 @@ class LexicalIndex:
         """The index ``save`` wrote for these chunks (in the order it was built with), memory-mapped."""
         import bm25s
 
-        index = cls.__new__(cls)
-        index.chunk_ids = list(chunk_ids)
-        index._n = len(index.chunk_ids)
-        index._bm25 = None
-        index._vocab = {}
-        if index._n:
-            index._bm25 = bm25s.BM25.load(str(directory), mmap=True, show_progress=False, verbosity=0)
-            index._vocab = index._bm25.vocab_dict
-            if int(index._bm25.scores["num_docs"]) != index._n:
-                raise ValueError(f"{directory} indexes {index._bm25.scores['num_docs']} chunks, not {index._n}")
-        index._df = index._frequencies(len(np.asarray(index._bm25.scores["indptr"])) - 1 if index._bm25 else 0)
-        return index
-
-    @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
-        vocab: dict[str, int] = {}
-        chunk_ids, token_ids = [], []
-        for chunk_id, tokens in rows:
-            chunk_ids.append(chunk_id)
-            token_ids.append(_ids(tokens, vocab))
-        return cls(chunk_ids, token_ids, vocab, **params)
+        if not chunk_ids:
+            return cls(chunk_ids)
+        return cls(chunk_ids, bm25s.BM25.load(str(directory), mmap=True, show_progress=False, verbosity=0))
 
     def __len__(self) -> int:
         return self._n
@@ -231,7 +228,7 @@ class LexicalCorpus:
 
     def index(self, **params: float) -> LexicalIndex:
         token_ids = [row for _, _, rows in self._docs.values() for row in rows]
-        return LexicalIndex(self.chunk_ids(), token_ids, self.vocab, **params)
+        return LexicalIndex.build(self.chunk_ids(), token_ids, self.vocab, **params)
 
     @staticmethod
     def index_dir(path: Path) -> Path:
