@@ -20,14 +20,10 @@ from pydantic import ConfigDict
 from kbqa.embeddings import Embedder
 from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage, key_terms, query_terms
 from kbqa.store import ChunkStore
-from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id
+from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id, chunk_ordinal
 
 _EXCLUSION_DEPTH = 200
 log = logging.getLogger(__name__)
-
-
-def _ordinal(row: tuple[str, object]) -> int:
-    return int(row[0].rsplit("#", 1)[1])
 
 
 def index_text(chunk: Chunk) -> str:
@@ -146,7 +142,7 @@ class HybridSearcher:
                     if doc_rows is not None:  # chunks without a manifest entry are not served
                         doc_rows.append((chunk_id, tokens.split()))
                 for doc_id, rows in rows_by_doc.items():
-                    corpus.put(doc_id, signatures[doc_id], sorted(rows, key=_ordinal))
+                    corpus.put(doc_id, signatures[doc_id], sorted(rows, key=lambda row: chunk_ordinal(row[0])))
                 corpus.revision = revision
                 index = corpus.index()
                 self._save(corpus, index)

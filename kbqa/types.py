@@ -26,6 +26,11 @@ def chunk_doc_id(chunk_id: str) -> str:
     return chunk_id.rsplit("#", 1)[0]
 
 
+def chunk_ordinal(chunk_id: str) -> int:
+    """The chunk's position in its document, from its id (``doc_id#ordinal``)."""
+    return int(chunk_id.rsplit("#", 1)[1])
+
+
 @dataclass(frozen=True)
 class Document:
     """A cleaned source document. ``text`` is what every offset refers to."""
