@@ -175,7 +175,8 @@ class IngestPipeline:
         # Documents stream through in write batches: memory stays flat on a corpus of any size,
         # and the embedder starts on the first batch instead of after the last parse.
         yielded: dict[str, set[str]] = {}
-        rewritten = self._index(self._collect(inputs, known, report, yielded), report, progress)
+        self._index(self._collect(inputs, known, report, yielded), report, progress)
+        rewritten = {*report.added, *report.updated}
         # Half-written by an interrupted run, and this run, which reads their source, could not
         # produce them again (gone, or no longer parses): neither old nor new version survives
         # in full, so keeping them would serve a mix.
@@ -238,14 +239,13 @@ class IngestPipeline:
             parsed(doc.doc_id, item.origin, len(chunks), "changed" if old is not None else "new")
             yield _Pending(record, chunks, is_update=old is not None)
 
-    def _index(self, pending: Iterable[_Pending], report: IngestReport, progress: bool) -> set[str]:
-        """Write the documents in batches of about ``write_batch_chunks`` chunks; returns their ids."""
+    def _index(self, pending: Iterable[_Pending], report: IngestReport, progress: bool) -> None:
+        """Write the documents in batches of about ``write_batch_chunks`` chunks."""
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(unit="chunk", desc="indexing", dynamic_ncols=True)
-        written: set[str] = set()
         try:
             batch: list[_Pending] = []
             size = 0
@@ -254,15 +254,12 @@ class IngestPipeline:
                 size += len(item.chunks)
                 if size >= self.write_batch_chunks:
                     self._write(batch, report, bar)
-                    written.update(p.record.doc_id for p in batch)
                     batch, size = [], 0
             if batch:
                 self._write(batch, report, bar)
-                written.update(p.record.doc_id for p in batch)
         finally:
             if bar is not None:
                 bar.close()
-        return written
 
     def _check_lock(self) -> None:
         if self._lock is not None:
