@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from kbqa.knowledge_base import KnowledgeBase
     from web.api import create_app
+    from web.server import server_config
 
     kb = KnowledgeBase(settings)
     report = kb.ensure_seeded()
@@ -70,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         print(f"knowledge base: {stats['documents']} documents, {stats['chunks']} chunks in {stats['store']}", flush=True)
     print(f"embedder {stats['embedder']}; open http://{settings.host}:{settings.port}/", flush=True)
-    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any loopback
-    # peer before the app's own trusted_proxies check (the rate limiter's client identity).
-    uvicorn.run(create_app(kb), host=settings.host, port=settings.port, proxy_headers=False)
+    uvicorn.Server(server_config(create_app(kb), settings)).run()
 
 
 if __name__ == "__main__":

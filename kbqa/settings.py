@@ -6,10 +6,12 @@ with ``Settings(**overrides)``; nothing else reads the environment for configura
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,9 +79,46 @@ class Settings(BaseSettings):
         description="IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (JSON list in KB_TRUSTED_PROXIES)",
     )
     max_body_bytes: int = Field(65536, ge=1, description="largest request body accepted (413 beyond)")
+    body_timeout_seconds: float = Field(30.0, gt=0, description="time a request body may take to arrive (408 beyond)")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="time a request's line and headers may take to arrive (the connection is closed beyond)"
+    )
+    max_header_bytes: int = Field(
+        16384, ge=1024, description="largest request line + headers accepted (the server answers 400 beyond)"
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins (https://host[:port]) whose pages may call the API and frame the widget; "
+        "empty: same origin only (JSON list or comma-separated in KB_ALLOWED_ORIGINS)",
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host header values served (\"*.example.com\" for subdomains, \"*\" for any); "
+        "set the public name behind a reverse proxy (KB_TRUSTED_HOSTS)",
+    )
     allow_private_urls: bool = Field(
         False, description="let URL ingestion reach loopback/private/link-local addresses (SSRF guard off)"
     )
+
+    @field_validator("allowed_origins", "trusted_hosts", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        # From the environment: a JSON list, or KB_ALLOWED_ORIGINS=https://a.example,https://b.example.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part for part in (p.strip() for p in value.split(",")) if part]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        import re
+
+        for origin in origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+                raise ValueError(f"allowed_origins: {origin!r} is not an origin like https://host[:port] (no path)")
+        return origins
 
     @field_validator("trusted_proxies")
     @classmethod

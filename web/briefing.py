@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException
 
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from web.errors import error_response, on_validation_error
 
 DEFAULT_K = 20  # passages a briefing draws on (KnowledgeBase.brief's default)
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
@@ -44,7 +45,7 @@ def content_disposition(filename: str) -> str:
 def briefing_router(kb: KnowledgeBase) -> APIRouter:
     # web.api is imported here, not at module level: web.api imports this module to include
     # the router, and by the time the router is built web.api is fully loaded.
-    from web.api import K, CitationOut, ErrorOut, _error, _on_validation_error, _Open, _text
+    from web.api import K, CitationOut, ErrorOut, _Open, _text
 
     limit = kb.settings.max_question_chars
     Topic = Annotated[StrictStr, _text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]
@@ -77,13 +78,13 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
                 try:
                     return await handler(request)
                 except RequestValidationError as exc:
-                    return await _on_validation_error(request, exc)
+                    return await on_validation_error(request, exc)
                 except QuestionError as exc:
-                    return _error(422, str(exc))
+                    return error_response(422, str(exc))
                 except HTTPException as exc:  # e.g. a body FastAPI cannot parse at all
                     if exc.status_code >= 500:
                         raise
-                    return _error(exc.status_code, str(exc.detail))
+                    return error_response(exc.status_code, str(exc.detail))
 
             return route
 

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
-import tempfile
-import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 import gradio as gr
@@ -26,7 +22,6 @@ import gradio as gr
 from kbqa.briefing import escape_markdown
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.types import Answer
-from web.briefing import briefing_filename
 
 EXAMPLES = [
     "锦州的“三个开放”是什么？",
@@ -40,7 +35,15 @@ NO_SOURCES_HTML = '<p class="kb-none">提问后，这里会列出答案引用的
 
 BRIEF_EXAMPLES = ["锦州数字政府建设", "锦州云计算产业"]
 NO_BRIEF_MARKDOWN = "输入主题后点击“生成简报”：简报的每条要点都是知识库原文，并以脚注注明出处。"
-_BRIEF_FILE_TTL = 600  # seconds a written .md stays in our temp dir (Gradio serves its own copy)
+NO_DOWNLOAD_HTML = '<span class="kb-download kb-download-off">下载简报（.md）</span>'
+# Turns a visitor keeps on the page (user + assistant messages); older ones scroll away.
+MAX_HISTORY_MESSAGES = 40
+_DOWNLOAD_CSS = """
+.kb-download { display: inline-block; padding: 0.45rem 1rem; border-radius: 8px; font-weight: 600;
+  border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);
+  color: var(--button-secondary-text-color); text-decoration: none; }
+.kb-download-off { opacity: 0.5; cursor: not-allowed; }
+"""
 
 _SOURCES_CSS = """
 .kb-sources { list-style: none; padding: 0; margin: 0; }
@@ -80,6 +83,14 @@ def _source_link(source: str) -> str:
     return html.escape(source)
 
 
+def download_link(topic: str) -> str:
+    """The briefing's .md download: a link to ``GET /api/brief.md`` (relative, so it works
+    under any mount path). The briefing is composed again there, so nothing is written to
+    Gradio's cache for it."""
+    href = html.escape(f"api/brief.md?topic={quote(topic, safe='')}", quote=True)
+    return f'<a class="kb-download" href="{href}" download>下载简报（.md）</a>'
+
+
 def render_sources(answer: Answer) -> str:
     """The "引用来源" panel: ``[n] title · date · section · source`` and the highlighted passage."""
     if not answer.found or not answer.citations:
@@ -117,61 +128,35 @@ def render_briefing(markdown: str) -> str:
     return f"{body}### 来源\n\n{notes}"
 
 
-class BriefingFiles:
-    """Where briefings are written for download: one subfolder per briefing (so the file can
-    be named after its topic), removed after ``ttl`` seconds; Gradio serves its own copy."""
-
-    def __init__(self, ttl: float = _BRIEF_FILE_TTL):
-        self.ttl = ttl
-        self._root: Path | None = None
-
-    def write(self, topic: str, markdown: str) -> Path:
-        if self._root is None or not self._root.is_dir():
-            self._root = Path(tempfile.mkdtemp(prefix="kbqa-briefings-"))
-        now = time.time()
-        for old in self._root.iterdir():
-            try:
-                if now - old.stat().st_mtime > self.ttl:
-                    shutil.rmtree(old, ignore_errors=True)
-            except OSError:  # another request removed it first
-                pass
-        folder = self._root / uuid.uuid4().hex
-        folder.mkdir()
-        path = folder / briefing_filename(topic)
-        path.write_text(markdown, encoding="utf-8")
-        return path
-
-
 def build_chat(kb: KnowledgeBase) -> gr.Blocks:
-    def respond(question: str, history: list[Message]) -> Iterator[tuple[str, list[Message], str]]:
+    def respond(question: str, history: list[Message]) -> Iterator[tuple[str, list[Message], list[Message], str]]:
+        # The history lives on the server (gr.State): the event's only input from the page is
+        # the question's text (web/gradio_guard.py).
         if not question.strip():  # an empty submit is a no-op, not a question
-            yield question, history, gr.skip()
+            yield question, gr.skip(), gr.skip(), gr.skip()
             return
-        history = [*history, {"role": "user", "content": html.escape(question)}]
+        history = [*history, {"role": "user", "content": html.escape(question)}][-MAX_HISTORY_MESSAGES:]
         try:
             for answer in kb.ask_stream(question):
-                yield "", [*history, {"role": "assistant", "content": html.escape(answer.text)}], render_sources(answer)
+                shown = [*history, {"role": "assistant", "content": html.escape(answer.text)}]
+                yield "", shown, shown, render_sources(answer)
         except QuestionError as exc:
             message = f"抱歉，这个问题无法处理：{exc}。请修改后重试。"
-            yield "", [*history, {"role": "assistant", "content": html.escape(message)}], NO_SOURCES_HTML
+            shown = [*history, {"role": "assistant", "content": html.escape(message)}]
+            yield "", shown, shown, NO_SOURCES_HTML
 
-    files = BriefingFiles()
-
-    def make_briefing(topic: str) -> tuple[str, str, Any]:
+    def make_briefing(topic: str) -> tuple[str, str, str]:
         if not topic.strip():  # an empty click is a no-op
             return gr.skip(), gr.skip(), gr.skip()
         try:
             briefing = kb.brief(topic)
         except QuestionError as exc:
             message = escape_markdown(f"抱歉，这个主题无法处理：{exc}。请修改后重试。")
-            return message, "", gr.DownloadButton(value=None, interactive=False)
-        path = files.write(briefing.topic, briefing.markdown)
-        download = gr.DownloadButton(value=str(path), interactive=True)
-        return render_briefing(briefing.markdown), briefing.markdown, download
+            return message, "", NO_DOWNLOAD_HTML
+        return render_briefing(briefing.markdown), briefing.markdown, download_link(briefing.topic)
 
-    # delete_cache: Gradio keeps a copy of every briefing file it served; hourly, drop those
-    # older than a day.
-    with gr.Blocks(title="知识库问答", delete_cache=(3600, 86400)) as demo:
+    with gr.Blocks(title="知识库问答") as demo:
+        history = gr.State([])
         with gr.Tab("问答", id="kb-tab-chat"):
             gr.Markdown("# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源 [n]，引用原文显示在右侧。")
             with gr.Row(equal_height=False):
@@ -203,8 +188,8 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
             gr.on(
                 [question.submit, send.click],
                 respond,
-                inputs=[question, chatbot],
-                outputs=[question, chatbot, sources],
+                inputs=[question, history],
+                outputs=[question, history, chatbot, sources],
                 show_progress="minimal",
                 api_name="ask",
                 # Gradio runs one call per event at a time by default: 32 visitors queued behind
@@ -227,9 +212,7 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
                 )
                 make = gr.Button("生成简报", variant="primary", elem_id="kb-brief-make", scale=1, min_width=100)
             gr.Examples(BRIEF_EXAMPLES, inputs=topic, label="示例主题")
-            download = gr.DownloadButton(
-                "下载简报（.md）", value=None, interactive=False, elem_id="kb-brief-download", size="md"
-            )
+            download = gr.HTML(NO_DOWNLOAD_HTML, elem_id="kb-brief-download", css_template=_DOWNLOAD_CSS)
             briefing_view = gr.Markdown(
                 NO_BRIEF_MARKDOWN,
                 elem_id="kb-brief",

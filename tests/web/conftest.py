@@ -11,14 +11,16 @@ import pytest
 
 
 @contextmanager
-def serve(app) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
+def serve(app, settings=None) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port, in the server the app runs in
+    (web/server.py: h11 with header limits and deadlines); yields its base URL."""
     import uvicorn
 
+    from kbqa.settings import Settings
+    from web.server import server_config
+
     # port=0: the OS picks a free port, read back from the bound socket (no check-then-bind race).
-    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from loopback peers and
-    # rewrite the client address; the app decides whom to believe (settings.trusted_proxies).
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", proxy_headers=False)
+    config = server_config(app, settings or Settings(), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -40,7 +42,7 @@ def start_app() -> Iterator[Callable[..., str]]:
     from web.api import create_app
 
     with ExitStack() as stack:
-        yield lambda kb, settings=None: stack.enter_context(serve(create_app(kb, settings)))
+        yield lambda kb, settings=None: stack.enter_context(serve(create_app(kb, settings), settings or kb.settings))
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def test_briefing_tab(app_url, tmp_path):
             assert view.locator("a, img, script, iframe").count() == 0
             assert "数字锦州的味道 · 2023-08-05" in view.inner_text()
             with page.expect_download() as download:
-                page.locator("#kb-brief-download").click()
+                page.locator("#kb-brief-download a.kb-download").click()  # a link to GET /api/brief.md
             assert download.value.suggested_filename == f"{TOPIC}.md"
             saved = tmp_path / "brief.md"
             download.value.save_as(saved)

@@ -66,7 +66,7 @@ def test_briefing_footnotes_become_superscripts_and_a_source_list():
 
 def test_briefing_tab_handler(seed_kb):
     """The tab's event ("brief", private to the page) as Gradio calls it."""
-    from web.chat import build_chat
+    from web.chat import NO_DOWNLOAD_HTML, build_chat
 
     demo = build_chat(seed_kb)
     (make_briefing,) = [f.fn for f in demo.fns.values() if f.api_name == "brief"]
@@ -74,11 +74,9 @@ def test_briefing_tab_handler(seed_kb):
     # The KB's briefing, but for the generation time (its minute may have turned meanwhile).
     assert source.split("\n", 3)[3] == seed_kb.brief("锦州数字政府建设").markdown.split("\n", 3)[3]
     assert "<sup>[1]</sup>" in shown and "[^1]" not in shown
-    path = download.constructor_args["value"]
-    assert path.endswith("/锦州数字政府建设.md") and download.constructor_args["interactive"] is True
-    with open(path, encoding="utf-8") as f:
-        assert f.read() == source
+    # The download is a link to GET /api/brief.md for the topic: no file is written for it.
+    assert download == '<a class="kb-download" href="api/brief.md?topic=%E9%94%A6%E5%B7%9E%E6%95%B0%E5%AD%97%E6%94%BF%E5%BA%9C%E5%BB%BA%E8%AE%BE" download>下载简报（.md）</a>'
     # Too long a topic: the reason, and nothing to download; an empty one changes nothing.
     shown, source, download = make_briefing("x" * 3000)
-    assert "无法处理" in shown and source == "" and download.constructor_args["interactive"] is False
+    assert "无法处理" in shown and source == "" and download == NO_DOWNLOAD_HTML
     assert all(update == {"__type__": "update"} for update in make_briefing("   "))

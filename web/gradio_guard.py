@@ -1,0 +1,183 @@
+"""What the Gradio half of the app accepts: the chat page's own events with text in, and the
+reads its page and ``gradio_client`` make; nothing else reaches Gradio.
+
+Why a guard in front of Gradio and not only Gradio's settings: Gradio copies any file a request
+names into its cache before a component sees the value (``processing_utils.
+async_move_files_to_cache`` walks every input, a Textbox's included), and its path check
+(``_check_allowed``) returns early until ``Blocks.launch()`` has run, which a mounted app never
+calls. A request naming ``/etc/passwd`` got it copied and served back; ``/dev/zero`` pinned a
+core and stopped the app. So, at the root:
+
+* every event input is text (or an example's index): a request whose ``data`` holds an object
+  or a list, or whose body holds a file reference anywhere, is refused before Gradio parses it;
+  the chat keeps its history on the server (``gr.State``), so no input needs more than text;
+* only the page's own events run: ``fn_index`` must name one, and by name only the public
+  ``ask`` (a ``fn_index`` wins over the name inside Gradio, so both are checked);
+* Gradio's own path check runs anyway (``mark_launched``) with no ``allowed_paths``;
+* GETs are an allowlist: the page, its assets, the queue's event stream for a live session,
+  and the result of a live ``call/ask`` event. Gradio's file, proxy, stream, monitoring and
+  run-history routes are closed: this app serves no file through Gradio;
+* an unknown session or event is a 404 here, not a 200 whose stream then fails inside
+  Gradio ("response already started").
+
+The body has been read (and bounded) by ``BodyLimitMiddleware`` before it gets here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import gradio as gr
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from web.errors import error_response
+from web.middleware import replaying
+
+PREFIX = "/gradio_api/"
+
+# The page, its build and its static files; Gradio serves these from its package.
+PAGE_GETS = re.compile(
+    r"^/(?:|config/?|theme\.css|favicon\.ico|robots\.txt|manifest\.json|pwa_icon(?:/\d+)?"
+    r"|(?:assets|static|svelte)/.+)$"
+)
+# Reads of Gradio's API the page and gradio_client make; queue/data and call results are
+# checked against the live queue below.
+API_GETS = re.compile(r"^/gradio_api/(?:info/?|app_id/?|startup-events|heartbeat/[A-Za-z0-9_-]{1,64}|queue/data)$")
+CALL_RESULT = re.compile(r"^/gradio_api/call(?:/v2)?/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]{1,64})$")
+# Writes: the queue, the predict endpoints (by name, or "predict" with an fn_index), cancel, reset.
+EVENT_WRITE = re.compile(r"^/gradio_api/(?:queue/join|(?:run|call|call/v2|api)/([A-Za-z0-9_-]+)/?)$")
+SESSION_WRITES = frozenset({"/gradio_api/cancel", "/gradio_api/reset"})
+PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def mark_launched(demo: gr.Blocks) -> None:
+    """Let Gradio's own path check run for a mounted app.
+
+    ``processing_utils._check_allowed`` skips every check while ``has_launched`` is False, and
+    only ``Blocks.launch()`` sets it; ``gr.mount_gradio_app`` never does. Nothing else in
+    Gradio 6.31 reads the flag (its hot-reload sets it the same way for a swapped app).
+    """
+    demo.has_launched = True
+
+
+def _has_file_reference(value: Any) -> bool:
+    """Any dict shaped like Gradio's FileData (a "path" or a "meta" type), at any depth."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "path" in item or "url" in item or isinstance(item.get("meta"), dict):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class GradioGuard:
+    """ASGI middleware in front of the mounted chat app ``demo`` (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, demo: gr.Blocks) -> None:
+        self.app = app
+        self.demo = demo
+        # The page's events (those that run Python; "js only" events never reach the server).
+        self.events = {index: fn for index, fn in demo.fns.items() if fn.fn is not None}
+        self.public = {fn.api_name: index for index, fn in self.events.items() if fn.api_visibility == "public"}
+
+    # ------------------------------------------------------------------ requests
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._ours(scope["path"]):
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        if method in ("GET", "HEAD"):
+            refusal = self._check_read(path, scope.get("query_string", b"").decode("latin-1"))
+            if refusal is not None:
+                return await error_response(*refusal)(scope, receive, send)
+            return await self.app(scope, receive, send)
+        if method == "OPTIONS":  # preflights are the CORS middleware's, outside this one
+            return await self.app(scope, receive, send)
+        match = EVENT_WRITE.match(path)
+        if match is None and path not in SESSION_WRITES:
+            return await error_response(404, f"no such endpoint: {method} {path}")(scope, receive, send)
+        body, receive = await _read_body(receive)
+        refusal = self._check_write(path, match.group(1) if match else None, body)
+        if refusal is not None:
+            return await error_response(*refusal)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _ours(path: str) -> bool:
+        """Routes of the FastAPI app itself (the JSON API, docs, widget), not Gradio's."""
+        return path.startswith("/api/") or path in ("/docs", "/redoc", "/openapi.json", "/widget", "/widget.js") or (
+            path.startswith("/docs/")
+        )
+
+    def _check_read(self, path: str, query: str) -> tuple[int, str] | None:
+        if PAGE_GETS.match(path):
+            return None
+        queue = self.demo._queue
+        if path == "/gradio_api/queue/data":
+            session = dict(p.partition("=")[::2] for p in query.split("&")).get("session_hash", "")
+            if session not in queue.pending_messages_per_session:
+                return 404, "no such session (join the queue first)"
+            return None
+        if API_GETS.match(path):
+            return None
+        result = CALL_RESULT.match(path)
+        if result is not None:
+            name, event_id = result.groups()
+            known = event_id in queue.event_ids_to_events or any(
+                event_id in ids for ids in queue.pending_event_ids_session.values()
+            )
+            if name not in self.public or not known:
+                return 404, f"no such event: {name}/{event_id}"
+            return None
+        return 404, f"no such endpoint: GET {path}"
+
+    def _check_write(self, path: str, api_name: str | None, body: bytes) -> tuple[int, str] | None:
+        try:
+            payload = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return 422, "the request body is not JSON"
+        if not isinstance(payload, dict):
+            return 422, "the request body must be a JSON object"
+        if _has_file_reference(payload):
+            return 422, "this app takes text only: file references are refused"
+        if path in SESSION_WRITES:
+            return None
+        fn_index = payload.get("fn_index")
+        if fn_index is not None:
+            if type(fn_index) is not int or fn_index not in self.events:
+                return 404, f"no such event: fn_index {fn_index!r}"
+            if api_name not in (None, "predict") and self.public.get(api_name) != fn_index:
+                return 404, f"no such event: {api_name} with fn_index {fn_index}"
+            fn = self.events[fn_index]
+        elif api_name is None:  # queue/join names its event by fn_index only
+            return 422, "fn_index is required"
+        elif api_name in self.public:
+            fn = self.events[self.public[api_name]]
+        else:
+            return 404, f"no such event: {api_name}"
+        data = payload.get("data")  # one value per input; a gr.State's slot is sent as null and not read
+        if not isinstance(data, list) or len(data) != len(fn.inputs):
+            return 422, f"data must be a list of {len(fn.inputs)} value(s)"
+        if not all(isinstance(value, PRIMITIVES) for value in data):
+            return 422, "this app takes text only: every input must be a string"
+        return None
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body (``BodyLimitMiddleware`` outside has bounded it), and a
+    ``receive`` that hands it on unchanged."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    return body, replaying(body, receive)

@@ -1,0 +1,79 @@
+"""The HTTP server the app runs in (``app.py``, the tests, the benchmarks): uvicorn with its
+connection-level limits set from ``Settings``.
+
+uvicorn on its own leaves two doors open: with httptools (its default when installed) a
+request's headers have no size limit (a 1 MB header and 20,000 headers were accepted), and
+neither protocol has a deadline for the request line and headers (a client sending a byte now
+and then held a connection for 90 s+). So the server runs h11, whose incomplete-event bound
+caps the line and headers (``max_header_bytes``; a larger request gets a 400), in a protocol
+that closes a connection whose next request's headers have not all arrived within
+``header_timeout_seconds``. Request bodies have their own deadline (``BodyLimitMiddleware``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from kbqa.settings import Settings
+
+
+class HeaderDeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request headers are too slow.
+
+    The deadline starts when the connection opens and again whenever data arrives while no
+    request is in progress (h11's ``their_state`` is IDLE); it ends once a request's headers
+    are complete. Between requests, uvicorn's own keep-alive timeout closes idle connections.
+    """
+
+    header_timeout: float = 10.0  # set per server by ``server_config``
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._header_deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._arm_header_deadline()
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a request's headers are all in
+            self._cancel_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None, **extra: Any):
+    """A ``uvicorn.Config`` for ``app`` with the limits of ``settings``."""
+    protocol = type("BoundedH11Protocol", (HeaderDeadlineH11Protocol,), {"header_timeout": settings.header_timeout_seconds})
+    return uvicorn.Config(
+        app,
+        host=settings.host if host is None else host,
+        port=settings.port if port is None else port,
+        http=protocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # uvicorn would otherwise believe X-Forwarded-For from any loopback peer and rewrite the
+        # client address before the app's own trusted_proxies check (the rate limiter's identity).
+        proxy_headers=False,
+        **extra,
+    )
