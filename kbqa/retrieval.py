@@ -132,7 +132,9 @@ class HybridSearcher:
                 signatures = self.store.doc_signatures()
                 stale = [d for d, sig in signatures.items() if corpus.signature(d) != sig]
                 if len(stale) > len(signatures) // 2:
-                    corpus = LexicalCorpus()  # mostly new: one paged scan beats reads by document
+                    # Mostly new: one paged scan of every document beats reads by document. The
+                    # fresh corpus must then take every document, not only the stale ones.
+                    corpus, stale = LexicalCorpus(), list(signatures)
                 for doc_id in set(corpus.doc_ids()) - signatures.keys():
                     corpus.drop(doc_id)
                 rows_by_doc: dict[str, list[tuple[str, list[str]]]] = {d: [] for d in stale}

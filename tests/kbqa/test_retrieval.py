@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from kbqa.lexical import LexicalIndex, tokenize
+from kbqa.lexical import LexicalIndex, query_terms, tokenize
 from kbqa.retrieval import HybridSearcher
 from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
 from kbqa.types import Chunk
@@ -142,3 +142,52 @@ def test_background_rebuilds_are_spaced_by_their_own_cost(tmp_path, embedder):
     store.write_documents([doc("e", ["鞍山工业互联网"])])
     # The next check waits twice the last build: ~3 builds' time instead of one.
     assert wait_for("e#0", 10) > 1.8 * first
+
+
+# --------------------------------------------------------------------------- issue 9: BM25 must hold every served chunk
+
+NEW_DOCS = {
+    "dalian.txt": "大连智慧港口\n大连港上线了集装箱智能调度系统，码头作业效率提升三成。",
+    "shenyang.txt": "沈阳数字政府\n沈阳市政务服务事项全部实现网上办理，群众办事不再跑腿。",
+    "anshan.txt": "鞍山工业互联网\n鞍山钢铁企业接入工业互联网平台，设备故障预警提前两天。",
+    "dandong.txt": "丹东边境贸易\n丹东口岸推行无纸化通关，边境贸易额同比增长百分之十二。",
+    "yingkou.txt": "营口乡村振兴\n营口农村电商服务站覆盖全部行政村，农产品线上销售翻番。",
+}
+
+
+def write_docs(folder, docs: dict[str, str]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_text(text + "\n", encoding="utf-8")
+    return str(folder)
+
+
+def test_mostly_new_documents_do_not_push_the_unchanged_ones_out_of_bm25(make_settings, embedder, tmp_path):
+    """The issue's sequence: seed, one search, five new documents, a restart. The sync found more
+    than half of the documents stale, started a fresh corpus and read only the stale ones, so the
+    seed's chunks left BM25 — and the snapshot carried the loss into the next process."""
+    from kbqa.knowledge_base import KnowledgeBase
+
+    settings = make_settings()
+    kb = KnowledgeBase(settings, embedder=embedder)
+    assert kb.ensure_seeded() is not None
+    seed_chunks = kb.store.chunk_count()
+    assert kb.search("锦州的三个开放").passages
+    kb.ingest([write_docs(tmp_path / "new", NEW_DOCS)])
+
+    for restarted in (kb, KnowledgeBase(settings, embedder=embedder)):
+        index = restarted.searcher.lexical_index()
+        assert sorted(index.chunk_ids) == sorted(cid for cid, _ in restarted.store.iter_lexical_rows())
+        assert len(index) == restarted.store.chunk_count() > seed_chunks
+        assert any(cid.startswith("000_") for cid, _ in index.search(query_terms("锦州的三个开放"), 5))
+
+
+def test_a_mostly_changed_store_is_read_in_one_scan_that_keeps_the_unchanged_documents(store, embedder, tmp_path):
+    store.write_documents([doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"])])
+    searcher = searcher_on(store, embedder, tmp_path / "bm25.npz")
+    searcher.lexical_index()
+    store.write_documents([doc(f"n{i}", [f"第{i}号通知：数字政府建设"]) for i in range(3)])
+    store.row_reads.clear()
+    searcher.invalidate()
+    assert_same_index(searcher.lexical_index(), from_scratch(store), QUERIES)
+    assert store.row_reads[0] is None and len(searcher.lexical_index()) == 5  # one scan, "a" kept
