@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from kbqa.lexical import LexicalIndex, query_terms, tokenize
+from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
 from kbqa.retrieval import HybridSearcher
 from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
 from kbqa.types import Chunk
@@ -191,3 +191,83 @@ def test_a_mostly_changed_store_is_read_in_one_scan_that_keeps_the_unchanged_doc
     searcher.invalidate()
     assert_same_index(searcher.lexical_index(), from_scratch(store), QUERIES)
     assert store.row_reads[0] is None and len(searcher.lexical_index()) == 5  # one scan, "a" kept
+
+
+@pytest.mark.parametrize("damage", ["document lost", "chunk lost", "chunk lost, then the store moved on"])
+def test_a_snapshot_that_lost_rows_is_rebuilt_by_the_next_process(store, embedder, tmp_path, damage):
+    snapshot = tmp_path / "bm25.npz"
+    store.write_documents([doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"]), doc("b", ["华为锦州云计算协议"])])
+    searcher_on(store, embedder, snapshot).lexical_index()
+    # What a faulty build would have saved, at the revision it synced to.
+    corpus = LexicalCorpus.load(snapshot)
+    if damage == "document lost":
+        corpus.drop("a")
+    else:
+        corpus.put("a", corpus.signature("a"), [("a#0", tokenize("锦州坚持三个开放"))])
+    corpus.save(snapshot)
+    corpus.save_index(snapshot, corpus.index())
+    if damage.endswith("moved on"):
+        store.write_documents([doc("c", ["杭州城市大脑"])])  # "a" is carried over by its signature
+
+    store.row_reads.clear()
+    healed = searcher_on(store, embedder, snapshot).lexical_index()
+    assert_same_index(healed, from_scratch(store), QUERIES)
+    assert store.row_reads[0] is None  # discarded and rebuilt in one scan
+    assert sorted(LexicalCorpus.load(snapshot).chunk_ids()) == sorted(healed.chunk_ids)  # the snapshot too
+    store.row_reads.clear()
+    assert_same_index(searcher_on(store, embedder, snapshot).lexical_index(), healed, QUERIES)
+    assert store.row_reads == []  # the next restart trusts it again
+
+
+def test_chunks_of_interrupted_writes_are_not_taken_for_lost_rows(store, embedder, tmp_path):
+    """Only complete documents are compared with the manifest: a half-written one may hold more
+    chunks than its entry says, and chunks without an entry are not served at all."""
+    snapshot = tmp_path / "bm25.npz"
+    store.write_documents([doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"]), doc("b", ["华为锦州云计算协议"])])
+
+    def crash(step: str) -> None:
+        if step == "chunks_written":
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):  # "a" shrinks to one chunk; its old second chunk is still there
+        store.write_documents([doc("a", ["锦州开放数据资源"], version="2")], on_step=crash)
+    store.write_documents([doc("z", ["无主的分块"])])
+    store._docs.delete(ids=["z"])  # an orphan, as a crash before manifest states could leave
+    assert len(searcher_on(store, embedder, snapshot).lexical_index()) == 3 < store.chunk_count()
+
+    store.row_reads.clear()
+    restarted = searcher_on(store, embedder, snapshot).lexical_index()
+    assert store.row_reads == [] and isinstance(restarted._bm25.scores["data"], np.memmap)
+    assert sorted(restarted.chunk_ids) == ["a#0", "a#1", "b#0"]
+
+
+class RacingStore(RowCountingStore):
+    """Runs ``before`` and ``after`` around the next read of token rows: another process's
+    writes landing in the middle of a sync."""
+
+    before = after = None
+
+    def iter_lexical_rows(self, doc_ids=None):
+        before, after, self.before, self.after = self.before, self.after, None, None
+        if before:
+            before()
+        yield from super().iter_lexical_rows(doc_ids)
+        if after:
+            after()
+
+
+def test_a_document_removed_and_written_again_during_a_sync_is_not_lost(tmp_path, embedder):
+    store = RacingStore(connect(tmp_path / "chroma", None), collection_prefix="t", embedder_name="unit", dim=DIM)
+    a_v1 = doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"])
+    store.write_documents([doc("a", ["锦州坚持三个开放"], version="0"), doc("b", ["华为锦州云计算协议"]), doc("c", ["杭州城市大脑"])])
+    searcher = searcher_on(store, embedder, tmp_path / "bm25.npz")
+    searcher.lexical_index()
+    store.write_documents([a_v1])
+    # The sync reads "a" as ok:a-v1, finds no rows (removed meanwhile), and the same version is
+    # back before the next sync: its signature is the one the corpus holds, with no rows.
+    store.before, store.after = lambda: store.delete_documents(["a"]), lambda: store.write_documents([a_v1])
+    searcher.invalidate()
+    assert "a#0" not in searcher.lexical_index().chunk_ids
+    searcher.invalidate()
+    assert_same_index(searcher.lexical_index(), from_scratch(store), QUERIES)
+    assert len(searcher.lexical_index()) == store.chunk_count() == 4
