@@ -88,9 +88,13 @@ class KnowledgeBase:
         return sorted((r for r in records if r.state == STATE_OK or not complete_only), key=lambda r: r.doc_id)
 
     def stats(self) -> dict:
+        """Counts of the store; ``lexical_chunks`` is what the BM25 index queries use now holds
+        (the first call builds it). Equal to ``chunks`` once the index caught up with the store,
+        unless an interrupted write left chunks that no manifest entry owns (not served)."""
         return {
             "documents": self.store.doc_count(),
             "chunks": self.store.chunk_count(),
+            "lexical_chunks": len(self.searcher.lexical_index()),
             "embedder": self.embedder.name,
             "store": self.settings.chroma_url or str(self.settings.store),
         }

@@ -220,6 +220,10 @@ class LexicalCorpus:
             token_ids.append(_ids(tokens, self.vocab))
         self._docs[doc_id] = (signature, chunk_ids, token_ids)
 
+    def chunk_count(self, doc_id: str) -> int:
+        entry = self._docs.get(doc_id)
+        return len(entry[1]) if entry else 0
+
     def drop(self, doc_id: str) -> None:
         self._docs.pop(doc_id, None)
 

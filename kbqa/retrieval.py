@@ -19,7 +19,7 @@ from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
 from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage, key_terms, query_terms
-from kbqa.store import ChunkStore
+from kbqa.store import STATE_OK, ChunkStore, DocRecord
 from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id, chunk_ordinal
 
 _EXCLUSION_DEPTH = 200
@@ -35,6 +35,28 @@ def index_text(chunk: Chunk) -> str:
     """
     context = " ".join(part for part in (chunk.title, chunk.section) if part and part not in chunk.text)
     return f"{context}\n{chunk.text}" if context else chunk.text
+
+
+def _misfits(corpus: LexicalCorpus, records: dict[str, DocRecord], revision: str) -> list[str]:
+    """The complete documents that ``corpus`` holds wrongly, by the manifest ``records``: under
+    the signature their rows were read with but with another number of chunks, or — in a corpus
+    claiming the store's ``revision`` — not at all (a write enters its documents in the manifest
+    before it bumps the revision, and marks them ``ok`` after).
+
+    Like is compared with like: only ``ok`` entries, whose chunk count is exactly the store's
+    chunks of that document; a ``writing`` or ``deleting`` entry's chunks are whatever an
+    interrupted write left, read as they are and read again once the entry changes.
+    """
+    current = corpus.revision == revision
+    return [
+        doc_id
+        for doc_id, record in records.items()
+        if record.state == STATE_OK
+        and (
+            (corpus.signature(doc_id) is None and current)
+            or (corpus.signature(doc_id) == record.signature and corpus.chunk_count(doc_id) != record.chunk_count)
+        )
+    ]
 
 
 class HybridSearcher:
@@ -119,42 +141,62 @@ class HybridSearcher:
         concurrent writer: each write changes a document's signature before its chunks and again
         after them (``ChunkStore.write_documents``), and bumps the revision, so rows read in the
         middle of a write sit under a signature that the next check finds stale.
+
+        A corpus that holds a complete document with another number of chunks than the manifest
+        gives (``_misfits``) lost rows somewhere — a snapshot written by a faulty build, a damaged
+        or foreign file, a document removed and written again between two syncs — and no sync by
+        signature would bring them back: it is discarded, rebuilt from the store, and the
+        snapshot overwritten at once.
         """
         with self._sync_lock:
-            corpus, index = self._corpus, None
+            corpus, index, check = self._corpus, None, False
             if corpus is None and self.snapshot_path is not None:
                 corpus = LexicalCorpus.load(self.snapshot_path)
                 if corpus is not None and corpus.revision == revision:
-                    index = corpus.load_index(self.snapshot_path)  # a restart with nothing changed
+                    # A restart with nothing changed, when the snapshot holds what the store does:
+                    # checked against the manifest only when the chunk counts differ (the store
+                    # also counts chunks that no manifest entry owns, so they may, rarely, rightly).
+                    check = len(corpus.chunk_ids()) != self.store.chunk_count()
+                    index = corpus.load_index(self.snapshot_path)
             if corpus is None:
                 corpus = LexicalCorpus()
-            if corpus.revision != revision:
-                signatures = self.store.doc_signatures()
+            if corpus.revision != revision or check:
+                records = self.store.doc_records()
+                signatures = {doc_id: record.signature for doc_id, record in records.items()}
+                misfits = _misfits(corpus, records, revision)
+                if misfits:
+                    log.warning("the BM25 corpus disagrees with the store on %d document(s), e.g. %s; "
+                                "rebuilding it from the store", len(misfits), misfits[0])
                 stale = [d for d, sig in signatures.items() if corpus.signature(d) != sig]
-                if len(stale) > len(signatures) // 2:
-                    corpus = LexicalCorpus()  # mostly new: one paged scan beats reads by document
-                for doc_id in set(corpus.doc_ids()) - signatures.keys():
+                if misfits or len(stale) > len(signatures) // 2:
+                    # Mostly new: one paged scan of every document beats reads by document. The
+                    # fresh corpus must then take every document, not only the stale ones.
+                    corpus, stale = LexicalCorpus(), list(signatures)
+                gone = set(corpus.doc_ids()) - signatures.keys()
+                for doc_id in gone:
                     corpus.drop(doc_id)
-                rows_by_doc: dict[str, list[tuple[str, list[str]]]] = {d: [] for d in stale}
-                scan = None if not len(corpus) else stale
-                for chunk_id, tokens in self.store.iter_lexical_rows(scan) if stale else ():
-                    doc_rows = rows_by_doc.get(chunk_doc_id(chunk_id))
-                    if doc_rows is not None:  # chunks without a manifest entry are not served
-                        doc_rows.append((chunk_id, tokens.split()))
-                for doc_id, rows in rows_by_doc.items():
-                    corpus.put(doc_id, signatures[doc_id], sorted(rows, key=lambda row: chunk_ordinal(row[0])))
-                corpus.revision = revision
-                index = corpus.index()
-                self._save(corpus, index)
+                if corpus.revision != revision or stale or gone:  # else: the snapshot was right
+                    rows_by_doc: dict[str, list[tuple[str, list[str]]]] = {d: [] for d in stale}
+                    scan = None if not len(corpus) else stale
+                    for chunk_id, tokens in self.store.iter_lexical_rows(scan) if stale else ():
+                        doc_rows = rows_by_doc.get(chunk_doc_id(chunk_id))
+                        if doc_rows is not None:  # chunks without a manifest entry are not served
+                            doc_rows.append((chunk_id, tokens.split()))
+                    for doc_id, rows in rows_by_doc.items():
+                        corpus.put(doc_id, signatures[doc_id], sorted(rows, key=lambda row: chunk_ordinal(row[0])))
+                    corpus.revision = revision
+                    index = corpus.index()
+                    self._save(corpus, index, force=bool(misfits))
             self._corpus = corpus
             self._generation_built += 1
             return index if index is not None else corpus.index(), self._generation_built
 
-    def _save(self, corpus: LexicalCorpus, index: LexicalIndex) -> None:
+    def _save(self, corpus: LexicalCorpus, index: LexicalIndex, *, force: bool = False) -> None:
         # Throttled, as the revision moves every few seconds while another process ingests. A
         # snapshot behind the store is still a valid start: the next sync reads what it lacks.
+        # A wrong one is not (``force``): the next restart would have to heal it again.
         now = time.monotonic()
-        if self.snapshot_path is None or now - self._saved_at < self.snapshot_every_seconds:
+        if self.snapshot_path is None or (now - self._saved_at < self.snapshot_every_seconds and not force):
             return
         try:
             corpus.save(self.snapshot_path)

@@ -133,6 +133,11 @@ class DocRecord:
             state=meta.get("state", STATE_OK),
         )
 
+    @property
+    def signature(self) -> str:
+        """Changes whenever the document's chunks may have changed (the BM25 sync's key)."""
+        return f"{self.state}:{self.content_hash}"
+
 
 @dataclass(frozen=True)
 class IndexedChunk:
@@ -309,10 +314,6 @@ class ChunkStore:
             for meta, vec in zip(got["metadatas"], got["embeddings"]):
                 found.setdefault(meta["input_hash"], np.asarray(vec, dtype=np.float32))
         return found
-
-    def doc_signatures(self) -> dict[str, str]:
-        """doc id -> a string that changes whenever the document's chunks may have changed."""
-        return {doc_id: f"{r.state}:{r.content_hash}" for doc_id, r in self.doc_records().items()}
 
     def iter_lexical_rows(self, doc_ids: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
         """(chunk id, space-joined tokens) for every chunk, or for these documents' chunks."""

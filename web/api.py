@@ -95,6 +95,7 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
     documents: int
     chunks: int
+    lexical_chunks: int  # in the BM25 index; equals chunks once it caught up with the store
     embedder: str
 
 
@@ -235,7 +236,7 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     @app.get("/api/health", response_model=HealthOut)
     def health() -> dict:
         stats = kb.stats()
-        return {"status": "ok", "documents": stats["documents"], "chunks": stats["chunks"], "embedder": stats["embedder"]}
+        return {"status": "ok"} | {key: stats[key] for key in ("documents", "chunks", "lexical_chunks", "embedder")}
 
     @app.get("/api/documents", response_model=DocumentsOut)
     def documents() -> dict:

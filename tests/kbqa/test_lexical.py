@@ -83,6 +83,7 @@ def test_corpus_survives_a_save_and_load(tmp_path):
     loaded = LexicalCorpus.load(path)
     assert loaded is not None and loaded.revision == "col:rev1"
     assert sorted(loaded.doc_ids()) == ["a", "b", "c", "empty"] and loaded.signature("b") == "ok:b"
+    assert [loaded.chunk_count(d) for d in ("a", "b", "empty", "absent")] == [2, 1, 0, 0]
     assert_same_index(loaded.index(), corpus.index(), QUERIES)
     assert [p.name for p in path.parent.iterdir()] == ["bm25.npz"]  # no temporary file left
 

@@ -3,16 +3,22 @@ saved beside it, and equal at every step to an index built from scratch."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
+import httpx
 import numpy as np
 import pytest
 
-from kbqa.lexical import LexicalIndex, tokenize
+from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
 from kbqa.retrieval import HybridSearcher
 from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
 from kbqa.types import Chunk
+from tests.ingest.reliability import REPO, assert_consistent, run_driver
 from tests.kbqa.test_lexical import QUERIES, assert_same_index
+from tests.web.conftest import serve
 
 DIM = 8
 
@@ -142,3 +148,209 @@ def test_background_rebuilds_are_spaced_by_their_own_cost(tmp_path, embedder):
     store.write_documents([doc("e", ["鞍山工业互联网"])])
     # The next check waits twice the last build: ~3 builds' time instead of one.
     assert wait_for("e#0", 10) > 1.8 * first
+
+
+# --------------------------------------------------------------------------- issue 9: BM25 must hold every served chunk
+
+NEW_DOCS = {
+    "dalian.txt": "大连智慧港口\n大连港上线了集装箱智能调度系统，码头作业效率提升三成。",
+    "shenyang.txt": "沈阳数字政府\n沈阳市政务服务事项全部实现网上办理，群众办事不再跑腿。",
+    "anshan.txt": "鞍山工业互联网\n鞍山钢铁企业接入工业互联网平台，设备故障预警提前两天。",
+    "dandong.txt": "丹东边境贸易\n丹东口岸推行无纸化通关，边境贸易额同比增长百分之十二。",
+    "yingkou.txt": "营口乡村振兴\n营口农村电商服务站覆盖全部行政村，农产品线上销售翻番。",
+}
+
+
+def write_docs(folder, docs: dict[str, str]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_text(text + "\n", encoding="utf-8")
+    return str(folder)
+
+
+def test_mostly_new_documents_do_not_push_the_unchanged_ones_out_of_bm25(make_settings, embedder, tmp_path):
+    """The issue's sequence: seed, one search, five new documents, a restart. The sync found more
+    than half of the documents stale, started a fresh corpus and read only the stale ones, so the
+    seed's chunks left BM25 — and the snapshot carried the loss into the next process."""
+    from kbqa.knowledge_base import KnowledgeBase
+
+    settings = make_settings()
+    kb = KnowledgeBase(settings, embedder=embedder)
+    assert kb.ensure_seeded() is not None
+    seed_chunks = kb.store.chunk_count()
+    assert kb.search("锦州的三个开放").passages
+    kb.ingest([write_docs(tmp_path / "new", NEW_DOCS)])
+
+    for restarted in (kb, KnowledgeBase(settings, embedder=embedder)):
+        index = restarted.searcher.lexical_index()
+        assert sorted(index.chunk_ids) == sorted(cid for cid, _ in restarted.store.iter_lexical_rows())
+        assert len(index) == restarted.store.chunk_count() > seed_chunks
+        assert any(cid.startswith("000_") for cid, _ in index.search(query_terms("锦州的三个开放"), 5))
+
+
+def test_a_mostly_changed_store_is_read_in_one_scan_that_keeps_the_unchanged_documents(store, embedder, tmp_path):
+    store.write_documents([doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"])])
+    searcher = searcher_on(store, embedder, tmp_path / "bm25.npz")
+    searcher.lexical_index()
+    store.write_documents([doc(f"n{i}", [f"第{i}号通知：数字政府建设"]) for i in range(3)])
+    store.row_reads.clear()
+    searcher.invalidate()
+    assert_same_index(searcher.lexical_index(), from_scratch(store), QUERIES)
+    assert store.row_reads[0] is None and len(searcher.lexical_index()) == 5  # one scan, "a" kept
+
+
+@pytest.mark.parametrize("damage", ["document lost", "chunk lost", "chunk lost, then the store moved on"])
+def test_a_snapshot_that_lost_rows_is_rebuilt_by_the_next_process(store, embedder, tmp_path, damage):
+    snapshot = tmp_path / "bm25.npz"
+    store.write_documents([doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"]), doc("b", ["华为锦州云计算协议"])])
+    searcher_on(store, embedder, snapshot).lexical_index()
+    # What a faulty build would have saved, at the revision it synced to.
+    corpus = LexicalCorpus.load(snapshot)
+    if damage == "document lost":
+        corpus.drop("a")
+    else:
+        corpus.put("a", corpus.signature("a"), [("a#0", tokenize("锦州坚持三个开放"))])
+    corpus.save(snapshot)
+    corpus.save_index(snapshot, corpus.index())
+    if damage.endswith("moved on"):
+        store.write_documents([doc("c", ["杭州城市大脑"])])  # "a" is carried over by its signature
+
+    store.row_reads.clear()
+    healed = searcher_on(store, embedder, snapshot).lexical_index()
+    assert_same_index(healed, from_scratch(store), QUERIES)
+    assert store.row_reads[0] is None  # discarded and rebuilt in one scan
+    assert sorted(LexicalCorpus.load(snapshot).chunk_ids()) == sorted(healed.chunk_ids)  # the snapshot too
+    store.row_reads.clear()
+    assert_same_index(searcher_on(store, embedder, snapshot).lexical_index(), healed, QUERIES)
+    assert store.row_reads == []  # the next restart trusts it again
+
+
+def test_chunks_of_interrupted_writes_are_not_taken_for_lost_rows(store, embedder, tmp_path):
+    """Only complete documents are compared with the manifest: a half-written one may hold more
+    chunks than its entry says, and chunks without an entry are not served at all."""
+    snapshot = tmp_path / "bm25.npz"
+    store.write_documents([doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"]), doc("b", ["华为锦州云计算协议"])])
+
+    def crash(step: str) -> None:
+        if step == "chunks_written":
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):  # "a" shrinks to one chunk; its old second chunk is still there
+        store.write_documents([doc("a", ["锦州开放数据资源"], version="2")], on_step=crash)
+    store.write_documents([doc("z", ["无主的分块"])])
+    store._docs.delete(ids=["z"])  # an orphan, as a crash before manifest states could leave
+    assert len(searcher_on(store, embedder, snapshot).lexical_index()) == 3 < store.chunk_count()
+
+    store.row_reads.clear()
+    restarted = searcher_on(store, embedder, snapshot).lexical_index()
+    assert store.row_reads == [] and isinstance(restarted._bm25.scores["data"], np.memmap)
+    assert sorted(restarted.chunk_ids) == ["a#0", "a#1", "b#0"]
+
+
+class RacingStore(RowCountingStore):
+    """Runs ``before`` and ``after`` around the next read of token rows: another process's
+    writes landing in the middle of a sync."""
+
+    before = after = None
+
+    def iter_lexical_rows(self, doc_ids=None):
+        before, after, self.before, self.after = self.before, self.after, None, None
+        if before:
+            before()
+        yield from super().iter_lexical_rows(doc_ids)
+        if after:
+            after()
+
+
+def test_a_document_removed_and_written_again_during_a_sync_is_not_lost(tmp_path, embedder):
+    store = RacingStore(connect(tmp_path / "chroma", None), collection_prefix="t", embedder_name="unit", dim=DIM)
+    a_v1 = doc("a", ["锦州坚持三个开放", "开放业务系统、开放数据资源"])
+    store.write_documents([doc("a", ["锦州坚持三个开放"], version="0"), doc("b", ["华为锦州云计算协议"]), doc("c", ["杭州城市大脑"])])
+    searcher = searcher_on(store, embedder, tmp_path / "bm25.npz")
+    searcher.lexical_index()
+    store.write_documents([a_v1])
+    # The sync reads "a" as ok:a-v1, finds no rows (removed meanwhile), and the same version is
+    # back before the next sync: its signature is the one the corpus holds, with no rows.
+    store.before, store.after = lambda: store.delete_documents(["a"]), lambda: store.write_documents([a_v1])
+    searcher.invalidate()
+    assert "a#0" not in searcher.lexical_index().chunk_ids
+    searcher.invalidate()
+    assert_same_index(searcher.lexical_index(), from_scratch(store), QUERIES)
+    assert len(searcher.lexical_index()) == store.chunk_count() == 4
+
+
+def assert_bm25_holds_the_store(kb, timeout: float = 30.0) -> dict:
+    """``kb.stats()``: the BM25 index holds every served chunk, once it has caught up (another
+    process's write reaches this one through a background rebuild), and exactly those."""
+    deadline = time.monotonic() + timeout
+    while (stats := kb.stats())["lexical_chunks"] != stats["chunks"]:
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.05)
+    assert_consistent(kb.store)  # every chunk is served: no half-written documents, no orphans
+    assert stats["chunks"] == sum(record.chunk_count for record in kb.documents())
+    assert sorted(kb.searcher.lexical_index().chunk_ids) == sorted(cid for cid, _ in kb.store.iter_lexical_rows())
+    return stats
+
+
+STATS_IN_A_NEW_PROCESS = """
+import json, sys
+from pathlib import Path
+from kbqa.knowledge_base import KnowledgeBase
+from kbqa.settings import Settings
+print(json.dumps(KnowledgeBase(Settings(store=Path(sys.argv[1]), lexical_cache=Path(sys.argv[2]))).stats()))
+"""
+
+
+def test_bm25_holds_the_store_through_two_processes_ingesting_removing_and_restarting(
+    make_settings, embedder, tmp_path
+):
+    from kbqa.knowledge_base import KnowledgeBase
+    from web.api import create_app
+
+    settings = make_settings()
+    store = ["--store", str(settings.store), "--no-progress"]
+
+    def open_kb() -> KnowledgeBase:
+        kb = KnowledgeBase(settings, embedder=embedder)
+        kb.searcher.refresh_seconds = 0.0  # notice the other process's writes at once
+        return kb
+
+    def other_process(*args: str) -> None:
+        done = run_driver([*args, *store])
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    kb = open_kb()
+    kb.ensure_seeded()
+    seeded = assert_bm25_holds_the_store(kb)
+    other_process(write_docs(tmp_path / "new", NEW_DOCS))  # the issue's sequence, from another process
+    assert assert_bm25_holds_the_store(kb)["documents"] == seeded["documents"] + 5
+    other_process("--remove", "dalian.txt", "shenyang.txt")
+    assert_bm25_holds_the_store(kb)
+    with serve(create_app(kb)) as url:
+        health = httpx.get(f"{url}/api/health", timeout=30).json()
+    assert health["lexical_chunks"] == health["chunks"] == kb.store.chunk_count()
+
+    kb = open_kb()  # a restart, from the snapshot
+    kb.ingest([write_docs(tmp_path / "more", {"panjin.txt": "盘锦湿地保护\n盘锦红海滩湿地公园实行生态红线管理。"})])
+    after_ingest = assert_bm25_holds_the_store(kb)
+    other_process("--remove", "anshan.txt")
+    assert_bm25_holds_the_store(kb)
+
+    # A snapshot that lost the seed at the store's revision, as the faulty sync saved them: the
+    # next process heals it (and the snapshot) instead of serving the loss.
+    lossy = LexicalCorpus()
+    for record in kb.documents():
+        if not record.doc_id.startswith("000_"):
+            rows = [(cid, tokens.split()) for cid, tokens in kb.store.iter_lexical_rows([record.doc_id])]
+            lossy.put(record.doc_id, record.signature, rows)
+    lossy.revision = kb.store.revision()
+    snapshot = kb.store.lexical_snapshot_path(settings.lexical_cache)
+    lossy.save(snapshot)
+    lossy.save_index(snapshot, lossy.index())
+    done = subprocess.run([sys.executable, "-c", STATS_IN_A_NEW_PROCESS, str(settings.store), str(settings.lexical_cache)],
+                          check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    other = json.loads(done.stdout.strip().splitlines()[-1])
+    assert other["lexical_chunks"] == other["chunks"] == after_ingest["chunks"] - 1 == kb.store.chunk_count()
+    assert len(LexicalCorpus.load(snapshot).chunk_ids()) == kb.store.chunk_count()
+    assert len(KnowledgeBase(settings, embedder=embedder).searcher.lexical_index()) == kb.store.chunk_count()

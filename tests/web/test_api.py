@@ -123,9 +123,11 @@ def test_health_reports_the_kb_counts(client, seed_kb):
         "status": "ok",
         "documents": 1,
         "chunks": stats["chunks"],
+        "lexical_chunks": stats["lexical_chunks"],
         "embedder": stats["embedder"],
     }
     assert stats["chunks"] > 1
+    assert stats["lexical_chunks"] == stats["chunks"]  # BM25 holds every chunk of the store
 
 
 def test_documents_lists_the_seed(client, seed_kb):
