@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-size", type=int, help="max characters per chunk")
     parser.add_argument("--chunk-overlap", type=int, help="characters of overlap between chunks")
     parser.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
+    parser.add_argument(
+        "--follow-symlinks", action="store_true", default=None,
+        help="in folders, also follow symlinks that lead out of the folder (default: skipped and reported)",
+    )
     parser.add_argument("--list", action="store_true", help="list the documents in the knowledge base")
     parser.add_argument("--remove", nargs="+", metavar="DOC_ID", help="remove these documents")
     parser.add_argument(
@@ -58,6 +62,7 @@ def settings_from_args(args: argparse.Namespace):
         "embedder": args.embedder,
         "chunk_size": args.chunk_size,
         "chunk_overlap": args.chunk_overlap,
+        "follow_symlinks": args.follow_symlinks,
     }
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
@@ -143,6 +148,7 @@ def _run(args: argparse.Namespace, settings, events) -> int:
         "write_batch_chunks": args.write_batch,
         "lock_timeout": args.lock_timeout,
         "allow_private_urls": settings.allow_private_urls,
+        "follow_symlinks": settings.follow_symlinks,
         "on_event": events,
     }
     report = None

@@ -112,6 +112,7 @@ class IngestPipeline:
         max_bytes: int = 20_000_000,
         lock_timeout: float = 0.0,
         allow_private_urls: bool = False,
+        follow_symlinks: bool = False,
         on_event: EventHook | None = None,
     ):
         if chunk_overlap >= chunk_size:
@@ -128,6 +129,7 @@ class IngestPipeline:
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
         self.allow_private_urls = allow_private_urls
+        self.follow_symlinks = follow_symlinks
         self.on_event = on_event
         self._lock: IngestLock | None = None  # held while a run writes
 
@@ -201,7 +203,9 @@ class IngestPipeline:
         def parsed(doc_id: str | None, origin: str, chunks: int, status: str) -> None:
             self._emit("document_parsed", {"doc_id": doc_id, "origin": origin, "chunks": chunks, "status": status})
 
-        for item in iter_documents(inputs, max_bytes=self.max_bytes, allow_private_urls=self.allow_private_urls):
+        documents = iter_documents(inputs, max_bytes=self.max_bytes, allow_private_urls=self.allow_private_urls,
+                                   follow_symlinks=self.follow_symlinks)
+        for item in documents:
             if isinstance(item, LoadFailure):
                 report.failed.append((item.origin, item.reason))
                 parsed(None, item.origin, 0, "failed")

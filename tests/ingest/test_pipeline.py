@@ -130,3 +130,25 @@ def test_cli_ingest_list_and_failures(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ingest", "--store", str(store), "--chroma-url", "http://x:1", "a"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not allowed with argument" in bad.stderr
+
+
+def test_a_symlink_out_of_an_ingested_folder_is_not_ingested(make_settings, embedder, tmp_path):
+    # Issue 9: folder/passwd.txt -> /etc/passwd was ingested and became searchable.
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("机密口令：锦州烧烤节的后台密码是八八八。", encoding="utf-8")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE_A, encoding="utf-8")
+    (folder / "passwd.txt").symlink_to(secret)
+    kb = KnowledgeBase(make_settings(), embedder=embedder)
+    report = kb.ingest([str(folder)])
+    assert report.added == ["a.txt"]
+    ((origin, reason),) = report.failed
+    assert origin == str(folder / "passwd.txt") and "outside the ingested folder" in reason
+    assert {r.doc_id for r in kb.documents()} == {"a.txt"}
+    assert all("机密" not in p.chunk.text for p in kb.search("后台密码是多少", k=5).passages)
+
+    # The operator may say otherwise (KB_FOLLOW_SYMLINKS / --follow-symlinks).
+    following = KnowledgeBase(make_settings(follow_symlinks=True), embedder=embedder)
+    assert sorted(following.ingest([str(folder)]).added) == ["a.txt", "passwd.txt"]
