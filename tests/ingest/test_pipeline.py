@@ -254,3 +254,23 @@ def test_a_symlink_out_of_an_ingested_folder_is_not_ingested(make_settings, embe
     # The operator may say otherwise (KB_FOLLOW_SYMLINKS / --follow-symlinks).
     following = KnowledgeBase(make_settings(follow_symlinks=True), embedder=embedder)
     assert sorted(following.ingest([str(folder)]).added) == ["a.txt", "passwd.txt"]
+
+
+def test_cli_list_and_failures_keep_one_row_per_document_whatever_the_file_names(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "two\nlines.txt").write_text(ARTICLE_A, encoding="utf-8")
+    (folder / "tab\tand\x1bescape.md").write_text(ARTICLE_B, encoding="utf-8")
+    (folder / "right\u202eto-left.txt").write_text(ARTICLE_A + "从右到左。", encoding="utf-8")  # a bidi override
+    (folder / "empty\nfile.txt").write_text("", encoding="utf-8")
+    store = str(tmp_path / "chroma")
+    run = _ingest_cli(str(folder), "--store", store, "--list")
+    assert run.returncode == 1, run.stderr
+    assert sorted(line for line in run.stderr.splitlines() if line.startswith("failed:")) == [
+        f"failed: {folder}/empty\\nfile.txt: empty file",
+    ]
+    rows = run.stdout.splitlines()[1:-1]  # between the summary and the totals
+    assert sorted(row.split("\t")[0] for row in rows) == [
+        "right\\u202eto-left.txt", "tab\\tand\\x1bescape.md", "two\\nlines.txt"]
+    assert all(len(row.split("\t")) == 4 for row in rows), rows
+    assert run.stdout.splitlines()[-1].startswith("3 documents")
