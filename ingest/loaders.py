@@ -1120,6 +1120,14 @@ def _is_url(value: str) -> bool:
     return bool(re.match(r"^[a-z][a-z0-9+.-]+://", value.strip(), re.IGNORECASE))
 
 
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _iter_one_file(path: Path, doc_id: str, max_bytes: int) -> Iterator[SourceDocument | LoadFailure]:
     kind = _kind_of(path.name)
     if kind is None:
@@ -1179,6 +1187,10 @@ def iter_documents(
         for doc_id, file_path in jobs:
             if isinstance(file_path, LoadFailure):
                 yield file_path
+                continue
+            if not _is_utf8(doc_id) or not _is_utf8(str(file_path.absolute())):
+                # Undecodable bytes in a name (kept as lone surrogates) can't be an id or an origin.
+                yield LoadFailure(str(file_path.absolute()), "file name is not valid UTF-8: rename it")
                 continue
             try:
                 yield from _iter_one_file(file_path, doc_id, max_bytes)

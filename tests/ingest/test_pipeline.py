@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -263,11 +264,14 @@ def test_cli_list_and_failures_keep_one_row_per_document_whatever_the_file_names
     (folder / "tab\tand\x1bescape.md").write_text(ARTICLE_B, encoding="utf-8")
     (folder / "right\u202eto-left.txt").write_text(ARTICLE_A + "从右到左。", encoding="utf-8")  # a bidi override
     (folder / "empty\nfile.txt").write_text("", encoding="utf-8")
+    with open(os.fsencode(folder) + b"/latin1-\xe9.txt", "wb") as f:  # not UTF-8: no id can hold it
+        f.write(ARTICLE_A.encode())
     store = str(tmp_path / "chroma")
     run = _ingest_cli(str(folder), "--store", store, "--list")
     assert run.returncode == 1, run.stderr
     assert sorted(line for line in run.stderr.splitlines() if line.startswith("failed:")) == [
         f"failed: {folder}/empty\\nfile.txt: empty file",
+        f"failed: {folder}/latin1-\\udce9.txt: file name is not valid UTF-8: rename it",
     ]
     rows = run.stdout.splitlines()[1:-1]  # between the summary and the totals
     assert sorted(row.split("\t")[0] for row in rows) == [
