@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-size", type=int, help="max characters per chunk")
     parser.add_argument("--chunk-overlap", type=int, help="characters of overlap between chunks")
     parser.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
+    parser.add_argument(
+        "--follow-symlinks", action="store_true", default=None,
+        help="in folders, also follow symlinks that lead out of the folder (default: skipped and reported)",
+    )
     parser.add_argument("--list", action="store_true", help="list the documents in the knowledge base")
     parser.add_argument("--remove", nargs="+", metavar="DOC_ID", help="remove these documents")
     parser.add_argument(
@@ -58,13 +63,31 @@ def settings_from_args(args: argparse.Namespace):
         "embedder": args.embedder,
         "chunk_size": args.chunk_size,
         "chunk_overlap": args.chunk_overlap,
+        "follow_symlinks": args.follow_symlinks,
     }
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
+# C0/C1 controls (newline, tab, escape ...), line/paragraph separators, bidi overrides and
+# lone surrogates (undecodable bytes of a file name): a name holding one could break a row in
+# two, shift its columns, or fake what the terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``), so one
+    document or failure is always one output line with its columns in place."""
+    def escape(match: re.Match) -> str:
+        ch = match.group()
+        return _ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+    return _UNPRINTABLE.sub(escape, text)
+
+
 def _print_report(report) -> None:
     for origin, reason in report.failed:
-        print(f"failed: {origin}: {reason}", file=sys.stderr)
+        print(f"failed: {printable(origin)}: {printable(reason)}", file=sys.stderr)
     print(
         f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
         f"removed {len(report.removed)}, failed {len(report.failed)} documents; "
@@ -143,6 +166,7 @@ def _run(args: argparse.Namespace, settings, events) -> int:
         "write_batch_chunks": args.write_batch,
         "lock_timeout": args.lock_timeout,
         "allow_private_urls": settings.allow_private_urls,
+        "follow_symlinks": settings.follow_symlinks,
         "on_event": events,
     }
     report = None
@@ -168,9 +192,11 @@ def _run(args: argparse.Namespace, settings, events) -> int:
     if args.list:
         for record in kb.documents(complete_only=False):
             state = "" if record.state == "ok" else f"\t({record.state}: re-run the ingest to finish)"
-            print(f"{record.doc_id}\t{record.chunk_count} chunks\t{record.date or '-'}\t{record.title}{state}")
+            print(f"{printable(record.doc_id)}\t{record.chunk_count} chunks\t{printable(record.date or '-')}\t"
+                  f"{printable(record.title)}{state}")
         stats = kb.stats()
-        print(f"{stats['documents']} documents, {stats['chunks']} chunks in {stats['store']} ({stats['embedder']})")
+        print(f"{stats['documents']} documents, {stats['chunks']} chunks in {printable(str(stats['store']))} "
+              f"({stats['embedder']})")
     return 1 if report is not None and report.failed else 0
 
 

@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import ssl
+import stat
 import threading
 import time
 import zipfile
@@ -110,21 +111,86 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("~$")
 
 
-def supported_files(folder: Path) -> list[Path]:
-    """Supported files under ``folder`` (recursive), sorted by relative path; hidden ones skipped."""
+def _inside(path: str, root: str) -> bool:
+    return path == root or os.path.commonpath([path, root]) == root
+
+
+def _walk_folder(folder: Path, follow_symlinks: bool = False) -> list[tuple[str, Path | LoadFailure]]:
+    """(relative posix path, file to read or a LoadFailure) under ``folder``, sorted by path.
+
+    Hidden entries are skipped, and so are files of unsupported types. A symlink is followed
+    only while it stays inside the folder (its target resolved), unless ``follow_symlinks``;
+    one leading out, a broken one and one that loops back to a folder above it (which would
+    never end) become LoadFailures naming the link, so a skipped symlink is never silent.
+    """
     folder = Path(folder)
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        for name in filenames:
-            if _is_hidden(name) or _kind_of(name) is None:
+    root = os.path.realpath(folder)
+    found: list[tuple[str, Path | LoadFailure]] = []
+
+    def refuse(rel: str, path: Path, reason: str) -> None:
+        found.append((rel, LoadFailure(str(path.absolute()), reason)))
+
+    try:
+        top = os.stat(folder)
+    except OSError:
+        return found
+    # Folders being walked, root first, as (device, inode): a symlink back to one is a loop.
+    stack: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(folder, "", frozenset({(top.st_dev, top.st_ino)}))]
+    while stack:
+        dirpath, prefix, above = stack.pop()
+        try:
+            with os.scandir(dirpath) as listing:
+                entries = list(listing)
+        except OSError:  # unreadable sub-folder: skipped, as os.walk does
+            continue
+        for entry in entries:
+            name = entry.name
+            if _is_hidden(name):
                 continue
             path = Path(dirpath) / name
-            if not path.is_file():
-                continue
-            found.append((path.relative_to(folder).as_posix(), path))
+            rel = prefix + name
+            try:
+                if not entry.is_symlink():
+                    if entry.is_dir(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        stack.append((path, rel + "/", above | {(st.st_dev, st.st_ino)}))
+                    elif _kind_of(name) is not None and entry.is_file(follow_symlinks=False):
+                        found.append((rel, path))
+                    continue
+                try:
+                    st = os.stat(path)  # follows the link
+                except OSError as exc:
+                    if _kind_of(name) is not None:
+                        refuse(rel, path, f"broken symlink ({exc.strerror or exc}): not followed")
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if not is_dir and _kind_of(name) is None:
+                    continue  # not a document file, as for a plain file
+                target = os.path.realpath(path)
+                if not is_dir and not stat.S_ISREG(st.st_mode):  # a device, a FIFO ...
+                    refuse(rel, path, f"symlink to {target}, which is not a regular file: not followed")
+                    continue
+                if not follow_symlinks and not _inside(target, root):
+                    what = "folder" if is_dir else "file"
+                    refuse(rel, path, f"symlink to the {what} {target}, outside the ingested folder {root}: "
+                                      "not followed (follow_symlinks / --follow-symlinks reads it)")
+                elif is_dir and (st.st_dev, st.st_ino) in above:
+                    refuse(rel, path, f"symlink loop: {target} is a folder above it; not followed")
+                elif is_dir:
+                    stack.append((path, rel + "/", above | {(st.st_dev, st.st_ino)}))
+                else:
+                    found.append((rel, path))
+            except OSError as exc:  # vanished mid-walk and the like
+                if _kind_of(name) is not None:
+                    refuse(rel, path, f"cannot read file ({exc.strerror or exc})")
     found.sort(key=lambda item: item[0])
-    return [path for _, path in found]
+    return found
+
+
+def supported_files(folder: Path, *, follow_symlinks: bool = False) -> list[Path]:
+    """Supported files under ``folder`` (recursive), sorted by relative path; hidden ones
+    skipped, and symlinks leading out of the folder too unless ``follow_symlinks``."""
+    return [item for _, item in _walk_folder(Path(folder), follow_symlinks) if isinstance(item, Path)]
 
 
 # --------------------------------------------------------------------------- dates
@@ -1054,6 +1120,14 @@ def _is_url(value: str) -> bool:
     return bool(re.match(r"^[a-z][a-z0-9+.-]+://", value.strip(), re.IGNORECASE))
 
 
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _iter_one_file(path: Path, doc_id: str, max_bytes: int) -> Iterator[SourceDocument | LoadFailure]:
     kind = _kind_of(path.name)
     if kind is None:
@@ -1070,6 +1144,7 @@ def iter_documents(
     max_bytes: int = 20_000_000,
     url_timeout: float = 15.0,
     allow_private_urls: bool | Iterable[str] = False,
+    follow_symlinks: bool = False,
 ) -> Iterator[SourceDocument | LoadFailure]:
     """Yield one SourceDocument per readable document and one LoadFailure per problem.
 
@@ -1082,6 +1157,11 @@ def iter_documents(
     (169.254.169.254), multicast, unspecified or reserved, and the connection goes to the
     vetted address. ``allow_private_urls`` (``settings.allow_private_urls``) lifts that:
     True for any address, or a list of networks (``["10.1.0.0/16"]``) for just those.
+
+    Folders: a symlink inside one is followed only while its target stays inside the folder,
+    unless ``follow_symlinks`` (``settings.follow_symlinks``); the others are LoadFailures
+    (see :func:`_walk_folder`). A symlink given as an input itself is followed: the operator
+    named it.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]  # type: ignore[list-item]
@@ -1098,14 +1178,20 @@ def iter_documents(
             continue
         path = Path(item).expanduser()
         if path.is_dir():
-            files = supported_files(path)
-            jobs = [(f, f.relative_to(path).as_posix()) for f in files]
+            jobs = _walk_folder(path, follow_symlinks)
         elif path.is_file():
-            jobs = [(path, path.name)]
+            jobs = [(path.name, path)]
         else:
             yield LoadFailure(str(path.absolute()), "no such file or folder")
             continue
-        for file_path, doc_id in jobs:
+        for doc_id, file_path in jobs:
+            if isinstance(file_path, LoadFailure):
+                yield file_path
+                continue
+            if not _is_utf8(doc_id) or not _is_utf8(str(file_path.absolute())):
+                # Undecodable bytes in a name (kept as lone surrogates) can't be an id or an origin.
+                yield LoadFailure(str(file_path.absolute()), "file name is not valid UTF-8: rename it")
+                continue
             try:
                 yield from _iter_one_file(file_path, doc_id, max_bytes)
             except Exception as exc:

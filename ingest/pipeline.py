@@ -6,6 +6,13 @@ and a chunk whose embedding input (``index_text``) hashes to one already in the 
 earlier in the same batch, reuses that vector: unchanged chunks of an edited document, and the
 repeated articles news corpora are full of, cost no embedding.
 
+Ids. A document's id is readable and relative (a file's path under the folder given, a lone
+file's name, a corpus line's ``id``, a URL), so two sources can produce one id. The manifest
+records each document's origin (``DocRecord.origin``), and a document whose id is already held
+by another origin (compared with symlinks resolved: ``same_origin``) is refused as a failure
+naming both, never written over; the same origin re-ingested is skipped or updated as usual.
+An entry stored without an origin is taken to be the same source, and gets the origin recorded.
+
 Reliability. A run holds the store's ingest lock (``kbqa.store.ingest_lock``) from start to
 end, so two ingests into one store take turns. It writes in batches of about
 ``write_batch_chunks`` chunks through ``ChunkStore.write_documents``, whose step order leaves
@@ -31,6 +38,8 @@ The last two rows are the steps of ``ChunkStore.write_documents`` / ``delete_doc
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +48,7 @@ from typing import Any
 
 from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
-from ingest.loaders import LoadFailure, iter_documents
+from ingest.loaders import LoadFailure, SourceDocument, iter_documents
 from kbqa.embeddings import Embedder
 from kbqa.lexical import tokenize
 from kbqa.retrieval import index_text
@@ -61,6 +70,8 @@ log = logging.getLogger(__name__)
 
 # Bump when chunking or index_text changes meaning, so every document is re-indexed.
 PIPELINE_VERSION = "1"
+# Manifest entries per origin-recording write (see IngestPipeline._record_origins).
+_ORIGINS_PER_WRITE = 500
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
@@ -92,6 +103,34 @@ def _covers(inputs: Sequence[str], origin: str) -> bool:
     return False
 
 
+def same_origin(stored: str, incoming: str) -> bool:
+    """Whether two recorded origins name one source: the same URL, or paths to the same file
+    (symlinks and ``..`` resolved, so a folder reached another way is still the same source)."""
+    if stored == incoming:
+        return True
+    if _is_url(stored) or _is_url(incoming):
+        return False
+    return os.path.realpath(stored) == os.path.realpath(incoming)
+
+
+def _held_elsewhere(item: SourceDocument, held_by: str) -> str:
+    """Why ``item`` is refused: its id belongs to a document from another source."""
+    if item.kind == "jsonl":
+        keep_both = "give this line another id"
+    elif _is_url(item.origin):
+        keep_both = "ingest the URL into another store"
+    else:
+        keep_both = "ingest it from a folder in which its relative path (its id) differs"
+    gone = ""
+    if not _is_url(held_by) and not os.path.exists(held_by):
+        gone = " (now gone: if it moved here, --prune on its old folder removes it)"
+    return (
+        f"document id {item.doc_id!r} is already held by {held_by}{gone}, a different source; not replaced. "
+        f"To replace it, remove that one first (python -m ingest --remove {shlex.quote(item.doc_id)}); "
+        f"to keep both, {keep_both}"
+    )
+
+
 def _acquire(lock: IngestLock, timeout: float, emit: EventHook) -> None:
     def waiting(holder) -> None:
         emit("lock_waiting", {"holder": holder.describe() if holder else None, "timeout": timeout})
@@ -112,6 +151,7 @@ class IngestPipeline:
         max_bytes: int = 20_000_000,
         lock_timeout: float = 0.0,
         allow_private_urls: bool = False,
+        follow_symlinks: bool = False,
         on_event: EventHook | None = None,
     ):
         if chunk_overlap >= chunk_size:
@@ -128,6 +168,7 @@ class IngestPipeline:
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
         self.allow_private_urls = allow_private_urls
+        self.follow_symlinks = follow_symlinks
         self.on_event = on_event
         self._lock: IngestLock | None = None  # held while a run writes
 
@@ -196,22 +237,32 @@ class IngestPipeline:
         """Documents that need (re)indexing, one by one; fills ``yielded`` with the doc ids each
         origin file yielded."""
         settings_hash = f"{PIPELINE_VERSION}:{self.chunk_size}:{self.chunk_overlap}"
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # doc id -> the origin it was read from in this run
+        unrecorded: dict[str, str] = {}  # unchanged documents stored without an origin -> theirs
 
         def parsed(doc_id: str | None, origin: str, chunks: int, status: str) -> None:
             self._emit("document_parsed", {"doc_id": doc_id, "origin": origin, "chunks": chunks, "status": status})
 
-        for item in iter_documents(inputs, max_bytes=self.max_bytes, allow_private_urls=self.allow_private_urls):
+        documents = iter_documents(inputs, max_bytes=self.max_bytes, allow_private_urls=self.allow_private_urls,
+                                   follow_symlinks=self.follow_symlinks)
+        for item in documents:
             if isinstance(item, LoadFailure):
                 report.failed.append((item.origin, item.reason))
                 parsed(None, item.origin, 0, "failed")
                 continue
             yielded.setdefault(item.origin, set()).add(item.doc_id)
             if item.doc_id in seen:
-                report.failed.append((item.origin, f"duplicate document id {item.doc_id!r} in this run"))
+                report.failed.append(
+                    (item.origin, f"duplicate document id {item.doc_id!r} in this run (already read from {seen[item.doc_id]})")
+                )
                 parsed(item.doc_id, item.origin, 0, "failed")
                 continue
-            seen.add(item.doc_id)
+            seen[item.doc_id] = item.origin
+            old = known.get(item.doc_id)
+            if old is not None and old.origin and not same_origin(old.origin, item.origin):
+                report.failed.append((item.origin, _held_elsewhere(item, old.origin)))
+                parsed(item.doc_id, item.origin, 0, "failed")
+                continue
             doc = clean_document(item)
             if doc is None:
                 report.failed.append((item.origin, "no content left after removing site chrome"))
@@ -231,13 +282,25 @@ class IngestPipeline:
                 date=doc.date,
                 chunk_count=len(chunks),
             )
-            old = known.get(doc.doc_id)
             if old is not None and old.content_hash == record.content_hash and old.state == STATE_OK:
+                if not old.origin:
+                    unrecorded[doc.doc_id] = item.origin
+                    if len(unrecorded) >= _ORIGINS_PER_WRITE:
+                        self._record_origins(unrecorded)
                 report.unchanged.append(doc.doc_id)
                 parsed(doc.doc_id, item.origin, len(chunks), "unchanged")
                 continue
             parsed(doc.doc_id, item.origin, len(chunks), "changed" if old is not None else "new")
             yield _Pending(record, chunks, is_update=old is not None)
+        self._record_origins(unrecorded)
+
+    def _record_origins(self, origins: dict[str, str]) -> None:
+        """Write the origin of unchanged documents stored before origins were compared, so the
+        next run can tell their source from another one under the same id; empties ``origins``."""
+        if origins:
+            self._check_lock()
+            self.store.record_origins(origins)
+            origins.clear()
 
     def _index(self, pending: Iterable[_Pending], report: IngestReport, progress: bool) -> None:
         """Write the documents in batches of about ``write_batch_chunks`` chunks."""

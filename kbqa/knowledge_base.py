@@ -61,6 +61,7 @@ class KnowledgeBase:
             chunk_size=self.settings.chunk_size,
             chunk_overlap=self.settings.chunk_overlap,
             allow_private_urls=self.settings.allow_private_urls,
+            follow_symlinks=self.settings.follow_symlinks,
         )
         try:
             return pipeline.run(inputs, prune=prune, progress=progress)

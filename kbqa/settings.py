@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     allow_private_urls: bool = Field(
         False, description="let URL ingestion reach loopback/private/link-local addresses (SSRF guard off)"
     )
+    follow_symlinks: bool = Field(
+        False, description="follow symlinks inside an ingested folder that lead out of it (default: skipped and reported)"
+    )
 
     @field_validator("allowed_origins", "trusted_hosts", mode="before")
     @classmethod

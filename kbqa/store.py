@@ -9,7 +9,9 @@ server agree on what the knowledge base holds:
   embedded before, in this document or any other, reuses that vector). Its
   collection metadata carries the layout's ``schema_version``.
 * ``<prefix>-<embedder>-docs``: one record per document (content hash, origin, chunk count and
-  a ``state``). Chroma needs a vector per record; these carry a constant 1-d placeholder.
+  a ``state``). Chroma needs a vector per record; these carry a constant 1-d placeholder. The
+  origin (absolute file path, the ``.jsonl`` file of a corpus line, or the URL) is what the
+  ingest checks before replacing a document: an id held by another origin is never overwritten.
 * ``<prefix>-<embedder>-lock`` (Chroma server only): the lease that keeps two ingests apart;
   an embedded store uses a file lock in its directory instead (``ingest_lock``).
 
@@ -416,6 +418,15 @@ class ChunkStore:
         self._bump_revision()
         self._docs.delete(ids=ids)
         step("documents_removed")
+
+    def record_origins(self, origins: dict[str, str]) -> None:
+        """Set the ``origin`` of these manifest entries (doc id -> origin), nothing else: for
+        entries written before the ingest compared origins. One idempotent merge, so it needs
+        no step order, and the content (hence the revision) is unchanged."""
+        ids = list(origins)
+        for start in range(0, len(ids), _PAGE):
+            part = ids[start : start + _PAGE]
+            self._docs.update(ids=part, metadatas=[{"origin": origins[doc_id]} for doc_id in part])
 
     def _upsert_manifest(self, records: Sequence[DocRecord]) -> None:
         self._docs.upsert(

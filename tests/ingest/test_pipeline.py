@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -130,3 +131,150 @@ def test_cli_ingest_list_and_failures(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ingest", "--store", str(store), "--chroma-url", "http://x:1", "a"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not allowed with argument" in bad.stderr
+
+
+# --------------------------------------------------------------------------- ids and sources
+
+def _ingest_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ingest", "--no-progress", *args],
+                          check=False, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _texts(kb: KnowledgeBase, doc_id: str) -> str:
+    ids = [chunk_id for chunk_id, _ in kb.store.iter_lexical_rows([doc_id])]
+    return "\n".join(c.text for c in kb.store.get_chunks(ids).values())
+
+
+def test_a_file_from_elsewhere_never_replaces_a_document_under_its_id(make_settings, embedder, tmp_path):
+    # Issue 9: `python -m ingest /a/ok.md` after `python -m ingest /b/folder/` (holding ok.md)
+    # reported "updated 1" and replaced the folder's document with another file's text.
+    folder = tmp_path / "b" / "folder"
+    folder.mkdir(parents=True)
+    (folder / "ok.md").write_text(ARTICLE_B, encoding="utf-8")
+    elsewhere = tmp_path / "a"
+    elsewhere.mkdir()
+    (elsewhere / "ok.md").write_text("# 另一份文件\n\n这是另一个文件夹里同名的另一份文件，讲的是烧烤节。\n", encoding="utf-8")
+    (elsewhere / "other.md").write_text("# 其他\n\n同一次运行里的其他文件照常入库。\n", encoding="utf-8")
+    store = str(tmp_path / "chroma")
+
+    first = _ingest_cli(str(folder), "--store", store)
+    assert first.returncode == 0, first.stderr
+    assert "added 1, updated 0" in first.stdout
+
+    clash = _ingest_cli(str(elsewhere / "ok.md"), str(elsewhere / "other.md"), "--store", store)
+    assert clash.returncode == 1, clash.stderr  # a failure, by the documented convention
+    assert "added 1, updated 0, unchanged 0, removed 0, failed 1 documents" in clash.stdout
+    failed = [line for line in clash.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1, clash.stderr
+    assert str(elsewhere / "ok.md") in failed[0] and str(folder / "ok.md") in failed[0]  # both sources named
+    assert "not replaced" in failed[0] and "--remove ok.md" in failed[0]
+
+    kb = KnowledgeBase(make_settings(store=store), embedder=embedder)
+    records = kb.store.doc_records()
+    assert set(records) == {"ok.md", "other.md"}
+    assert records["ok.md"].origin == str(folder / "ok.md")
+    assert "开放数据资源" in _texts(kb, "ok.md") and "烧烤节" not in _texts(kb, "ok.md")
+
+    # The same source again: unchanged is skipped, changed is updated, as before.
+    (folder / "ok.md").write_text(ARTICLE_B + "\n开放数据平台已上线。\n", encoding="utf-8")
+    again = _ingest_cli(str(folder), "--store", store)
+    assert again.returncode == 0, again.stderr
+    assert "added 0, updated 1, unchanged 0, removed 0, failed 0" in again.stdout
+
+
+def test_an_id_held_by_another_corpus_is_refused_and_the_rest_ingests(kb, tmp_path):
+    first = tmp_path / "first.jsonl"
+    second = tmp_path / "second.jsonl"
+    row = {"id": "d1", "title": "", "text": "第一份语料里的一号文件：政务上云。", "source": "s1"}
+    first.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    second.write_text(
+        json.dumps(row | {"text": "第二份语料里同号的另一份文件：烧烤节。"}, ensure_ascii=False) + "\n"
+        + json.dumps({"id": "d2", "title": "", "text": "第二份语料里的二号文件。", "source": "s2"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    assert kb.ingest([str(first)]).added == ["d1"]
+    report = kb.ingest([str(second)])
+    assert report.added == ["d2"] and not report.updated
+    ((origin, reason),) = report.failed
+    assert origin == str(second) and str(first) in reason and "another id" in reason
+    assert "政务上云" in _texts(kb, "d1")
+    # One run reading both: the second is a duplicate of this run, named with where the first came from.
+    both = kb.ingest([str(first), str(second)])
+    assert both.unchanged == ["d1", "d2"]
+    ((origin, reason),) = both.failed
+    assert origin == str(second) and "duplicate document id 'd1'" in reason and str(first) in reason
+
+
+def test_the_same_file_reached_another_way_is_the_same_source(kb, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE_A, encoding="utf-8")
+    assert kb.ingest([str(folder)]).added == ["a.txt"]
+    link = tmp_path / "docs-link"
+    link.symlink_to(folder)
+    assert kb.ingest([str(link / "a.txt")]).unchanged == ["a.txt"]  # a lone file: its name is its id
+    (folder / "a.txt").write_text(ARTICLE_A + "\n云平台已经扩容。\n", encoding="utf-8")
+    report = kb.ingest([str(tmp_path / "docs-link" / ".." / "docs")])
+    assert report.updated == ["a.txt"] and not report.failed
+
+
+def test_documents_stored_without_an_origin_are_taken_as_the_same_source_and_get_one(kb, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE_A, encoding="utf-8")
+    assert kb.ingest([str(folder)]).added == ["a.txt"]
+    kb.store._docs.update(ids=["a.txt"], metadatas=[{"origin": ""}])  # as a store written before origins
+    assert kb.store.doc_records()["a.txt"].origin == ""
+    report = kb.ingest([str(folder)])
+    assert report.unchanged == ["a.txt"] and not report.failed
+    assert kb.store.doc_records()["a.txt"].origin == str(folder / "a.txt")  # recorded on this run
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("另一个文件夹里的同名文件。", encoding="utf-8")
+    refused = kb.ingest([str(other / "a.txt")])
+    assert not refused.updated and [o for o, _ in refused.failed] == [str(other / "a.txt")]
+
+
+def test_a_symlink_out_of_an_ingested_folder_is_not_ingested(make_settings, embedder, tmp_path):
+    # Issue 9: folder/passwd.txt -> /etc/passwd was ingested and became searchable.
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("机密口令：锦州烧烤节的后台密码是八八八。", encoding="utf-8")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE_A, encoding="utf-8")
+    (folder / "passwd.txt").symlink_to(secret)
+    kb = KnowledgeBase(make_settings(), embedder=embedder)
+    report = kb.ingest([str(folder)])
+    assert report.added == ["a.txt"]
+    ((origin, reason),) = report.failed
+    assert origin == str(folder / "passwd.txt") and "outside the ingested folder" in reason
+    assert {r.doc_id for r in kb.documents()} == {"a.txt"}
+    assert all("机密" not in p.chunk.text for p in kb.search("后台密码是多少", k=5).passages)
+
+    # The operator may say otherwise (KB_FOLLOW_SYMLINKS / --follow-symlinks).
+    following = KnowledgeBase(make_settings(follow_symlinks=True), embedder=embedder)
+    assert sorted(following.ingest([str(folder)]).added) == ["a.txt", "passwd.txt"]
+
+
+def test_cli_list_and_failures_keep_one_row_per_document_whatever_the_file_names(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "two\nlines.txt").write_text(ARTICLE_A, encoding="utf-8")
+    (folder / "tab\tand\x1bescape.md").write_text(ARTICLE_B, encoding="utf-8")
+    (folder / "right\u202eto-left.txt").write_text(ARTICLE_A + "从右到左。", encoding="utf-8")  # a bidi override
+    (folder / "empty\nfile.txt").write_text("", encoding="utf-8")
+    with open(os.fsencode(folder) + b"/latin1-\xe9.txt", "wb") as f:  # not UTF-8: no id can hold it
+        f.write(ARTICLE_A.encode())
+    store = str(tmp_path / "chroma")
+    run = _ingest_cli(str(folder), "--store", store, "--list")
+    assert run.returncode == 1, run.stderr
+    assert sorted(line for line in run.stderr.splitlines() if line.startswith("failed:")) == [
+        f"failed: {folder}/empty\\nfile.txt: empty file",
+        f"failed: {folder}/latin1-\\udce9.txt: file name is not valid UTF-8: rename it",
+    ]
+    rows = run.stdout.splitlines()[1:-1]  # between the summary and the totals
+    assert sorted(row.split("\t")[0] for row in rows) == [
+        "right\\u202eto-left.txt", "tab\\tand\\x1bescape.md", "two\\nlines.txt"]
+    assert all(len(row.split("\t")) == 4 for row in rows), rows
+    assert run.stdout.splitlines()[-1].startswith("3 documents")
