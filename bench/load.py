@@ -58,7 +58,7 @@ def client_loop(
             try:
                 if kind == "chat":
                     chat = chat or Client(base + "/", verbose=False)
-                    chat.predict(question, [], api_name="/ask")
+                    chat.predict(question, api_name="/ask")  # the history is server-side state
                 else:
                     field = "question" if kind == "ask" else "query"
                     r = http.post(f"/api/{kind}", json={field: question})

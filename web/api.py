@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 import gradio as gr
 from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import (
     BaseModel,
@@ -35,9 +35,9 @@ from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.settings import Settings
 from kbqa.types import Answer
 from web.briefing import briefing_router
-from web.errors import error_response, on_validation_error
 from web.chat import build_chat
-from web.gradio_guard import GradioGuard, mark_launched
+from web.errors import error_response, on_validation_error
+from web.gradio_guard import GradioGuard, mark_launched, own_cache
 from web.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
@@ -188,6 +188,7 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
         exception_handlers={RequestValidationError: on_validation_error, QuestionError: _on_question_error},
     )
     demo = build_chat(kb)
+    own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
     # on every response; the Host header checked; forwarded headers dropped unless a trusted
     # proxy sent them; CORS (preflights answered before they cost a rate-limit token, and the

@@ -45,7 +45,7 @@ def content_disposition(filename: str) -> str:
 def briefing_router(kb: KnowledgeBase) -> APIRouter:
     # web.api is imported here, not at module level: web.api imports this module to include
     # the router, and by the time the router is built web.api is fully loaded.
-    from web.api import K, CitationOut, ErrorOut, _Open, _text
+    from web.api import CitationOut, ErrorOut, K, _Open, _text
 
     limit = kb.settings.max_question_chars
     Topic = Annotated[StrictStr, _text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]

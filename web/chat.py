@@ -14,8 +14,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import gradio as gr
 

@@ -13,7 +13,8 @@ core and stopped the app. So, at the root:
   the chat keeps its history on the server (``gr.State``), so no input needs more than text;
 * only the page's own events run: ``fn_index`` must name one, and by name only the public
   ``ask`` (a ``fn_index`` wins over the name inside Gradio, so both are checked);
-* Gradio's own path check runs anyway (``mark_launched``) with no ``allowed_paths``;
+* Gradio's own path check runs anyway (``mark_launched``) with no ``allowed_paths``, and its
+  cache is a private folder of the app's (``own_cache``);
 * GETs are an allowlist: the page, its assets, the queue's event stream for a live session,
   and the result of a live ``call/ask`` event. Gradio's file, proxy, stream, monitoring and
   run-history routes are closed: this app serves no file through Gradio;
@@ -27,6 +28,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -49,7 +54,10 @@ CALL_RESULT = re.compile(r"^/gradio_api/call(?:/v2)?/([A-Za-z0-9_-]+)/([A-Za-z0-
 # Writes: the queue, the predict endpoints (by name, or "predict" with an fn_index), cancel, reset.
 EVENT_WRITE = re.compile(r"^/gradio_api/(?:queue/join|(?:run|call|call/v2|api)/([A-Za-z0-9_-]+)/?)$")
 SESSION_WRITES = frozenset({"/gradio_api/cancel", "/gradio_api/reset"})
-PRIMITIVES = (str, int, float, bool, type(None))
+# What each kind of input on the page may carry: a textbox its text, an example's button its
+# index; a gr.State's slot is sent as null and never read (its value lives on the server).
+# Any other component is refused: the page has none as an event input.
+INPUT_TYPES: dict[type, tuple[type, ...]] = {gr.Textbox: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
 
 
 def mark_launched(demo: gr.Blocks) -> None:
@@ -60,6 +68,18 @@ def mark_launched(demo: gr.Blocks) -> None:
     Gradio 6.31 reads the flag (its hot-reload sets it the same way for a swapped app).
     """
     demo.has_launched = True
+
+
+def own_cache(demo: gr.Blocks) -> Path:
+    """Point every block's file cache at a private folder of this app (mode 0700, removed with
+    the app) instead of the host-wide ``/tmp/gradio``. Nothing should ever be written there —
+    no input takes a file, the upload route is closed, briefings download from the JSON API —
+    and tests/web/test_gradio_surface.py checks that it stays empty."""
+    cache = Path(tempfile.mkdtemp(prefix="kbqa-gradio-"))
+    for block in (demo, *demo.blocks.values()):
+        block.GRADIO_CACHE = str(cache)
+    weakref.finalize(demo, shutil.rmtree, cache, True)
+    return cache
 
 
 def _has_file_reference(value: Any) -> bool:
@@ -160,11 +180,12 @@ class GradioGuard:
             fn = self.events[self.public[api_name]]
         else:
             return 404, f"no such event: {api_name}"
-        data = payload.get("data")  # one value per input; a gr.State's slot is sent as null and not read
+        data = payload.get("data")
         if not isinstance(data, list) or len(data) != len(fn.inputs):
             return 422, f"data must be a list of {len(fn.inputs)} value(s)"
-        if not all(isinstance(value, PRIMITIVES) for value in data):
-            return 422, "this app takes text only: every input must be a string"
+        for block, value in zip(fn.inputs, data):
+            if not isinstance(value, INPUT_TYPES.get(type(block), ())):
+                return 422, f"this app takes text only: {type(block).__name__} input {value!r:.40}"
         return None
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.errors import error_response
 
+
 class BodyLimitMiddleware:
     """413 with a JSON error for a request body over ``max_bytes``, decided while it arrives.
 

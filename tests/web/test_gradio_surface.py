@@ -1,0 +1,207 @@
+"""What the Gradio half of the app accepts (issue 9 §1, §5), through real HTTP against the real
+app: no request reads a file of the host, names a file, runs an event the page does not have,
+or gets a 5xx; the app keeps answering while such requests arrive. See web/gradio_guard.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from web.api import create_app
+
+SEED_QUESTION = "锦州的“三个开放”是什么？"
+SECRET = "kbqa-test-secret-7f3a9c"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    """A file outside anything the app serves, holding a marker no response may contain."""
+    path = tmp_path_factory.mktemp("outside") / "secret.txt"
+    path.write_text(SECRET * 10, encoding="utf-8")
+    return path
+
+
+def file_ref(path: str | Path) -> dict:
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+
+def attack_bodies(path: str | Path) -> list[tuple[str, dict]]:
+    """The reported request and its variants: every write route of Gradio's, the file in the
+    history slot, in the question slot, bare, inside a message, and with the fn_index route."""
+    ref = file_ref(path)
+    in_history = [{"role": "user", "content": [{"type": "file", "file": ref}]}]
+    bodies = []
+    for route in ("call/ask", "call/v2/ask", "run/ask", "api/ask", "run/predict"):
+        for data in (["锦州", in_history], [ref, None], [ref, []], [{"path": str(path)}, None]):
+            body = {"data": data}
+            if route == "run/predict":
+                body["fn_index"] = 1
+            bodies.append((f"/gradio_api/{route}", body))
+    for data in (["锦州", in_history], [ref, None], [[ref], None]):
+        bodies.append(("/gradio_api/queue/join", {"data": data, "fn_index": 1, "session_hash": "attacker"}))
+    bodies.append(("/gradio_api/queue/join", {"data": ["x"], "fn_index": 3, "session_hash": "a", "event_data": ref}))
+    return bodies
+
+
+def assert_refused_and_nothing_leaks(client: httpx.Client, path: str, body: dict, marker: str) -> None:
+    response = client.post(path, json=body)
+    assert 400 <= response.status_code < 500, (path, body, response.status_code, response.text[:300])
+    assert response.json()["error"]
+    assert marker not in response.text
+    event_id = response.json().get("event_id")
+    assert event_id is None  # refused before Gradio queued anything
+
+
+def test_the_reported_file_read_is_refused_on_every_route(app_url, planted, seed_kb):
+    with httpx.Client(base_url=app_url, timeout=30) as client:
+        for path, body in attack_bodies(planted) + attack_bodies("/etc/passwd"):
+            assert_refused_and_nothing_leaks(client, path, body, SECRET)
+            assert_refused_and_nothing_leaks(client, path, body, "root:x:0:0")
+        # The file-serving routes are closed whatever the path.
+        for url in (f"/gradio_api/file={planted}", "/gradio_api/file=/etc/passwd", f"/gradio_api/file/{planted}",
+                    "/gradio_api/file=/tmp/gradio/x/passwd", "/gradio_api/proxy=http://127.0.0.1:9/x",
+                    "/file=/etc/passwd", "/gradio_api/stream/abc/0/1/playlist.m3u8", "/monitoring",
+                    "/gradio_api/run-history/records", "/gradio_api/dev/reload", "/gradio_api/upload_progress"):
+            response = client.get(url)
+            assert response.status_code == 404, (url, response.status_code)
+            assert SECRET not in response.text and "root:x:0:0" not in response.text
+
+
+def test_the_app_keeps_answering_while_dev_zero_is_requested(app_url):
+    """``/dev/zero`` once pinned a core and stopped the app (health silent 90 s+)."""
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def attack() -> None:
+        with httpx.Client(base_url=app_url, timeout=30) as client:
+            while not stop.is_set():
+                for path, body in attack_bodies("/dev/zero"):
+                    statuses.append(client.post(path, json=body).status_code)
+
+    attackers = [threading.Thread(target=attack, daemon=True) for _ in range(2)]
+    for thread in attackers:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        with httpx.Client(base_url=app_url, timeout=5) as client:
+            for _ in range(5):
+                t0 = time.monotonic()
+                assert client.get("/api/health").status_code == 200
+                assert time.monotonic() - t0 < 1.0
+                time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join(timeout=30)
+    assert statuses and all(400 <= s < 500 for s in statuses), set(statuses)
+
+
+def test_gradio_writes_nothing_to_its_cache(seed_kb, start_app, planted):
+    """The app's Gradio cache is its own folder and stays empty: the attacks above, the chat and
+    a briefing through the page's own events write nothing there."""
+    app = create_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0}))
+    demo = next(route.app.get_blocks() for route in app.routes if hasattr(route, "app") and hasattr(route.app, "get_blocks"))
+    assert demo.has_launched is True and demo.allowed_paths == []  # Gradio's own path check runs
+    cache = Path(demo.GRADIO_CACHE)
+    assert cache.is_dir() and "kbqa-gradio-" in cache.name and not any(cache.iterdir())
+    from tests.web.conftest import serve
+
+    with serve(app, seed_kb.settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for path, body in attack_bodies(planted):
+            client.post(path, json=body)
+        for fn_index, data in ((1, [SEED_QUESTION, None]), (3, ["锦州数字政府建设"])):
+            joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": "s1"})
+            assert joined.status_code == 200, joined.text
+            with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": "s1"}) as stream:
+                for line in stream.iter_lines():
+                    if '"process_completed"' in line:
+                        assert '"success":true' in line.replace(" ", ""), line[:300]
+                        break
+    assert [p for p in cache.rglob("*")] == []
+
+
+def test_the_chat_event_works_through_gradio_client(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url + "/", verbose=False)
+    question, chatbot, sources = client.predict(SEED_QUESTION, api_name="/ask")  # state is not an output
+    assert question == "" and "开放数据资源" in chatbot[-1]["content"][0]["text"] and "kb-source-1" in sources
+    # The server keeps the conversation: a second question in the same session shows both.
+    _, chatbot, _ = client.predict("华为与锦州在2017年签署了什么协议？", api_name="/ask")
+    assert len(chatbot) == 4
+
+
+@pytest.mark.parametrize(
+    "path, body, status",
+    [
+        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": 99, "session_hash": "a"}, 404),
+        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": -1, "session_hash": "a"}, 404),
+        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": "1", "session_hash": "a"}, 404),
+        ("/gradio_api/queue/join", {"data": ["x", None], "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [123, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": "x", "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": ["x"], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", [1, 2], 422),
+        ("/gradio_api/call/brief", {"data": ["x"]}, 404),
+        ("/gradio_api/run/brief", {"data": ["x"]}, 404),
+        ("/gradio_api/api/brief", {"data": ["x"]}, 404),
+        ("/gradio_api/run/ask", {"data": ["x"], "fn_index": 3}, 404),  # an fn_index wins over the name in Gradio
+        ("/gradio_api/call/nonexistent", {"data": ["x"]}, 404),
+        ("/gradio_api/run/nonexistent", {"data": ["x"]}, 404),
+        ("/gradio_api/api/nonexistent", {"data": ["x"]}, 404),
+    ],
+)
+def test_unknown_events_and_odd_data_are_4xx_with_a_plain_message(app_url, path, body, status):
+    response = httpx.post(app_url + path, json=body, timeout=30)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] and "Traceback" not in response.text
+
+
+def test_a_body_that_is_not_json_is_a_422(app_url):
+    response = httpx.post(app_url + "/gradio_api/queue/join", content=b"\xff\xfe{", timeout=30,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]
+
+
+@pytest.mark.parametrize("url", ["/gradio_api/queue/data?session_hash=abc", "/gradio_api/call/ask/x",
+                                 "/gradio_api/call/v2/ask/x", "/gradio_api/call/brief/x"])
+def test_streams_of_unknown_sessions_and_events_are_404(app_url, url):
+    response = httpx.get(app_url + url, timeout=30)
+    assert response.status_code == 404 and response.json()["error"]
+
+
+def test_error_events_do_not_leak_internals(app_url, seed_kb, monkeypatch):
+    """An exception inside an event reaches the page as a generic error, not its text."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("internal detail: /srv/secret/path 'NoneType' object has no attribute 'strip'")
+
+    monkeypatch.setattr(seed_kb, "ask_stream", broken)
+    with httpx.Client(base_url=app_url, timeout=30) as client:
+        event_id = client.post("/gradio_api/call/ask", json={"data": [SEED_QUESTION, None]}).json()["event_id"]
+        text = client.get(f"/gradio_api/call/ask/{event_id}").text
+    assert "event: error" in text
+    assert "internal detail" not in text and "NoneType" not in text and "/srv/secret" not in text
+
+
+def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
+    """The guard's view of the page: ask is the one public event; every event's inputs are
+    text, an example's index or server-side state."""
+    import gradio as gr
+
+    from web.chat import build_chat
+    from web.gradio_guard import INPUT_TYPES, GradioGuard
+
+    demo = build_chat(seed_kb)
+    guard = GradioGuard(lambda *a: None, demo=demo)
+    assert list(guard.public) == ["ask"]
+    assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
+    assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
+        sorted(["ask", "brief", "load_example", "load_example_1"])
+    )
+    assert isinstance(demo, gr.Blocks)
