@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from kbqa.knowledge_base import KnowledgeBase
-    from web.api import create_app
+    from web.app import create_app
     from web.server import server_config
 
     kb = KnowledgeBase(settings)

@@ -1,30 +1,26 @@
 """Briefing endpoints: ``POST /api/brief`` (JSON) and ``GET /api/brief.md`` (a Markdown download).
 
 ``briefing_router(kb)`` returns an ``APIRouter`` the app includes with
-``app.include_router(briefing_router(kb))``; it has to be included before web/api.py's
+``app.include_router(briefing_router(kb))``; it has to be included before web/app.py's
 catch-all ``/api/{path:path}`` route, which would otherwise answer these paths with a 404.
 
-The router brings its own error handling (a route class that turns invalid requests and
-``QuestionError`` into web/api.py's ``{"error": ..., "detail": [...]}`` 4xx shape), so it
-keeps the API's error contract in any app that includes it, not only in ``create_app``'s.
+Its routes are ``JSONErrorRoute``s (web/errors.py), so it keeps the API's error contract in any
+app that includes it.
 
 No ``from __future__ import annotations``: the request models are local classes (their length
 limit is the KB's setting) and FastAPI must resolve the endpoint annotations as real objects.
 """
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from starlette.exceptions import HTTPException
 
-from kbqa.knowledge_base import KnowledgeBase, QuestionError
-from web.errors import error_response, on_validation_error
+from kbqa.knowledge_base import KnowledgeBase
+from web.errors import JSONErrorRoute
+from web.schemas import ERROR_RESPONSES, CitationOut, K, OpenModel, question_text
 
 DEFAULT_K = 20  # passages a briefing draws on (KnowledgeBase.brief's default)
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
@@ -43,12 +39,8 @@ def content_disposition(filename: str) -> str:
 
 
 def briefing_router(kb: KnowledgeBase) -> APIRouter:
-    # web.api is imported here, not at module level: web.api imports this module to include
-    # the router, and by the time the router is built web.api is fully loaded.
-    from web.api import CitationOut, ErrorOut, K, _Open, _text
-
     limit = kb.settings.max_question_chars
-    Topic = Annotated[StrictStr, _text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]
+    Topic = Annotated[StrictStr, question_text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]
     k_doc = f"number of passages the briefing draws on (default {DEFAULT_K})"
 
     class BriefRequest(BaseModel):
@@ -61,37 +53,14 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
         topic: Topic
         k: Annotated[int, Field(ge=1, le=50, description=k_doc)] | None = None
 
-    class BriefOut(_Open):
+    class BriefOut(OpenModel):
         topic: str
         found: bool = Field(description="false when the knowledge base holds nothing on the topic")
         markdown: str = Field(description="the briefing: GitHub-flavoured Markdown with [^n] footnotes")
         sources: list[CitationOut] = Field(description="footnote n is sources[n - 1]")
         timings_ms: dict[str, float]
 
-    class JSONErrorRoute(APIRoute):
-        """Invalid requests and refused topics answer in the API's JSON error shape."""
-
-        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-            handler = super().get_route_handler()
-
-            async def route(request: Request) -> Response:
-                try:
-                    return await handler(request)
-                except RequestValidationError as exc:
-                    return await on_validation_error(request, exc)
-                except QuestionError as exc:
-                    return error_response(422, str(exc))
-                except HTTPException as exc:  # e.g. a body FastAPI cannot parse at all
-                    if exc.status_code >= 500:
-                        raise
-                    return error_response(exc.status_code, str(exc.detail))
-
-            return route
-
-    errors: dict[int | str, dict[str, Any]] = {
-        413: {"model": ErrorOut, "description": "request body too large (settings.max_body_bytes)"},
-        422: {"model": ErrorOut, "description": "invalid request"},
-    }
+    errors = ERROR_RESPONSES
     router = APIRouter(route_class=JSONErrorRoute, tags=["briefings"])
 
     def _brief(topic: str, k: int | None):

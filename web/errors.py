@@ -3,11 +3,16 @@ middleware (the JSON API's, and the refusals in front of Gradio)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from kbqa.knowledge_base import QuestionError
 
 
 def error_response(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -20,3 +25,26 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
     detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
     summary = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
     return error_response(422, f"invalid request: {summary}", detail)
+
+
+class JSONErrorRoute(APIRoute):
+    """The route class of every router of the JSON API: invalid requests, refused questions
+    and the client errors FastAPI raises itself (a body it cannot parse) answer in the one
+    error shape, in any app that includes the router."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return await on_validation_error(request, exc)
+            except QuestionError as exc:
+                return error_response(422, str(exc))
+            except HTTPException as exc:
+                if exc.status_code >= 500:
+                    raise
+                return error_response(exc.status_code, str(exc.detail))
+
+        return route

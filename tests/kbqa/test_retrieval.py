@@ -305,7 +305,7 @@ def test_bm25_holds_the_store_through_two_processes_ingesting_removing_and_resta
     make_settings, embedder, tmp_path
 ):
     from kbqa.knowledge_base import KnowledgeBase
-    from web.api import create_app
+    from web.app import create_app
 
     settings = make_settings()
     store = ["--store", str(settings.store), "--no-progress"]

@@ -13,14 +13,14 @@ import pytest
 from starlette.routing import Mount
 
 from kbqa.settings import Settings
-from web.api import create_app
+from web.app import create_app
 from web.gradio_guard import EVENT_WRITE, SESSION_WRITES
 from web.middleware import TokenBucketLimiter, _bucket_key, client_ip
 
 SEED_QUESTION = "锦州的“三个开放”是什么？"
 READS = {"GET", "HEAD"}
 QUERY_ENDPOINTS = {("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search"), ("POST", "/api/brief")}
-# web/api.py's catch-all: any method on an unknown /api path is a JSON 404.
+# web/app.py's catch-all: any method on an unknown /api path is a JSON 404.
 API_CATCH_ALL = {(m, "/api/{path:path}") for m in ("POST", "PUT", "PATCH", "DELETE")}
 # Gradio 6.31.0's own non-GET routes (pinned in pyproject.toml). A Gradio upgrade that adds
 # one fails here on purpose: decide whether ReadOnlySurfaceMiddleware must close it.

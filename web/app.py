@@ -1,0 +1,96 @@
+"""One FastAPI app over a ``KnowledgeBase``: the JSON/SSE API under /api, the briefing
+endpoints, the embeddable widget, and the Gradio chat page at /, behind one stack of
+middleware (web/middleware.py, web/gradio_guard.py) that covers every route."""
+
+from __future__ import annotations
+
+import gradio as gr
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from kbqa.knowledge_base import KnowledgeBase
+from kbqa.settings import Settings
+from web.api import api_router
+from web.briefing import briefing_router
+from web.chat import build_chat
+from web.errors import error_response, on_validation_error
+from web.gradio_guard import GradioGuard, mark_launched, own_cache
+from web.middleware import (
+    BodyLimitMiddleware,
+    RateLimitMiddleware,
+    SecurityHeadersMiddleware,
+    UntrustedForwardedHeaders,
+)
+from web.widget import widget_router
+
+
+def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
+    """The app over ``kb``. Web limits (rate, body size and time, origins, hosts, proxies)
+    come from ``settings``, by default ``kb.settings``."""
+    settings = settings or kb.settings
+    app = FastAPI(
+        title="知识库问答 API",
+        description="Ask questions of the knowledge base; every answer sentence cites its source passage.",
+        version="1.0",
+        exception_handlers={RequestValidationError: on_validation_error},
+    )
+    demo = build_chat(kb)
+    own_cache(demo)
+    # add_middleware puts each new one outside the last. From the outside in: security headers
+    # on every response; the Host header checked; forwarded headers dropped unless a trusted
+    # proxy sent them; CORS (preflights answered before they cost a rate-limit token, and the
+    # limiter's 429 still readable by an allowed page); the rate limit; the body's size and
+    # time while it arrives; then what Gradio's half accepts.
+    app.add_middleware(GradioGuard, demo=demo)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
+    if settings.rate_limit_per_minute > 0 and settings.rate_limit_burst > 0:
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.rate_limit_per_minute,
+            burst=settings.rate_limit_burst,
+            trusted_proxies=settings.trusted_proxies,
+        )
+    # One CORS policy for the whole app: with this middleware on the parent app, Gradio adds
+    # none of its own (its default allowed any origin, with credentials, for a non-local Host).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+        allow_credentials=False,
+        max_age=600,
+    )
+    app.add_middleware(UntrustedForwardedHeaders, trusted_proxies=settings.trusted_proxies)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=_served_hosts(settings), www_redirect=False)
+    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.allowed_origins)
+
+    app.include_router(api_router(kb))
+    app.include_router(briefing_router(kb))
+
+    # After every /api router: unknown /api paths would otherwise fall through to the Gradio
+    # mount and get its non-JSON 404; API clients always get {"error": ...}.
+    @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def no_such_endpoint(request: Request, path: str) -> JSONResponse:
+        return error_response(404, f"no such endpoint: {request.method} {request.url.path} (see /docs)")
+
+    app.include_router(widget_router())
+
+    # Mounted last: a mount at "/" matches every path, so the API routes must come first.
+    # run_history=False: Gradio would otherwise keep every question in the browser and offer
+    # to sync them to a Hugging Face bucket. show_error=False: an exception's text (internals)
+    # never reaches the page; the chat turns the errors a visitor can cause into messages.
+    # No allowed_paths: Gradio serves no file of the host's.
+    app = gr.mount_gradio_app(app, demo, path="/", run_history=False, show_error=False, allowed_paths=[])
+    mark_launched(demo)
+    return app
+
+
+def _served_hosts(settings: Settings) -> list[str]:
+    """``trusted_hosts``, and the address the app is bound to when it names one."""
+    hosts = list(settings.trusted_hosts)
+    if settings.host not in ("0.0.0.0", "::", "") and settings.host not in hosts:
+        hosts.append(settings.host)
+    return hosts

@@ -1,0 +1,93 @@
+"""The JSON API's schemas: response models (documented at /docs; extra fields from kbqa's
+``to_dict`` pass through), the bounded request fields, and the error responses every route
+may give. Request bodies are built per router (``AskRequest`` etc. in web/api.py), as their
+length limit is the knowledge base's setting."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+# k is bounded like KnowledgeBase._k; checking it here turns a bad k into a 422 before any work.
+K = Annotated[StrictInt, Field(ge=1, le=50, description="number of passages to retrieve (default: settings.top_k)")]
+
+
+# --- response schemas (documentation at /docs; extra fields from kbqa's to_dict pass through) ---
+class OpenModel(BaseModel):
+    """A response schema whose extra fields (from kbqa's ``to_dict``) pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CitationOut(OpenModel):
+    n: int
+    doc_id: str
+    title: str
+    source: str
+    section: str
+    text: str = Field(description="the cited passage")
+    start: int = Field(description="offset of the cited span in the cleaned document text")
+    end: int
+    score: float
+
+
+class AnswerOut(OpenModel):
+    answer: str = Field(description="answer text with [n] citation marks, or the refusal text")
+    found: bool
+    citations: list[CitationOut]
+    timings_ms: dict[str, float]
+
+
+class PassageOut(OpenModel):
+    doc_id: str
+    title: str
+    source: str
+    section: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+class SearchOut(OpenModel):
+    passages: list[PassageOut]
+    timings_ms: dict[str, float]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    documents: int
+    chunks: int
+    lexical_chunks: int  # in the BM25 index; equals chunks once it caught up with the store
+    embedder: str
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    title: str
+    source: str
+    date: str | None
+    chunk_count: int
+
+
+class DocumentsOut(BaseModel):
+    documents: list[DocumentOut]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: list[dict[str, Any]]
+
+
+def question_text(max_chars: int) -> StringConstraints:
+    """A question or query: 1..max_chars characters once surrounding whitespace is stripped."""
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_chars)
+
+
+# The error answers of the query routes, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "request body too large (settings.max_body_bytes)"},
+    422: {"model": ErrorOut, "description": "invalid request"},
+    429: {"model": ErrorOut, "description": "too many requests from this client; see the Retry-After header"},
+}
