@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from kbqa.knowledge_base import KnowledgeBase
@@ -26,12 +27,17 @@ from web.middleware import (
 )
 from web.widget import widget_router
 
+DOCS_STATIC = "/docs-static"
+
 
 def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     """The app over ``kb``. Web limits (rate, body size and time, origins, hosts, proxies)
     come from ``settings``, by default ``kb.settings``."""
     settings = settings or kb.settings
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc from Swagger UI 5 and Redoc files shipped in the
+    # fastapi-offline package (FastAPI's own pages load them from a CDN: blank offline).
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC,
         title="知识库问答 API",
         description="Ask questions of the knowledge base; every answer sentence cites its source passage.",
         version="1.0",

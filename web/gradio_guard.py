@@ -130,8 +130,8 @@ class GradioGuard:
     @staticmethod
     def _ours(path: str) -> bool:
         """Routes of the FastAPI app itself (the JSON API, docs, widget), not Gradio's."""
-        return path.startswith("/api/") or path in ("/docs", "/redoc", "/openapi.json", "/widget", "/widget.js") or (
-            path.startswith("/docs/")
+        return path.startswith(("/api/", "/docs-static/", "/docs/")) or path in (
+            "/docs", "/redoc", "/openapi.json", "/widget", "/widget.js"
         )
 
     def _check_read(self, path: str, query: str) -> tuple[int, str] | None:

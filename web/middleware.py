@@ -247,38 +247,29 @@ class UntrustedForwardedHeaders:
 class SecurityHeadersMiddleware:
     """The same security headers on every response, the API's, the widget's and Gradio's.
 
-    The page's CSP keeps scripts, styles, fonts and connections to this origin. Gradio's page
-    needs ``'unsafe-inline'`` (its inline config script and styles) and ``'unsafe-eval'`` (the
-    HTML component evaluates its template as JavaScript: "Error rendering HTML" without it, in
-    Chromium), so the CSP's worth here is in what it closes (no script, frame, form target or connection to another origin, no
-    plugins, no ``<base>``). ``frame-ancestors`` lets this origin and the allowed origins (the
-    widget's hosts, ``allowed_origins``) frame the pages. The API docs load Swagger UI and
-    Redoc from FastAPI's CDN (``/docs``, ``/redoc`` only).
+    The CSP keeps scripts, styles, fonts and connections to this origin. Gradio's page needs
+    ``'unsafe-inline'`` (its inline config script and styles) and ``'unsafe-eval'`` (the HTML
+    component evaluates its template as JavaScript: "Error rendering HTML" without it, in
+    Chromium), so the CSP's worth here is in what it closes: no script, frame, form target or
+    connection to another origin, no plugins, no ``<base>``. ``frame-ancestors`` lets this origin and the allowed origins (the
+    widget's hosts, ``allowed_origins``) frame the pages. The API docs' Swagger UI and Redoc
+    are served from this origin too (web/app.py).
     """
-
-    DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-    DOCS_CDN = "https://cdn.jsdelivr.net"
 
     def __init__(self, app: ASGIApp, *, frame_ancestors: Sequence[str] = ()) -> None:
         self.app = app
         ancestors = " ".join(["'self'", *frame_ancestors])
         common = f"object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors {ancestors}"
-        self.page_csp = (
+        self.csp = (
             "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' data: blob:; "
-            f"connect-src 'self'; worker-src 'self' blob:; {common}"
-        )
-        cdn = self.DOCS_CDN
-        self.docs_csp = (
-            f"default-src 'self'; script-src 'self' 'unsafe-inline' {cdn}; style-src 'self' 'unsafe-inline' {cdn}; "
-            f"img-src 'self' data: https://fastapi.tiangolo.com {cdn}; font-src 'self' data: {cdn}; "
             f"connect-src 'self'; worker-src 'self' blob:; {common}"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        csp = self.docs_csp if scope.get("path") in self.DOCS_PATHS else self.page_csp
+        csp = self.csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -228,3 +228,31 @@ def test_a_slow_body_is_a_408(impatient_app):
     # Header and body deadlines leave a normal request alone.
     response = httpx.post(impatient_app + "/api/ask", json={"question": SEED_QUESTION}, timeout=30)
     assert response.status_code == 200
+
+
+# --------------------------------------------------------------------------- API docs offline
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+@pytest.mark.parametrize("path, ready", [("/docs", ".opblock-summary-path"), ("/redoc", "[role='menuitem']")])
+def test_the_api_docs_render_with_no_request_leaving_the_machine(app_url, path, ready):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            blocked: dict[str, str | None] = {}
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("requestfailed", lambda request: blocked.__setitem__(request.url, request.failure))
+            page.goto(app_url + path, wait_until="load")
+            page.locator(ready).first.wait_for(timeout=30_000)
+            text = page.locator("body").inner_text()
+        finally:
+            browser.close()
+    assert "/api/ask" in text
+    # Redoc's sidebar asks for its maker's logo from a CDN; the CSP stops it in the browser.
+    outside = [url for url in requested if not url.startswith((app_url, "data:", "blob:"))]
+    assert all(blocked.get(url) == "csp" for url in outside), (outside, blocked)
