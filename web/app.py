@@ -25,6 +25,7 @@ from web.middleware import (
     SecurityHeadersMiddleware,
     UntrustedForwardedHeaders,
 )
+from web.openai_compat import openai_router
 from web.widget import widget_router
 
 DOCS_STATIC = "/docs-static"
@@ -75,10 +76,12 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
 
     app.include_router(api_router(kb))
     app.include_router(briefing_router(kb))
+    app.include_router(openai_router(kb))
 
-    # After every /api router: unknown /api paths would otherwise fall through to the Gradio
-    # mount and get its non-JSON 404; API clients always get {"error": ...}.
+    # After every API router: unknown /api and /v1 paths would otherwise fall through to the
+    # Gradio mount and get its non-JSON 404; API clients always get {"error": ...}.
     @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def no_such_endpoint(request: Request, path: str) -> JSONResponse:
         return error_response(404, f"no such endpoint: {request.method} {request.url.path} (see /docs)")
 

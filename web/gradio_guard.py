@@ -130,7 +130,7 @@ class GradioGuard:
     @staticmethod
     def _ours(path: str) -> bool:
         """Routes of the FastAPI app itself (the JSON API, docs, widget), not Gradio's."""
-        return path.startswith(("/api/", "/docs-static/", "/docs/")) or path in (
+        return path.startswith(("/api/", "/v1/", "/docs-static/", "/docs/")) or path in (
             "/docs", "/redoc", "/openapi.json", "/widget", "/widget.js"
         )
 

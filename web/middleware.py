@@ -92,7 +92,9 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-RATE_LIMITED_PATHS = frozenset({"/api/ask", "/api/ask/stream", "/api/search", "/api/brief", "/api/brief.md"})
+RATE_LIMITED_PATHS = frozenset(
+    {"/api/ask", "/api/ask/stream", "/api/search", "/api/brief", "/api/brief.md", "/v1/chat/completions"}
+)
 GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, call/, api/, upload ...
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -188,7 +190,7 @@ def _bucket_key(ip: str) -> str:
 class RateLimitMiddleware:
     """429 + ``Retry-After`` once a client IP has used its tokens on a query endpoint.
 
-    Limited: /api/ask, /api/ask/stream, /api/search (any method, so probing them costs too)
+    Limited: the query endpoints (RATE_LIMITED_PATHS, any method, so probing them costs too)
     and every POST to Gradio's own API (its queue and predict endpoints, and the closed ones).
     Pages, static files, /api/health and /api/documents are cheap reads and are not limited.
     Checked before the request body is read.

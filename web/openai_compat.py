@@ -1,0 +1,183 @@
+"""An OpenAI-compatible face of the same answers: ``GET /v1/models`` and
+``POST /v1/chat/completions`` (``stream`` false or true), so any OpenAI client or tool can ask
+the knowledge base.
+
+The user's last message is the question. The reply's text carries the ``[n]`` marks; the
+response adds ``references`` (the API's citation objects, ``references[n - 1]`` for ``[n]``)
+and ``found``, which OpenAI clients keep as extra fields. Sampling parameters
+(``temperature`` ...) are accepted and ignored: the answers are extractive, not sampled. Errors
+keep the API's one shape (``{"error": message, "detail": [...]}``).
+
+No ``from __future__ import annotations``: the request model is local (its length limit is
+the KB's setting) and FastAPI must resolve the endpoint annotations as real objects.
+"""
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from kbqa.types import Answer
+from web.errors import JSONErrorRoute, error_response
+from web.schemas import ERROR_RESPONSES, CitationOut, OpenModel
+
+MODEL = "default"  # the knowledge base, as a model; the one there is until named ones arrive
+MAX_MESSAGES = 50
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: StrictStr
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: StrictStr | list[TextPart]
+    name: StrictStr | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request: what this server reads, and the sampling parameters
+    clients send that it accepts and ignores. Anything else is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: StrictStr
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
+    stream: StrictBool = False
+    # Accepted, ignored: the answer is extractive.
+    temperature: float | None = None
+    top_p: float | None = None
+    n: Literal[1] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    user: StrictStr | None = None
+    stream_options: dict | None = None
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelsOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: CompletionMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class CompletionOut(OpenModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: dict[str, int]
+    found: bool = Field(description="false when the knowledge base does not hold the answer (the reply says so)")
+    references: list[CitationOut] = Field(description="references[n - 1] is the passage [n] cites")
+
+
+def openai_router(kb: KnowledgeBase) -> APIRouter:
+    router = APIRouter(route_class=JSONErrorRoute, tags=["OpenAI-compatible"])
+    created = int(time.time())
+
+    @router.get("/v1/models", response_model=ModelsOut)
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": MODEL, "object": "model", "created": created, "owned_by": "kbqa"}]}
+
+    @router.post(
+        "/v1/chat/completions",
+        response_model=CompletionOut,
+        responses=ERROR_RESPONSES | {404: ERROR_RESPONSES[422] | {"description": "no such model"}}
+        | {200: {"content": {"text/event-stream": {}}}},
+    )
+    async def chat_completions(req: ChatRequest):
+        if req.model != MODEL:
+            return error_response(404, f"no such model: {req.model!r} (GET /v1/models lists them)")
+        question = _question(req.messages)
+        answers = kb.ask_stream(question)
+        # The first answer before responding, so a refused question is a 422, not a broken stream.
+        first = await run_in_threadpool(next, answers)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if req.stream:
+            return EventSourceResponse(_chunks(completion_id, first, answers), ping=15)
+        final = await run_in_threadpool(_last, first, answers)
+        return _completion(completion_id, final)
+
+    return router
+
+
+def _question(messages: list[ChatMessage]) -> str:
+    user = [message for message in messages if message.role == "user"]
+    if not user or messages[-1].role != "user":
+        raise QuestionError("the last message must be the user's question")
+    return user[-1].text()
+
+
+def _last(first: Answer, rest: Iterator[Answer]) -> Answer:
+    final = first
+    for final in rest:
+        pass
+    return final
+
+
+def _completion(completion_id: str, answer: Answer) -> dict:
+    data = answer.to_dict()
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "found": data["found"],
+        "references": data["citations"],
+    }
+
+
+async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> AsyncIterator[ServerSentEvent]:
+    """OpenAI's stream: ``chat.completion.chunk`` objects whose deltas add up to the reply, the
+    last with ``finish_reason`` and the references, then ``[DONE]``."""
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> ServerSentEvent:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": MODEL,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]} | extra
+        return ServerSentEvent(json.dumps(body, ensure_ascii=False))
+
+    yield chunk({"role": "assistant", "content": ""})
+    sent, last = "", first
+    async for last in iterate_in_threadpool(itertools.chain([first], rest)):
+        if len(last.text) > len(sent):  # partial answers are prefixes of the final text
+            yield chunk({"content": last.text[len(sent):]})
+            sent = last.text
+    final = last.to_dict()
+    yield chunk({}, "stop", found=final["found"], references=final["citations"])
+    yield ServerSentEvent("[DONE]")
