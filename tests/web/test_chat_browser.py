@@ -114,6 +114,54 @@ def test_widget_answers_and_expands_citations(page, js_errors, app_url):
     assert js_errors == []
 
 
+@pytest.fixture(scope="module")
+def other_origin(tmp_path_factory):
+    """A plain page on another loopback port: ``url(app)`` serves one that embeds ``app``'s widget."""
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("site")
+    handler = type("Site", (http.server.SimpleHTTPRequestHandler,), {
+        "log_message": lambda *a: None,
+        "__init__": lambda self, *a, **kw: http.server.SimpleHTTPRequestHandler.__init__(self, *a, directory=str(root), **kw),
+    })
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def url(app: str, name: str) -> str:
+        (root / f"{name}.html").write_text(
+            f'<!doctype html><meta charset="utf-8"><title>x</title><p>A page of another site.</p>'
+            f'<script src="{app}/widget.js" defer></script>', encoding="utf-8")
+        return f"{base}/{name}.html"
+
+    yield base, url
+    server.shutdown()
+
+
+def test_widget_on_another_origin_answers_when_allowed_and_fails_cleanly_when_not(
+    page, js_errors, seed_kb, start_app, other_origin
+):
+    from playwright.sync_api import expect
+
+    base, url = other_origin
+    allowed = start_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0, "allowed_origins": [base]}))
+    refused = start_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0}))
+    for app, name in ((allowed, "allowed"), (refused, "refused")):
+        page.goto(url(app, name), wait_until="load")
+        page.locator(".fab").click()
+        page.locator(".panel textarea").fill(SEED_QUESTION)
+        page.locator(".panel textarea").press("Enter")
+        answer = page.locator(".panel .a").last
+        if name == "allowed":
+            expect(answer).to_contain_text("开放数据资源")
+            answer.locator(".cite", has_text="[1]").first.click()
+            expect(answer.locator(".src")).to_contain_text("数字锦州的味道")
+        else:
+            expect(answer).to_contain_text("出错了")  # the browser refused the reply: said, not hung
+    assert js_errors == []
+
+
 # --------------------------------------------------------------------------- escaping (XSS)
 # Document text is untrusted: markup in it must reach the page as text, never as elements.
 # Its own app and store, so the shared seed app's knowledge base stays as it is.

@@ -6,8 +6,8 @@
  * cited passage (title, date, section, the passage with the cited sentences highlighted).
  *
  * A page on another origin can only read the answers if the server allows that origin
- * (CORS); the app sends no CORS headers, so out of the box the widget works on pages
- * served from the same origin as the API (e.g. behind one reverse proxy).
+ * (CORS): list it in the server's allowed_origins (KB_ALLOWED_ORIGINS). Out of the box only
+ * pages of the server's own origin may.
  *
  * No dependencies. The UI lives in a shadow root so the host page's CSS cannot break it
  * and ours cannot leak out. Document text is untrusted: it is only ever inserted with
