@@ -16,7 +16,7 @@ from kbqa.knowledge_base import KnowledgeBase
 from kbqa.settings import Settings
 from web.api import api_router
 from web.briefing import briefing_router
-from web.chat import build_chat
+from web.chat import CHAT_CSS, CHAT_HEAD, build_chat
 from web.errors import error_response, on_validation_error
 from web.gradio_guard import GradioGuard, mark_launched, own_cache
 from web.middleware import (
@@ -92,7 +92,9 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     # to sync them to a Hugging Face bucket. show_error=False: an exception's text (internals)
     # never reaches the page; the chat turns the errors a visitor can cause into messages.
     # No allowed_paths: Gradio serves no file of the host's.
-    app = gr.mount_gradio_app(app, demo, path="/", run_history=False, show_error=False, allowed_paths=[])
+    app = gr.mount_gradio_app(
+        app, demo, path="/", run_history=False, show_error=False, allowed_paths=[], css=CHAT_CSS, head=CHAT_HEAD
+    )
     mark_launched(demo)
     return app
 

@@ -38,6 +38,7 @@ NO_BRIEF_MARKDOWN = "输入主题后点击“生成简报”：简报的每条�
 NO_DOWNLOAD_HTML = '<span class="kb-download kb-download-off">下载简报（.md）</span>'
 # Turns a visitor keeps on the page (user + assistant messages); older ones scroll away.
 MAX_HISTORY_MESSAGES = 40
+MAX_SOURCE_TURNS = 20  # answers whose sources the panel keeps
 _DOWNLOAD_CSS = """
 .kb-download { display: inline-block; padding: 0.45rem 1rem; border-radius: 8px; font-weight: 600;
   border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);
@@ -58,6 +59,35 @@ _SOURCES_CSS = """
 """
 
 Message = dict[str, Any]
+Turn = tuple[int, str, str]  # (turn number, question, its sources' HTML)
+
+# Page-wide style and behaviour (web/app.py passes them to Gradio): answers and refusals look
+# different; a click on [n] brings its source into view in the panel and flashes it.
+CHAT_CSS = """
+#kb-chat .kb-refusal { color: var(--body-text-color-subdued); border-left: 3px solid var(--color-accent-soft);
+  padding-left: 0.6rem; }
+#kb-chat .kb-refusal::before { content: "未找到答案 · "; font-weight: 600; }
+#kb-chat a.kb-cite { text-decoration: none; font-weight: 600; color: var(--color-accent); padding: 0 1px; }
+#kb-chat a.kb-cite:hover { text-decoration: underline; }
+#kb-sources .kb-turn { margin-bottom: 1.2rem; }
+#kb-sources .kb-q { font-size: 0.9rem; margin: 0 0 0.5rem; color: var(--body-text-color-subdued); }
+#kb-sources .kb-flash { outline: 2px solid var(--color-accent); transition: outline-color 1.5s; }
+"""
+CHAT_HEAD = """<script>
+document.addEventListener("click", function (event) {
+  var link = event.target.closest && event.target.closest("a.kb-cite");
+  if (!link) return;
+  event.preventDefault();
+  event.stopPropagation();
+  var item = document.getElementById(link.getAttribute("href").slice(1));
+  if (!item) return;
+  item.scrollIntoView({behavior: "smooth", block: "center"});
+  item.classList.remove("kb-flash");
+  void item.offsetWidth;
+  item.classList.add("kb-flash");
+  setTimeout(function () { item.classList.remove("kb-flash"); }, 2000);
+}, true);
+</script>"""
 
 
 def _highlight(text: str, offset: int, spans: list[list[int]]) -> str:
@@ -91,8 +121,9 @@ def download_link(topic: str) -> str:
     return f'<a class="kb-download" href="{href}" download>下载简报（.md）</a>'
 
 
-def render_sources(answer: Answer) -> str:
-    """The "引用来源" panel: ``[n] title · date · section · source`` and the highlighted passage."""
+def render_sources(answer: Answer, turn: int = 1) -> str:
+    """Answer ``turn``'s sources: ``[n] title · date · section · source`` and the passage with
+    the cited spans highlighted; item ``n`` has the id ``kb-src-<turn>-<n>`` its mark links to."""
     if not answer.found or not answer.citations:
         return NO_SOURCES_HTML
     items = []
@@ -103,11 +134,44 @@ def render_sources(answer: Answer) -> str:
             meta.append(_source_link(c["source"]))
         passage = _highlight(c["text"], c["passage_start"], c["spans"])
         items.append(
-            f'<li class="kb-source" id="kb-source-{c["n"]}">'
+            f'<li class="kb-source" id="kb-src-{turn}-{c["n"]}">'
             f'<div class="kb-meta"><span class="kb-n">[{c["n"]}]</span> {" · ".join(meta)}</div>'
             f'<p class="kb-passage">{passage}</p></li>'
         )
     return f'<ol class="kb-sources">{"".join(items)}</ol>'
+
+
+_MARK = re.compile(r"\[(\d+)\]")
+
+
+def render_answer(answer: Answer, turn: int) -> str:
+    """An answer as the chat shows it: the text escaped, each ``[n]`` a link to its source in
+    the panel (``kb-src-<turn>-<n>``; the page's script opens and flashes it); a refusal in
+    its own style. Only marks that name one of the answer's citations become links: a "[3]"
+    quoted from a document stays text."""
+    if not answer.found:
+        return f'<div class="kb-refusal">{html.escape(answer.text)}</div>'
+    cited = len(answer.citations)
+
+    def link(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if not 1 <= n <= cited:
+            return match.group(0)
+        return f'<a class="kb-cite" href="#kb-src-{turn}-{n}" title="查看引用 [{n}]">[{n}]</a>'
+
+    return f'<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>'
+
+
+def render_turns(turns: list[tuple[int, str, str]]) -> str:
+    """The sources panel: every answer's sources, newest first, under its question."""
+    if not turns:
+        return NO_SOURCES_HTML
+    sections = [
+        f'<section class="kb-turn" id="kb-turn-{turn}"><h4 class="kb-q">第 {turn} 问：{html.escape(question)}</h4>'
+        f"{sources}</section>"
+        for turn, question, sources in reversed(turns)
+    ]
+    return "".join(sections)
 
 
 _FOOTNOTE_REF = re.compile(r"\[\^(\d+)\]")
@@ -129,21 +193,25 @@ def render_briefing(markdown: str) -> str:
 
 
 def build_chat(kb: KnowledgeBase) -> gr.Blocks:
-    def respond(question: str, history: list[Message]) -> Iterator[tuple[str, list[Message], list[Message], str]]:
-        # The history lives on the server (gr.State): the event's only input from the page is
-        # the question's text (web/gradio_guard.py).
+    def respond(
+        question: str, history: list[Message], turns: list[Turn]
+    ) -> Iterator[tuple[str, list[Message], list[Turn], list[Message], str]]:
+        # The conversation lives on the server (gr.State): the event's only input from the page
+        # is the question's text (web/gradio_guard.py).
         if not question.strip():  # an empty submit is a no-op, not a question
-            yield question, gr.skip(), gr.skip(), gr.skip()
+            yield question, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        turn = (turns[-1][0] + 1) if turns else 1
         history = [*history, {"role": "user", "content": html.escape(question)}][-MAX_HISTORY_MESSAGES:]
         try:
             for answer in kb.ask_stream(question):
-                shown = [*history, {"role": "assistant", "content": html.escape(answer.text)}]
-                yield "", shown, shown, render_sources(answer)
+                shown = [*history, {"role": "assistant", "content": render_answer(answer, turn)}]
+                shown_turns = [*turns, (turn, question, render_sources(answer, turn))][-MAX_SOURCE_TURNS:]
+                yield "", shown, shown_turns, shown, render_turns(shown_turns)
         except QuestionError as exc:
             message = f"抱歉，这个问题无法处理：{exc}。请修改后重试。"
-            shown = [*history, {"role": "assistant", "content": html.escape(message)}]
-            yield "", shown, shown, NO_SOURCES_HTML
+            shown = [*history, {"role": "assistant", "content": f'<div class="kb-refusal">{html.escape(message)}</div>'}]
+            yield "", shown, turns, shown, render_turns(turns)
 
     def make_briefing(topic: str) -> tuple[str, str, str]:
         if not topic.strip():  # an empty click is a no-op
@@ -157,44 +225,59 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
 
     with gr.Blocks(title="知识库问答") as demo:
         history = gr.State([])
+        turns = gr.State([])
         with gr.Tab("问答", id="kb-tab-chat"):
-            gr.Markdown("# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源 [n]，引用原文显示在右侧。")
+            gr.Markdown(
+                "# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源，"
+                "点击 [n] 查看引用原文（宽屏在右侧，手机在下方）。"
+            )
+            question = gr.Textbox(
+                label="问题",
+                placeholder="输入问题，按回车发送",
+                show_label=False,
+                elem_id="kb-question",
+                scale=5,
+                max_lines=4,
+                autofocus=True,
+                render=False,  # placed under the chat below; the examples above it fill it
+            )
             with gr.Row(equal_height=False):
-                with gr.Column(scale=3):
+                with gr.Column(scale=3, min_width=320):
+                    # Above the chat, so that on a phone the sources follow the input box directly.
+                    gr.Examples(EXAMPLES, inputs=question, label="示例问题")
                     chatbot = gr.Chatbot(
                         label="对话",
                         elem_id="kb-chat",
                         height=480,
-                        render_markdown=False,  # messages are escaped plain text (see module docstring)
+                        render_markdown=False,  # messages are escaped HTML (see module docstring)
                         feedback_options=None,
                         buttons=["copy"],
-                        placeholder="请在下方输入问题，或点击示例问题。",
+                        placeholder="请在下方输入问题，或点击上方的示例问题。",
                     )
                     with gr.Row():
-                        question = gr.Textbox(
-                            label="问题",
-                            placeholder="输入问题，按回车发送",
-                            show_label=False,
-                            elem_id="kb-question",
-                            scale=5,
-                            max_lines=4,
-                            autofocus=True,
-                        )
+                        question.render()
                         send = gr.Button("发送", variant="primary", elem_id="kb-send", scale=1, min_width=80)
-                    gr.Examples(EXAMPLES, inputs=question, label="示例问题")
-                with gr.Column(scale=2):
+                # min_width: below two columns' worth (a phone), the row wraps and the sources
+                # come under the chat.
+                with gr.Column(scale=2, min_width=320):
                     gr.Markdown("### 引用来源")
                     sources = gr.HTML(NO_SOURCES_HTML, elem_id="kb-sources", css_template=_SOURCES_CSS, max_height=640)
             gr.on(
                 [question.submit, send.click],
                 respond,
-                inputs=[question, history],
-                outputs=[question, history, chatbot, sources],
+                inputs=[question, history, turns],
+                outputs=[question, history, turns, chatbot, sources],
                 show_progress="minimal",
                 api_name="ask",
                 # Gradio runs one call per event at a time by default: 32 visitors queued behind
                 # each other (p99 15 s at ~35 ms an answer). The KB is thread-safe for reads.
                 concurrency_limit=8,
+            )
+            # The chat's trash button clears what the page shows; the server's copy goes too, or
+            # the next answer would bring the old conversation back.
+            chatbot.clear(
+                lambda: ([], [], NO_SOURCES_HTML), outputs=[history, turns, sources], api_name="clear",
+                api_visibility="private",
             )
         with gr.Tab("简报", id="kb-tab-brief"):
             gr.Markdown(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +80,73 @@ def test_chat_streams_a_cited_answer(page, js_errors, app_url):
     expect(sources).to_contain_text("数字锦州的味道")
     expect(sources.locator("mark", has_text="开放业务系统").first).to_be_visible()
     page.screenshot(path="/tmp/chat.png", full_page=True)
+    assert js_errors == []
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts"  # screenshots for a person to look at
+
+
+def in_view(page, selector: str) -> bool:
+    return page.evaluate(
+        """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+                      return r.top >= 0 && r.bottom <= window.innerHeight; }""", selector)
+
+
+def test_each_mark_opens_its_source_and_every_answer_keeps_its_own(page, js_errors, app_url):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1280, "height": 700})
+    open_chat(page, app_url)
+    ask(page, SEED_QUESTION)
+    first = page.locator("#kb-chat .message.bot").first  # a locator is lazy: .last would be the next answer
+    expect(first).to_contain_text("开放数据资源")
+    ask(page, "华为与锦州在2017年签署了什么协议？")
+    expect(page.locator("#kb-chat .message.bot")).to_have_count(2)
+    expect(page.locator("#kb-sources .kb-turn")).to_have_count(2)  # newest first, both kept
+    expect(page.locator("#kb-src-2-1")).to_contain_text("数字锦州的味道")
+    # Back to the first answer: its [1] opens the first answer's passage, highlighted span and all.
+    page.evaluate("document.querySelector('#kb-sources').scrollTop = 0")
+    first.locator("a.kb-cite", has_text="[1]").first.click()
+    source = page.locator("#kb-src-1-1")
+    expect(source).to_have_class(re.compile("kb-flash"))
+    expect(source.locator("mark", has_text="开放业务系统").first).to_be_visible()
+    page.wait_for_timeout(800)  # the smooth scroll
+    assert in_view(page, "#kb-src-1-1")
+    assert page.url.endswith("/")  # the click did not navigate
+    # The trash button starts over, on the server too: the next answer is the only one shown.
+    page.locator("#kb-chat button[aria-label='清空对话']").click()
+    expect(page.locator("#kb-sources .kb-turn")).to_have_count(0)
+    ask(page, SEED_QUESTION)
+    expect(page.locator("#kb-chat .message.bot")).to_have_count(1)
+    expect(page.locator("#kb-sources .kb-turn")).to_have_count(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-cited.png"))
+    assert js_errors == []
+
+
+def test_a_refusal_looks_different_from_an_answer(page, js_errors, app_url):
+    from playwright.sync_api import expect
+
+    open_chat(page, app_url)
+    ask(page, "锦州2024年的GDP是多少？")
+    reply = page.locator("#kb-chat .message.bot").last
+    expect(reply.locator(".kb-refusal")).to_have_count(1)
+    expect(reply.locator("a.kb-cite")).to_have_count(0)
+    assert js_errors == []
+
+
+def test_on_a_phone_the_sources_come_under_the_answer(page, js_errors, app_url):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    open_chat(page, app_url)
+    ask(page, SEED_QUESTION)
+    expect(page.locator("#kb-chat .message.bot").last).to_contain_text("开放数据资源")
+    chat, send, sources = (page.locator(s).bounding_box() for s in ("#kb-chat", "#kb-send", "#kb-sources"))
+    assert sources["y"] >= send["y"] + send["height"] - 1 >= chat["y"] + chat["height"] - 1
+    assert sources["x"] < 40 and sources["width"] > 300  # full width, not a squeezed side column
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-phone.png"), full_page=True)
     assert js_errors == []
 
 

@@ -44,7 +44,8 @@ def attack_bodies(path: str | Path) -> list[tuple[str, dict]]:
             bodies.append((f"/gradio_api/{route}", body))
     for data in (["锦州", in_history], [ref, None], [[ref], None]):
         bodies.append(("/gradio_api/queue/join", {"data": data, "fn_index": 1, "session_hash": "attacker"}))
-    bodies.append(("/gradio_api/queue/join", {"data": ["x"], "fn_index": 3, "session_hash": "a", "event_data": ref}))
+    bodies.append(("/gradio_api/queue/join",
+                   {"data": ["x", None, None], "fn_index": 1, "session_hash": "a", "event_data": ref}))
     return bodies
 
 
@@ -114,7 +115,8 @@ def test_gradio_writes_nothing_to_its_cache(seed_kb, start_app, planted):
     with serve(app, seed_kb.settings) as url, httpx.Client(base_url=url, timeout=60) as client:
         for path, body in attack_bodies(planted):
             client.post(path, json=body)
-        for fn_index, data in ((1, [SEED_QUESTION, None]), (3, ["锦州数字政府建设"])):
+        brief = next(d["id"] for d in client.get("/config").json()["dependencies"] if d["api_name"] == "brief")
+        for fn_index, data in ((1, [SEED_QUESTION, None, None]), (brief, ["锦州数字政府建设"])):
             joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": "s1"})
             assert joined.status_code == 200, joined.text
             with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": "s1"}) as stream:
@@ -130,7 +132,7 @@ def test_the_chat_event_works_through_gradio_client(app_url):
 
     client = Client(app_url + "/", verbose=False)
     question, chatbot, sources = client.predict(SEED_QUESTION, api_name="/ask")  # state is not an output
-    assert question == "" and "开放数据资源" in chatbot[-1]["content"][0]["text"] and "kb-source-1" in sources
+    assert question == "" and "开放数据资源" in chatbot[-1]["content"][0]["text"] and 'id="kb-src-1-1"' in sources
     # The server keeps the conversation: a second question in the same session shows both.
     _, chatbot, _ = client.predict("华为与锦州在2017年签署了什么协议？", api_name="/ask")
     assert len(chatbot) == 4
@@ -143,15 +145,15 @@ def test_the_chat_event_works_through_gradio_client(app_url):
         ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": -1, "session_hash": "a"}, 404),
         ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": "1", "session_hash": "a"}, 404),
         ("/gradio_api/queue/join", {"data": ["x", None], "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [None, None], "fn_index": 1, "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [123, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [123, None, None], "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", {"data": "x", "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", {"data": ["x"], "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", [1, 2], 422),
         ("/gradio_api/call/brief", {"data": ["x"]}, 404),
         ("/gradio_api/run/brief", {"data": ["x"]}, 404),
         ("/gradio_api/api/brief", {"data": ["x"]}, 404),
-        ("/gradio_api/run/ask", {"data": ["x"], "fn_index": 3}, 404),  # an fn_index wins over the name in Gradio
+        ("/gradio_api/run/ask", {"data": [0], "fn_index": 0}, 404),  # an fn_index wins over the name in Gradio
         ("/gradio_api/call/nonexistent", {"data": ["x"]}, 404),
         ("/gradio_api/run/nonexistent", {"data": ["x"]}, 404),
         ("/gradio_api/api/nonexistent", {"data": ["x"]}, 404),
@@ -183,7 +185,7 @@ def test_error_events_do_not_leak_internals(app_url, seed_kb, monkeypatch):
 
     monkeypatch.setattr(seed_kb, "ask_stream", broken)
     with httpx.Client(base_url=app_url, timeout=30) as client:
-        event_id = client.post("/gradio_api/call/ask", json={"data": [SEED_QUESTION, None]}).json()["event_id"]
+        event_id = client.post("/gradio_api/call/ask", json={"data": [SEED_QUESTION, None, None]}).json()["event_id"]
         text = client.get(f"/gradio_api/call/ask/{event_id}").text
     assert "event: error" in text
     assert "internal detail" not in text and "NoneType" not in text and "/srv/secret" not in text
@@ -202,6 +204,6 @@ def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
     assert list(guard.public) == ["ask"]
     assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
     assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
-        sorted(["ask", "brief", "load_example", "load_example_1"])
+        sorted(["ask", "brief", "clear", "load_example", "load_example_1"])
     )
     assert isinstance(demo, gr.Blocks)
