@@ -48,7 +48,8 @@ from typing import Any
 
 from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
-from ingest.loaders import LoadFailure, SourceDocument, iter_documents
+from ingest.loaders import iter_documents
+from ingest.records import LoadFailure, SourceDocument
 from kbqa.embeddings import Embedder
 from kbqa.lexical import tokenize
 from kbqa.retrieval import index_text

@@ -17,14 +17,9 @@ import time
 
 import pytest
 
-from ingest.loaders import (
-    LoadFailure,
-    SourceDocument,
-    UnsafeURLError,
-    is_public_address,
-    iter_documents,
-    vet_url,
-)
+from ingest.fetch import UnsafeURLError, is_public_address, vet_url
+from ingest.loaders import iter_documents
+from ingest.records import LoadFailure, SourceDocument
 
 PAGE = "<html><head><title>数字锦州</title></head><body><p>锦州坚持“三个开放”。</p></body></html>"
 
