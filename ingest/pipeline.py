@@ -13,7 +13,7 @@ by another origin (compared with symlinks resolved: ``same_origin``) is refused 
 naming both, never written over; the same origin re-ingested is skipped or updated as usual.
 An entry stored without an origin is taken to be the same source, and gets the origin recorded.
 
-Reliability. A run holds the store's ingest lock (``kbqa.store.ingest_lock``) from start to
+Reliability. A run holds the store's ingest lock (``kbqa.locks.ingest_lock``) from start to
 end, so two ingests into one store take turns. It writes in batches of about
 ``write_batch_chunks`` chunks through ``ChunkStore.write_documents``, whose step order leaves
 every interruption repairable, and it first finishes whatever an interrupted run left behind:
@@ -53,19 +53,10 @@ from ingest.records import LoadFailure, SourceDocument
 from kbqa.embeddings import Embedder
 from kbqa.lexical import tokenize
 from kbqa.retrieval import index_text
-from kbqa.store import (
-    STATE_DELETING,
-    STATE_OK,
-    STATE_WRITING,
-    ChunkStore,
-    DocRecord,
-    IndexedChunk,
-    IngestLock,
-    begin_reindex,
-    end_reindex,
-    ingest_lock,
-)
-from kbqa.types import Chunk, IngestReport, content_hash
+from kbqa.locks import IngestLock, ingest_lock
+from kbqa.schema import begin_reindex, end_reindex
+from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.types import STATE_DELETING, STATE_OK, STATE_WRITING, Chunk, DocRecord, IngestReport, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +417,7 @@ def reindex(
     documents' sources (``source_inputs`` of the old manifest) plus ``inputs``.
 
     Interrupted, it is resumed by running it again: the old manifest survives until the end
-    (``kbqa.store.begin_reindex``). ``options`` go to ``IngestPipeline``.
+    (``kbqa.schema.begin_reindex``). ``options`` go to ``IngestPipeline``.
     """
     t0 = time.perf_counter()
 

@@ -15,8 +15,10 @@ from kbqa.briefing import Briefer, Briefing
 from kbqa.embeddings import Embedder, make_embedder
 from kbqa.retrieval import HybridRetriever, HybridSearcher
 from kbqa.settings import Settings
-from kbqa.store import STATE_OK, ChunkStore, DocRecord, IngestLockError, connect
-from kbqa.types import Answer, IngestReport, SearchResult
+from kbqa.chroma import connect
+from kbqa.locks import IngestLockError
+from kbqa.store import ChunkStore
+from kbqa.types import STATE_OK, Answer, DocRecord, IngestReport, SearchResult
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
-from kbqa.types import Chunk
+from kbqa.chroma import connect
+from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.types import Chunk, DocRecord
 
 DIM = 8
 
