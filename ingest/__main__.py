@@ -173,11 +173,11 @@ def _run(args: argparse.Namespace, settings, events) -> int:
     }
     report = None
     if args.reindex:
+        from kbqa.chroma import connect_store
         from kbqa.embeddings import make_embedder
-        from kbqa.chroma import connect
 
         embedder = make_embedder(settings)
-        client = connect(None if settings.chroma_url else settings.store, settings.chroma_url)
+        client = connect_store(settings)
         report = reindex(client, embedder, collection_prefix=settings.collection, inputs=args.inputs,
                          progress=progress, **options)
         _print_report(report)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from kbqa.settings import Settings
 
 # Chroma needs a vector per record; records that have none (manifest entries, the lease) carry this.
 PLACEHOLDER_VECTOR = [1.0]
@@ -63,3 +67,9 @@ def store_flag(client) -> str:
     settings = client.get_settings()
     flag = "--store" if settings.is_persistent and settings.persist_directory else "--chroma-url"
     return f"{flag} {describe_location(client)}"
+
+
+def connect_store(settings: Settings):
+    """The client of the store ``settings`` name: the Chroma server at ``chroma_url`` when it is
+    set, else the embedded store in the ``store`` directory."""
+    return connect(None if settings.chroma_url else settings.store, settings.chroma_url)
