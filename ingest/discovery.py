@@ -1,5 +1,5 @@
 """Which files a folder holds for ingestion: supported kinds by extension, hidden files skipped,
-and symlinks followed only while they stay inside the folder."""
+and symlinks followed only while they stay inside the folder; and whether a file can be read."""
 
 from __future__ import annotations
 
@@ -111,6 +111,17 @@ def walk_folder(folder: Path, follow_symlinks: bool = False) -> list[tuple[str, 
                     refuse(rel, path, f"cannot read file ({exc.strerror or exc})")
     found.sort(key=lambda item: item[0])
     return found
+
+
+def readable_size(path: Path) -> int | LoadFailure:
+    """The size of a file about to be read, or the LoadFailure of one that can't be (no access,
+    vanished) or is empty."""
+    origin = str(path.absolute())
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return LoadFailure(origin, f"cannot read file ({exc.strerror or exc})")
+    return LoadFailure(origin, "empty file") if size == 0 else size
 
 
 def supported_files(folder: Path, *, follow_symlinks: bool = False) -> list[Path]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ingest.dates import parse_date
 from ingest.decoding import normalize_newlines
+from ingest.discovery import readable_size
 from ingest.records import LoadFailure, SourceDocument
 
 def _iter_raw_lines(fh: io.BufferedIOBase, limit: int) -> Iterator[tuple[int, bytes | None]]:
@@ -36,13 +37,9 @@ def _iter_raw_lines(fh: io.BufferedIOBase, limit: int) -> Iterator[tuple[int, by
 def iter_jsonl(path: Path, max_bytes: int) -> Iterator[SourceDocument | LoadFailure]:
     """One result per non-blank line; ``max_bytes`` bounds each line, not the file."""
     origin = str(path.absolute())
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        yield LoadFailure(origin, f"cannot read file ({exc.strerror or exc})")
-        return
-    if size == 0:
-        yield LoadFailure(origin, "empty file")
+    size = readable_size(path)
+    if isinstance(size, LoadFailure):
+        yield size
         return
     seen: set[str] = set()
     produced = 0

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ingest.decoding import DecodeError, decode_bytes, decode_text, normalize_newlines
-from ingest.discovery import kind_of, walk_folder
+from ingest.discovery import kind_of, readable_size, walk_folder
 from ingest.fetch import AllowPrivate, fetch_url
 from ingest.formats.docx import DOCX_MAX_UNCOMPRESSED, docx_text
 from ingest.formats.html import html_to_text, meta_charset
@@ -63,12 +63,9 @@ def _document_from_bytes(
 
 def _load_file(path: Path, doc_id: str, kind: str, max_bytes: int) -> SourceDocument | LoadFailure:
     origin = str(path.absolute())
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return LoadFailure(origin, f"cannot read file ({exc.strerror or exc})")
-    if size == 0:
-        return LoadFailure(origin, "empty file")
+    size = readable_size(path)
+    if isinstance(size, LoadFailure):
+        return size
     if size > max_bytes:
         return LoadFailure(origin, f"file too large ({size:,} bytes > limit {max_bytes:,})")
     try:
