@@ -267,7 +267,8 @@ def _st(cache: Path, bf16: bool = False) -> Backend:
 
 
 def _onnx_fp32(cache: Path) -> Backend:
-    from kbqa.embeddings import OnnxEmbedder, _build_once, ensure_e5_folder, export_e5_onnx
+    from kbqa.embeddings import OnnxEmbedder
+    from kbqa.model_build import build_once, ensure_e5_folder, export_e5_onnx
 
     source = ensure_e5_folder(cache)
 
@@ -275,7 +276,7 @@ def _onnx_fp32(cache: Path) -> Backend:
         export_e5_onnx(source, out / "model.onnx")
         (out / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
 
-    folder = _build_once(cache / "bench-e5-small-onnx-fp32", build, extra="onnx")
+    folder = build_once(cache / "bench-e5-small-onnx-fp32", build, extra="onnx")
     return Backend(OnnxEmbedder(folder, name="e5-small@onnx-fp32"), "fp32")
 
 
@@ -288,7 +289,8 @@ def _onnx_int8(cache: Path) -> Backend:
 
 def _onnx_int8_batched(cache: Path) -> Backend:
     """The same int8 model in 1k-token batches: faster, but a vector depends on its batch-mates."""
-    from kbqa.embeddings import OnnxEmbedder, ensure_e5_onnx_folder
+    from kbqa.embeddings import OnnxEmbedder
+    from kbqa.model_build import ensure_e5_onnx_folder
 
     return Backend(OnnxEmbedder(ensure_e5_onnx_folder(cache), name="e5-small@onnx-int8"), "int8")
 
@@ -352,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     from bench.__main__ import subset_corpus
-    from kbqa.embeddings import ensure_e5_folder
+    from kbqa.model_build import ensure_e5_folder
     from kbqa.settings import Settings
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]

@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
 
     import httpx
 
-    from kbqa.store import IngestLockError, SchemaVersionError, StoreUnavailableError
+    from kbqa.chroma import StoreUnavailableError
+    from kbqa.locks import IngestLockError
+    from kbqa.schema import SchemaVersionError
 
     def events(name: str, info: dict[str, Any]) -> None:
         if name == "lock_waiting":
@@ -171,11 +173,11 @@ def _run(args: argparse.Namespace, settings, events) -> int:
     }
     report = None
     if args.reindex:
+        from kbqa.chroma import connect_store
         from kbqa.embeddings import make_embedder
-        from kbqa.store import connect
 
         embedder = make_embedder(settings)
-        client = connect(None if settings.chroma_url else settings.store, settings.chroma_url)
+        client = connect_store(settings)
         report = reindex(client, embedder, collection_prefix=settings.collection, inputs=args.inputs,
                          progress=progress, **options)
         _print_report(report)

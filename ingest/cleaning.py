@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from ingest.loaders import SourceDocument, parse_date
+from ingest.dates import parse_date
+from ingest.records import SourceDocument
 from kbqa.types import Document
 
 __all__ = ["clean_document", "normalize_layout", "derive_title", "classify_line"]

@@ -13,7 +13,7 @@ by another origin (compared with symlinks resolved: ``same_origin``) is refused 
 naming both, never written over; the same origin re-ingested is skipped or updated as usual.
 An entry stored without an origin is taken to be the same source, and gets the origin recorded.
 
-Reliability. A run holds the store's ingest lock (``kbqa.store.ingest_lock``) from start to
+Reliability. A run holds the store's ingest lock (``kbqa.locks.ingest_lock``) from start to
 end, so two ingests into one store take turns. It writes in batches of about
 ``write_batch_chunks`` chunks through ``ChunkStore.write_documents``, whose step order leaves
 every interruption repairable, and it first finishes whatever an interrupted run left behind:
@@ -48,23 +48,15 @@ from typing import Any
 
 from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
-from ingest.loaders import LoadFailure, SourceDocument, iter_documents
+from ingest.loaders import is_url, iter_documents
+from ingest.records import LoadFailure, SourceDocument
 from kbqa.embeddings import Embedder
 from kbqa.lexical import tokenize
 from kbqa.retrieval import index_text
-from kbqa.store import (
-    STATE_DELETING,
-    STATE_OK,
-    STATE_WRITING,
-    ChunkStore,
-    DocRecord,
-    IndexedChunk,
-    IngestLock,
-    begin_reindex,
-    end_reindex,
-    ingest_lock,
-)
-from kbqa.types import Chunk, IngestReport, content_hash
+from kbqa.locks import IngestLock, ingest_lock
+from kbqa.schema import begin_reindex, end_reindex
+from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.types import STATE_DELETING, STATE_OK, STATE_WRITING, Chunk, DocRecord, IngestReport, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +75,13 @@ class _Pending:
     is_update: bool
 
 
-def _is_url(value: str) -> bool:
-    return value.strip().lower().startswith(("http://", "https://"))
-
-
 def _covers(inputs: Sequence[str], origin: str) -> bool:
     """Whether a run over ``inputs`` would read ``origin`` (the file, a folder above it, the URL)."""
-    if _is_url(origin):
-        return origin in {i.strip() for i in inputs if _is_url(i)}
+    if is_url(origin):
+        return origin in {i.strip() for i in inputs if is_url(i)}
     path = Path(origin)
     for item in inputs:
-        if _is_url(item):
+        if is_url(item):
             continue
         given = Path(item).expanduser()
         # Loaders record absolute (unresolved) paths; compare resolved too, for symlinked roots.
@@ -108,7 +96,7 @@ def same_origin(stored: str, incoming: str) -> bool:
     (symlinks and ``..`` resolved, so a folder reached another way is still the same source)."""
     if stored == incoming:
         return True
-    if _is_url(stored) or _is_url(incoming):
+    if is_url(stored) or is_url(incoming):
         return False
     return os.path.realpath(stored) == os.path.realpath(incoming)
 
@@ -117,12 +105,12 @@ def _held_elsewhere(item: SourceDocument, held_by: str) -> str:
     """Why ``item`` is refused: its id belongs to a document from another source."""
     if item.kind == "jsonl":
         keep_both = "give this line another id"
-    elif _is_url(item.origin):
+    elif is_url(item.origin):
         keep_both = "ingest the URL into another store"
     else:
         keep_both = "ingest it from a folder in which its relative path (its id) differs"
     gone = ""
-    if not _is_url(held_by) and not os.path.exists(held_by):
+    if not is_url(held_by) and not os.path.exists(held_by):
         gone = " (now gone: if it moved here, --prune on its old folder removes it)"
     return (
         f"document id {item.doc_id!r} is already held by {held_by}{gone}, a different source; not replaced. "
@@ -377,7 +365,7 @@ class IngestPipeline:
         doomed = []
         for doc_id, record in known.items():
             origin = record.origin
-            if _is_url(origin) or not _covers(inputs, origin):
+            if is_url(origin) or not _covers(inputs, origin):
                 continue
             if not Path(origin).exists() or (origin in yielded and doc_id not in yielded[origin]):
                 doomed.append(doc_id)
@@ -394,7 +382,7 @@ def source_inputs(records: Iterable[DocRecord]) -> list[str]:
         origin = r.origin
         if not origin:
             continue
-        if _is_url(origin) or origin.lower().endswith((".jsonl", ".jsonl.gz")) or Path(origin).name == r.doc_id:
+        if is_url(origin) or origin.lower().endswith((".jsonl", ".jsonl.gz")) or Path(origin).name == r.doc_id:
             files.add(origin)
         elif origin.endswith("/" + r.doc_id):
             folders.add(origin[: -len(r.doc_id) - 1])
@@ -410,7 +398,7 @@ def source_inputs(records: Iterable[DocRecord]) -> list[str]:
             return any(root in path.parents for root in roots)
         return path.parent in roots
 
-    files = {f for f in files if _is_url(f) or not read_by_a_folder(f)}
+    files = {f for f in files if is_url(f) or not read_by_a_folder(f)}
     return sorted(folders) + sorted(files)
 
 
@@ -429,7 +417,7 @@ def reindex(
     documents' sources (``source_inputs`` of the old manifest) plus ``inputs``.
 
     Interrupted, it is resumed by running it again: the old manifest survives until the end
-    (``kbqa.store.begin_reindex``). ``options`` go to ``IngestPipeline``.
+    (``kbqa.schema.begin_reindex``). ``options`` go to ``IngestPipeline``.
     """
     t0 = time.perf_counter()
 

@@ -12,11 +12,13 @@ from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthr
 
 from kbqa.answering import ExtractiveAnswerer
 from kbqa.briefing import Briefer, Briefing
+from kbqa.chroma import connect_store
 from kbqa.embeddings import Embedder, make_embedder
+from kbqa.locks import IngestLockError
 from kbqa.retrieval import HybridRetriever, HybridSearcher
 from kbqa.settings import Settings
-from kbqa.store import STATE_OK, ChunkStore, DocRecord, IngestLockError, connect
-from kbqa.types import Answer, IngestReport, SearchResult
+from kbqa.store import ChunkStore
+from kbqa.types import STATE_OK, Answer, DocRecord, IngestReport, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ class KnowledgeBase:
     def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None):
         self.settings = settings or Settings()
         self.embedder = embedder or make_embedder(self.settings)
-        client = connect(None if self.settings.chroma_url else self.settings.store, self.settings.chroma_url)
+        client = connect_store(self.settings)
         self.store = ChunkStore(
             client,
             collection_prefix=self.settings.collection,

@@ -19,8 +19,8 @@ from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
 from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage, key_terms, query_terms
-from kbqa.store import STATE_OK, ChunkStore, DocRecord
-from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id, chunk_ordinal
+from kbqa.store import ChunkStore
+from kbqa.types import STATE_OK, Chunk, DocRecord, Passage, SearchResult, chunk_doc_id, chunk_ordinal
 
 _EXCLUSION_DEPTH = 200
 log = logging.getLogger(__name__)

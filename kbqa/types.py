@@ -71,6 +71,57 @@ class Chunk:
         return f"{self.doc_id}#{self.ordinal}"
 
 
+# Manifest entry states (see ``kbqa.store``'s docstring on crash safety).
+STATE_OK = "ok"
+STATE_WRITING = "writing"
+STATE_DELETING = "deleting"
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """One document's entry in a store's manifest (the ``-docs`` collection)."""
+
+    doc_id: str
+    content_hash: str
+    origin: str
+    title: str
+    source: str
+    date: str | None
+    chunk_count: int
+    state: str = STATE_OK  # "writing"/"deleting": an interrupted write the next ingest finishes
+
+    def to_metadata(self) -> dict:
+        # Chroma's upsert merges metadata into an existing record; None deletes a key, so a
+        # document that lost its date doesn't keep the old one.
+        return {
+            "content_hash": self.content_hash,
+            "origin": self.origin,
+            "title": self.title,
+            "source": self.source,
+            "chunk_count": self.chunk_count,
+            "date": self.date or None,
+            "state": self.state,
+        }
+
+    @classmethod
+    def from_metadata(cls, doc_id: str, meta: dict) -> DocRecord:
+        return cls(
+            doc_id=doc_id,
+            content_hash=meta["content_hash"],
+            origin=meta.get("origin", ""),
+            title=meta.get("title", ""),
+            source=meta.get("source", ""),
+            date=meta.get("date"),
+            chunk_count=int(meta.get("chunk_count", 0)),
+            state=meta.get("state", STATE_OK),
+        )
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever the document's chunks may have changed (the BM25 sync's key)."""
+        return f"{self.state}:{self.content_hash}"
+
+
 @dataclass(frozen=True)
 class Passage:
     """A retrieved chunk with the scores that ranked it."""

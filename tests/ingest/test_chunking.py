@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from ingest.chunking import chunk_document, is_heading_line, split_sentences
 from ingest.cleaning import clean_document
-from ingest.loaders import SourceDocument, iter_documents
+from ingest.loaders import iter_documents
+from ingest.records import SourceDocument
 from kbqa.types import Document
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ from ingest.cleaning import (
     derive_title,
     normalize_layout,
 )
-from ingest.loaders import SourceDocument, iter_documents
+from ingest.loaders import iter_documents
+from ingest.records import SourceDocument
 from kbqa.types import Document
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
-from ingest.loaders import SourceDocument
+from ingest.records import SourceDocument
 
 CHROME = ["15158846557 在线咨询", "所在位置: 首页 > 新闻 > 正文", "时间:2023-08-05 16:33:02 | 来源:网站运营",
           "关键词:锦州,数字", "74", "news", "版权所有© 某网 1997-2025", "关闭", "点击下载Chrome浏览器"]

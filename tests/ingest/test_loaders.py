@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import (
-    LoadFailure,
-    SourceDocument,
-    decode_bytes,
-    iter_documents,
-    parse_date,
-    supported_files,
-)
+from ingest.dates import parse_date
+from ingest.decoding import decode_bytes
+from ingest.discovery import supported_files
+from ingest.loaders import iter_documents
+from ingest.records import LoadFailure, SourceDocument
 
 ZH_SIMPLIFIED = "数字锦州的味道：出关200公里即是锦州。这是一座热情，而有味道的城市。"
 ZH_TRADITIONAL = "數位錦州的味道：出關兩百公里即是錦州。這是一座熱情，而有味道的城市。"
@@ -330,7 +327,7 @@ def test_deeply_nested_html_does_not_crash(tmp_path):
 
 
 def test_plain_fallback_keeps_block_breaks_and_drops_scripts():
-    from ingest.loaders import _scan_html
+    from ingest.formats.html import scan_html as _scan_html
 
     scanner = _scan_html("<div>一<p>二</p><script>三</script><style>四</style>五<br>六<ul><li>七</li><li>八</li></ul>"
                          "<noscript>九</noscript></div>")
@@ -378,7 +375,7 @@ def test_pdf_text_is_extracted_and_line_wraps_rejoined(tmp_path):
 
 
 def test_pdf_reflow_joins_cjk_wraps_without_spaces():
-    from ingest.loaders import _reflow_pdf_page
+    from ingest.formats.pdf import reflow_pdf_page as _reflow_pdf_page
 
     page = ("第一章 总则\n这是一个很长的句子，在PDF里被排版\n换行了，但它仍然是同一个段落。\n"
             "下一段从这里开始，同样很长很长很长\n的一句话也会被折行。\n")

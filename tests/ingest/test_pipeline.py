@@ -278,3 +278,14 @@ def test_cli_list_and_failures_keep_one_row_per_document_whatever_the_file_names
         "right\\u202eto-left.txt", "tab\\tand\\x1bescape.md", "two\\nlines.txt"]
     assert all(len(row.split("\t")) == 4 for row in rows), rows
     assert run.stdout.splitlines()[-1].startswith("3 documents")
+
+
+def test_an_input_of_another_scheme_is_refused_as_a_url_not_read_as_a_path(kb, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trap = tmp_path / "file:" / "etc"
+    trap.mkdir(parents=True)
+    (trap / "passwd").write_text(ARTICLE_A, encoding="utf-8")  # what reading it as a relative path would find
+    report = kb.ingest(["file:///etc/passwd", "ftp://127.0.0.1/pub"])
+    assert not report.added and kb.documents() == []
+    assert [origin for origin, _ in report.failed] == ["file:///etc/passwd", "ftp://127.0.0.1/pub"]
+    assert all("unsupported URL scheme" in reason for _, reason in report.failed), report.failed

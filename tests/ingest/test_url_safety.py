@@ -17,14 +17,9 @@ import time
 
 import pytest
 
-from ingest.loaders import (
-    LoadFailure,
-    SourceDocument,
-    UnsafeURLError,
-    is_public_address,
-    iter_documents,
-    vet_url,
-)
+from ingest.fetch import UnsafeURLError, is_public_address, vet_url
+from ingest.loaders import is_url, iter_documents
+from ingest.records import LoadFailure, SourceDocument
 
 PAGE = "<html><head><title>数字锦州</title></head><body><p>锦州坚持“三个开放”。</p></body></html>"
 
@@ -222,6 +217,18 @@ def test_only_http_and_https(url, network_guard):
         result = fetch(url, allow_private_urls=True)
         assert isinstance(result, LoadFailure) and "unsupported URL scheme" in result.reason
     assert network_guard["connects"] == [] and network_guard["lookups"] == []
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("http://example.org/a", True), ("HTTPS://example.org", True), (" https://example.org ", True),
+    ("file:///etc/passwd", True), ("ftp://127.0.0.1/pub", True), ("svn+ssh://host/repo", True),
+    ("/etc/passwd", False), ("notes.txt", False), ("kb/", False), ("~/docs", False),
+    ("javascript:alert(1)", False), ("//127.0.0.1/x", False), ("c://x", False),
+])
+def test_any_scheme_makes_an_input_a_url_for_the_loader_and_the_pipeline(value, expected):
+    """One rule (``ingest.loaders.is_url``) for both: ``ftp://`` or ``file://`` given as an input is a
+    URL, refused for its scheme by the fetcher, never a local path to read, prune or compare."""
+    assert is_url(value) is expected
 
 
 def test_a_name_that_resolves_to_loopback_is_refused_though_a_server_is_there(server):

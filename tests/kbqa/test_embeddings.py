@@ -24,9 +24,9 @@ from kbqa.embeddings import (
     LangChainEmbeddings,
     OpenAIEmbedder,
     make_embedder,
-    read_e5_q4,
-    require,
 )
+from kbqa.extras import require
+from kbqa.model_build import read_e5_q4
 from kbqa.settings import Settings
 
 TEXTS = [
@@ -75,7 +75,7 @@ def test_e5_folder_is_built_once_under_a_lock(tmp_path: Path) -> None:
     (tmp_path / ".multilingual-e5-small.killed").mkdir()  # what a build killed mid-way leaves
     build = (
         "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
-        "from kbqa.embeddings import ensure_e5_folder; print(ensure_e5_folder(Path(sys.argv[2])))"
+        "from kbqa.model_build import ensure_e5_folder; print(ensure_e5_folder(Path(sys.argv[2])))"
     )
     repo = str(Path(__file__).resolve().parents[2])
     procs = [

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kbqa.embeddings as emb
-from kbqa.embeddings import E5_ONNX_FOLDER, Embedder, OnnxEmbedder, ensure_e5_onnx_folder, make_embedder
+import kbqa.model_build as emb
+from kbqa.embeddings import Embedder, OnnxEmbedder, make_embedder
+from kbqa.model_build import E5_ONNX_FOLDER, ensure_e5_onnx_folder
 from kbqa.settings import Settings
 
 TEXTS = [
@@ -83,7 +84,7 @@ def test_listed_in_the_unknown_embedder_message() -> None:
 _KILLED_BUILD = """
 import sys, time
 from pathlib import Path
-from kbqa.embeddings import _build_once
+from kbqa.model_build import build_once as _build_once
 
 def build(out: Path) -> None:
     (out / "model.onnx").write_bytes(b"half a model")
@@ -132,5 +133,5 @@ def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
         raise RuntimeError("export failed")
 
     with pytest.raises(RuntimeError, match="export failed"):
-        emb._build_once(tmp_path / "thing", broken, extra="onnx")
+        emb.build_once(tmp_path / "thing", broken, extra="onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thing.lock"]

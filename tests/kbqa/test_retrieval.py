@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
+from kbqa.chroma import connect
 from kbqa.retrieval import HybridSearcher
-from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
-from kbqa.types import Chunk
+from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.types import Chunk, DocRecord
 from tests.ingest.reliability import REPO, assert_consistent, run_driver
 from tests.kbqa.test_lexical import QUERIES, assert_same_index
 from tests.web.conftest import serve

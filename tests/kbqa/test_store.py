@@ -7,8 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
-from kbqa.types import Chunk
+from kbqa.chroma import connect
+from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.types import Chunk, DocRecord
 
 DIM = 8
 
@@ -83,3 +84,16 @@ def test_refuses_vectors_of_another_embedder(tmp_path):
 def test_empty_store_queries_return_nothing(store):
     assert store.query(np.ones(DIM, dtype=np.float32), 5) == []
     assert store.get_chunks([]) == {} and store.doc_records() == {}
+
+
+def test_connect_store_picks_the_server_when_settings_name_one(tmp_path):
+    from bench.servers import free_port
+    from kbqa.chroma import StoreUnavailableError, connect_store, describe_location
+    from kbqa.settings import Settings
+
+    embedded = connect_store(Settings(store=tmp_path / "chroma"))
+    assert describe_location(embedded) == str(tmp_path / "chroma")
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreUnavailableError, match=dead):
+        connect_store(Settings(store=tmp_path / "unused", chroma_url=dead))
+    assert not (tmp_path / "unused").exists()

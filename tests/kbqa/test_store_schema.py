@@ -11,16 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kbqa.store as store_module
-from kbqa.store import (
-    SCHEMA_VERSION,
-    ChunkStore,
-    DocRecord,
-    IndexedChunk,
-    SchemaVersionError,
-    connect,
-)
-from kbqa.types import Chunk
+import kbqa.schema as store_module
+from kbqa.chroma import connect
+from kbqa.schema import SCHEMA_VERSION, SchemaVersionError
+from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.types import Chunk, DocRecord
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 8

