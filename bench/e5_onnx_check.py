@@ -217,9 +217,9 @@ def write_results(results: dict[str, Any], out: Path) -> None:
         "# Torch-free e5-small ONNX build (`kbqa.e5_onnx`) against today's",
         "",
         f"{results['date']}, {results['machine']}, load average {results['load_average_at_start']:.2f} at start.",
-        f"Texts: {t['passages']} passages ({t['seed_chunks']} seed chunks, the rest dev chunks as ingest indexes them), "
+        (f"Texts: {t['passages']} passages ({t['seed_chunks']} seed chunks, the rest dev chunks as ingest indexes them), "
         f"{t['long_documents']} long dev documents (truncated at 512 tokens), {t['queries']} dev questions; "
-        "one text a run, as the default embedder.",
+        "one text a run, as the default embedder."),
         "",
         "| comparison | kind | n | min cosine | mean cosine |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -235,10 +235,10 @@ def write_results(results: dict[str, Any], out: Path) -> None:
             r = results[key][kind]
             lines.append(f"| {label} | {kind} | {r['n']} | {r['min']:.7f} | {r['mean']:.7f} |")
     s = results["int8_embed_seconds"]
-    lines += ["", f"int8 embedding of all texts (best of 2, alternating; noisy on a shared 2-core box): today "
+    lines += ["", (f"int8 embedding of all texts (best of 2, alternating; noisy on a shared 2-core box): today "
               f"{s['today']:.1f} s, numpy build {s['numpy']:.1f} s. "
               f"model.onnx: today {results['model_bytes']['today'] / 1e6:.1f} MB, numpy build "
-              f"{results['model_bytes']['numpy'] / 1e6:.1f} MB."]
+              f"{results['model_bytes']['numpy'] / 1e6:.1f} MB.")]
     if "build" in results:
         lines += ["", "(c) Building the int8 folder in a fresh process on an empty cache (wall, imports included):", "",
                   "| path | wall s | peak RSS MB | torch imported | load before |", "| --- | ---: | ---: | --- | ---: |"]

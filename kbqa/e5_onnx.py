@@ -40,7 +40,7 @@ except ImportError:
 
 from kbqa.embeddings import require
 
-__all__ = ["build_e5_onnx_int8", "build_e5_onnx_fp32", "e5_weights_file", "e5_tokenizer_file"]
+__all__ = ["build_e5_onnx_fp32", "build_e5_onnx_int8", "e5_tokenizer_file", "e5_weights_file"]
 
 PAD_ID = 1  # XLM-R's <pad>, also its position padding_idx
 OPSET = 17  # as torch.onnx.export(opset_version=17)
