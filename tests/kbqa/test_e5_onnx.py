@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kbqa.embeddings import E5_ONNX_FOLDER, Embedder, OnnxEmbedder
+from kbqa.embeddings import Embedder, OnnxEmbedder
+from kbqa.model_build import E5_ONNX_FOLDER
 
 pytest.importorskip("onnx", reason="building the int8 model needs the 'onnx' package")
 

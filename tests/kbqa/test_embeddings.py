@@ -26,7 +26,7 @@ from kbqa.embeddings import (
     make_embedder,
 )
 from kbqa.extras import require
-from kbqa.model_build import read_e5_q4
+from kbqa.e5_weights import read_e5_q4
 from kbqa.settings import Settings
 
 TEXTS = [

@@ -99,7 +99,6 @@ def test_killed_build_is_never_used(onnx_embedder: OnnxEmbedder, make_settings, 
     real = make_settings().model_cache
     cache = tmp_path / "models"
     cache.mkdir()
-    (cache / emb.E5_FOLDER).symlink_to(real / emb.E5_FOLDER)  # skip the fp32 folder build
     target = cache / E5_ONNX_FOLDER
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
@@ -117,9 +116,9 @@ def test_killed_build_is_never_used(onnx_embedder: OnnxEmbedder, make_settings, 
     assert len(list(cache.glob(f".{E5_ONNX_FOLDER}.*"))) == 1  # the partial build is left behind
 
     # The next process takes the lock, throws the partial folder away and builds anew; the
-    # real build (export + quantize) is swapped for copying the cached result to stay fast.
+    # real build (graph + quantization) is swapped for copying the cached result to stay fast.
     built = real / E5_ONNX_FOLDER
-    monkeypatch.setattr(emb, "_build_e5_onnx", lambda _source, out: shutil.copytree(built, out, dirs_exist_ok=True))
+    monkeypatch.setattr(emb, "build_e5_onnx_int8", lambda out: shutil.copytree(built, out, dirs_exist_ok=True))
     assert ensure_e5_onnx_folder(cache) == target
     assert not list(cache.glob(f".{E5_ONNX_FOLDER}.*"))
     assert (target / "model.onnx").stat().st_size == (built / "model.onnx").stat().st_size
