@@ -10,11 +10,17 @@ PIP := $(BIN)/pip install --disable-pip-version-check --progress-bar off
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
+# uv installs the app's packages in ~10 s where pip takes ~65 s (bench/results/first_answer.md).
+# The test install stays with pip: torch must be the CPU build pip finds on this machine's disk
+# (uv would fetch PyPI's multi-GB CUDA build).
+$(BIN)/uv: | $(BIN)/python
+	$(PIP) uv
+
 # One stamp per extra set, rebuilt when pyproject.toml changes. The app needs no extra: the
 # default embedder is built without torch. The tests and benchmarks add torch ([st]) for the
 # fp32 reference model and the torch build path they compare against.
-$(VENV)/.app: pyproject.toml | $(BIN)/python
-	$(PIP) -e .
+$(VENV)/.app: pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --python $(BIN)/python -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
