@@ -97,7 +97,7 @@ def rank_ours(kb, questions, **overrides: float) -> list[list[str]]:
 def rank_bm25_docs(corpus: list[dict], questions) -> list[list[str]]:
     from rank_bm25 import BM25Okapi
 
-    from kbqa.lexical import query_terms, tokenize
+    from kbqa.text import query_terms, tokenize
 
     bm25 = BM25Okapi([tokenize(d["text"]) for d in corpus])
     ids = [d["id"] for d in corpus]

@@ -50,8 +50,6 @@ from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
 from ingest.loaders import LoadFailure, SourceDocument, iter_documents
 from kbqa.embeddings import Embedder
-from kbqa.lexical import tokenize
-from kbqa.retrieval import index_text
 from kbqa.store import (
     STATE_DELETING,
     STATE_OK,
@@ -64,6 +62,7 @@ from kbqa.store import (
     end_reindex,
     ingest_lock,
 )
+from kbqa.text import index_text, tokenize
 from kbqa.types import Chunk, IngestReport, content_hash
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from typing import Any
 from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from ingest.chunking import split_sentences
-from kbqa.lexical import coverage, key_terms
+from kbqa.lexical import coverage
 from kbqa.retrieval import passage_from_langchain
+from kbqa.text import key_terms, split_sentences
 from kbqa.types import Answer, Citation, Passage
 
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"

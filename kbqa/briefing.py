@@ -35,9 +35,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.chunking import is_heading_line
 from kbqa.answering import ExtractiveAnswerer, SentenceCandidate, score_sentences
-from kbqa.lexical import coverage, key_terms
+from kbqa.lexical import coverage
+from kbqa.text import is_heading_line, key_terms
 from kbqa.types import Chunk, Citation, Passage
 
 __all__ = ["Briefer", "Briefing", "escape_markdown", "NOTHING_FOUND_TEXT"]

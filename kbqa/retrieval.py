@@ -18,23 +18,13 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
-from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage, key_terms, query_terms
+from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage
 from kbqa.store import STATE_OK, ChunkStore, DocRecord
+from kbqa.text import key_terms, query_terms
 from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id, chunk_ordinal
 
 _EXCLUSION_DEPTH = 200
 log = logging.getLogger(__name__)
-
-
-def index_text(chunk: Chunk) -> str:
-    """What a chunk is indexed as (its vector and its BM25 tokens): its text in the context
-    of title and section.
-
-    Policy chunks deep in a document rarely repeat the document's subject (city, program);
-    the title and section carry it.
-    """
-    context = " ".join(part for part in (chunk.title, chunk.section) if part and part not in chunk.text)
-    return f"{context}\n{chunk.text}" if context else chunk.text
 
 
 def _misfits(corpus: LexicalCorpus, records: dict[str, DocRecord], revision: str) -> list[str]:

@@ -12,9 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
+from kbqa.lexical import LexicalCorpus, LexicalIndex
 from kbqa.retrieval import HybridSearcher
 from kbqa.store import ChunkStore, DocRecord, IndexedChunk, connect
+from kbqa.text import query_terms, tokenize
 from kbqa.types import Chunk
 from tests.ingest.reliability import REPO, assert_consistent, run_driver
 from tests.kbqa.test_lexical import QUERIES, assert_same_index
