@@ -12,33 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from kbqa.lexical import coverage
+from kbqa.evidence import SentenceCandidate, confidence_of, score_sentences
 from kbqa.retrieval import passage_from_langchain
-from kbqa.text import key_terms, split_sentences
+from kbqa.text import key_terms
 from kbqa.types import Answer, Citation, Passage
 
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
 
-_MIN_SENTENCE_CHARS = 6  # headings and fragments like "具体来看。" are no answer
 _NEIGHBOUR_MIN_SCORE = 0.25  # a following sentence joins the answer only if it is on topic
-
-
-@dataclass(frozen=True)
-class SentenceCandidate:
-    passage_index: int
-    position: int  # sentence number within the passage
-    start: int  # offsets into the cleaned document text
-    end: int
-    text: str
-    coverage: float  # share of the question's term weight in the sentence (context half)
-    score: float  # coverage discounted by the passage's rank
 
 
 class ExtractiveAnswerer(Runnable[dict, Answer]):
@@ -96,7 +83,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         if not candidates:
             return self._refusal(question, passages, NOT_FOUND_TEXT, 0.0, t0)
         best = max(candidates, key=lambda c: c.score)
-        confidence = self.confidence(best, considered[best.passage_index], weights)
+        confidence = confidence_of(best, considered[best.passage_index], weights)
         if confidence < self.refusal_threshold:
             return self._refusal(question, passages, NOT_FOUND_TEXT, confidence, t0)
         chosen = self._choose(candidates, best)
@@ -110,17 +97,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             confidence=confidence,
             timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
         )
-
-    @staticmethod
-    def confidence(best: SentenceCandidate, passage: Passage, weights: dict[str, float]) -> float:
-        """How well the evidence covers the question, 0..1: the mean of the best sentence's
-        coverage of the question's content words and its passage's (with title and section).
-
-        The sentence alone misses subjects named only in the heading; the passage alone
-        accepts a passage that mentions everything but answers nothing. The refusal
-        threshold is calibrated on this score (bench/, README "Refusals").
-        """
-        return 0.5 * best.coverage + 0.5 * coverage(weights, passage.chunk.with_context)
 
     def _choose(self, candidates: list[SentenceCandidate], best: SentenceCandidate) -> list[SentenceCandidate]:
         """The best sentence, strong runners-up, and on-topic neighbours of what was chosen.
@@ -162,38 +138,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             passages=tuple(passages),
             confidence=confidence,
             timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
-        )
-
-
-def score_sentences(
-    index: int, passage: Passage, weights: dict[str, float], total: float
-) -> Iterator[SentenceCandidate]:
-    """The sentences of ``passage`` (the ``index``-th retrieved) scored against term ``weights``
-    (``total`` is their sum): coverage, and coverage discounted by the passage's rank.
-
-    Shared by the answerer and the briefer (kbqa/briefing.py), so both judge a sentence alike.
-    """
-    chunk = passage.chunk
-    context = f"{chunk.title} {chunk.section}".lower()
-    rank_prior = 1.0 / (1.0 + 0.15 * index)
-    for position, (start, end) in enumerate(split_sentences(chunk.text)):
-        raw = chunk.text[start:end]
-        text = raw.strip()
-        if len(text) < _MIN_SENTENCE_CHARS:
-            continue
-        lowered = text.lower()
-        # Terms in the sentence count fully; terms only in the title/section count half:
-        # "它们" in a sentence often stands for the subject named in the heading.
-        covered = sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items())
-        begin = chunk.start + start + len(raw) - len(raw.lstrip())
-        yield SentenceCandidate(
-            passage_index=index,
-            position=position,
-            start=begin,
-            end=begin + len(text),
-            text=text,
-            coverage=covered / total,
-            score=(covered / total) * rank_prior,
         )
 
 

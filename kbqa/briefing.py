@@ -7,9 +7,9 @@ longer than ``max_chars_per_point``), followed by a GitHub-flavoured Markdown fo
 
 How points are chosen from the passages retrieved for the topic:
 
-1. every sentence is scored like the answerer scores it (``score_sentences``: idf-weighted
-   coverage of the topic's key terms, terms only in the title/section counting half,
-   discounted by the passage's rank);
+1. every sentence is scored like the answerer scores it (``kbqa.evidence.score_sentences``:
+   idf-weighted coverage of the topic's key terms, terms only in the title/section counting
+   half, discounted by the passage's rank);
 2. refusal as in the answerer: confidence = mean of the best sentence's coverage and its
    passage's; below ``refusal_threshold`` the briefing says the knowledge base holds nothing
    on the topic (``found=False``);
@@ -35,8 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kbqa.answering import ExtractiveAnswerer, SentenceCandidate, score_sentences
-from kbqa.lexical import coverage
+from kbqa.evidence import SentenceCandidate, confidence_of, coverage, score_sentences
 from kbqa.text import is_heading_line, key_terms
 from kbqa.types import Chunk, Citation, Passage
 
@@ -184,7 +183,7 @@ class Briefer:
         confidence = 0.0
         if candidates:
             best = max(candidates, key=lambda c: c.score)
-            confidence = ExtractiveAnswerer.confidence(best, passages[best.passage_index], weights)
+            confidence = confidence_of(best, passages[best.passage_index], weights)
         points = self._choose(candidates, passages, weights) if confidence >= self.refusal_threshold else []
         if points:
             markdown, sources = self._compose(topic, points)

@@ -24,19 +24,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def coverage(weights: dict[str, float], text: str) -> float:
-    """Share of the question's term weight whose terms occur in ``text`` (0..1).
-
-    Substring tests rather than token matches, so segmentation differences between the
-    question and the passage ("云计算" vs "云 计算") don't hide a match.
-    """
-    total = sum(weights.values())
-    if not total:
-        return 0.0
-    lowered = text.lower()
-    return sum(w for term, w in weights.items() if term in lowered) / total
-
-
 class LexicalIndex:
     """A BM25 index over chunks, addressed by chunk id."""
 

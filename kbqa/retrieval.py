@@ -18,7 +18,8 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
-from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage
+from kbqa.evidence import coverage
+from kbqa.lexical import LexicalCorpus, LexicalIndex
 from kbqa.store import STATE_OK, ChunkStore, DocRecord
 from kbqa.text import key_terms, query_terms
 from kbqa.types import Chunk, Passage, SearchResult, chunk_doc_id, chunk_ordinal
