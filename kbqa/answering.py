@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from kbqa.evidence import SentenceCandidate, confidence_of, score_sentences
+from kbqa.evidence import SentenceCandidate, cite, confidence_of, score_sentences
 from kbqa.retrieval import passage_from_langchain
 from kbqa.text import key_terms
 from kbqa.types import Answer, Citation, Passage
@@ -147,28 +147,13 @@ def as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
 
 def _compose(chosen: list[SentenceCandidate], passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
     """Answer text with [n] marks; citations numbered by first use, one per passage."""
-    numbers: dict[int, int] = {}
-    spans: dict[int, list[tuple[int, int]]] = {}
-    parts = []
-    first_use = {}
+    first_use: dict[int, int] = {}
     for rank, cand in enumerate(chosen):
         first_use.setdefault(cand.passage_index, rank)
     # Passages in the order the answer first needs them; sentences in document order.
-    for cand in sorted(chosen, key=lambda c: (first_use[c.passage_index], c.start)):
-        n = numbers.setdefault(cand.passage_index, len(numbers) + 1)
-        spans.setdefault(cand.passage_index, []).append((cand.start, cand.end))
-        parts.append(f"{cand.text}[{n}]")
-    citations = tuple(
-        Citation(
-            n=n,
-            passage=passages[index],
-            start=min(s for s, _ in spans[index]),
-            end=max(e for _, e in spans[index]),
-            spans=tuple(sorted(spans[index])),
-        )
-        for index, n in numbers.items()
-    )
-    return "".join(parts), citations
+    ordered = sorted(chosen, key=lambda c: (first_use[c.passage_index], c.start))
+    numbers, citations = cite((c.passage_index, passages[c.passage_index], (c.start, c.end)) for c in ordered)
+    return "".join(f"{c.text}[{numbers[c.passage_index]}]" for c in ordered), citations
 
 
 def _sentence_pieces(text: str) -> list[str]:

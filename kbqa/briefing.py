@@ -35,7 +35,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kbqa.evidence import SentenceCandidate, confidence_of, coverage, score_sentences
+from kbqa.evidence import (
+    SentenceCandidate,
+    cite,
+    confidence_of,
+    coverage,
+    score_sentences,
+)
 from kbqa.text import is_heading_line, key_terms
 from kbqa.types import Chunk, Citation, Passage
 
@@ -264,15 +270,9 @@ class Briefer:
                 groups[doc_id] = [p for p in in_document_order if p.passage.chunk.doc_id == doc_id]
 
         # Footnotes: one per passage, numbered in order of first appearance.
-        numbers: dict[str, int] = {}
-        spans: dict[str, list[tuple[int, int]]] = {}
-        by_id: dict[str, Passage] = {}
-        for group in groups.values():
-            for p in group:
-                cid = p.passage.chunk.chunk_id
-                numbers.setdefault(cid, len(numbers) + 1)
-                spans.setdefault(cid, []).append((p.candidate.start, p.end))
-                by_id[cid] = p.passage
+        numbers, citations = cite(
+            (p.passage.chunk.chunk_id, p.passage, (p.candidate.start, p.end)) for group in groups.values() for p in group
+        )
 
         lines = self._header(topic)
         basis = f"依据：知识库中 {len(documents)} 篇文档的 {len(numbers)} 段原文；每条要点均为原文摘录，脚注注明出处。"
@@ -289,15 +289,9 @@ class Briefer:
             lines += ["", f"## {heading}", ""]
             lines += [f"- {escape_markdown(p.text)}[^{numbers[p.passage.chunk.chunk_id]}]" for p in group]
         lines.append("")
-        citations = []
-        for cid, n in numbers.items():
-            lines.append(f"[^{n}]: {_footnote(by_id[cid].chunk)}")
-            cited = sorted(spans[cid])
-            citations.append(
-                Citation(n=n, passage=by_id[cid], start=cited[0][0], end=max(e for _, e in cited), spans=tuple(cited))
-            )
+        lines += [f"[^{c.n}]: {_footnote(c.passage.chunk)}" for c in citations]
         lines.append("")
-        return "\n".join(lines), tuple(citations)
+        return "\n".join(lines), citations
 
 
 def _title_with_date(chunk: Chunk) -> str:

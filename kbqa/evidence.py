@@ -1,18 +1,21 @@
 """Evidence scoring on the ground floor: how well a passage, or one of its sentences, covers
-a question's weighted terms.
+a question's weighted terms, and the citations of the spans an answer uses.
 
 Retrieval reranks passages by ``coverage``; the answerer and the briefer score sentences with
-``score_sentences`` and refuse below a threshold on ``confidence_of``, so all three judge
-evidence alike.
+``score_sentences``, refuse below a threshold on ``confidence_of`` and number their
+citations with ``cite``, so all three judge and cite evidence alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kbqa.text import split_sentences
-from kbqa.types import Passage
+from kbqa.types import Citation, Passage
+
+K = TypeVar("K", bound=Hashable)
 
 MIN_SENTENCE_CHARS = 6  # headings and fragments like "具体来看。" are no answer
 
@@ -79,3 +82,18 @@ def confidence_of(best: SentenceCandidate, passage: Passage, weights: dict[str, 
     threshold is calibrated on this score (bench/, README "Refusals").
     """
     return 0.5 * best.coverage + 0.5 * coverage(weights, passage.chunk.with_context)
+
+
+def cite(uses: Iterable[tuple[K, Passage, tuple[int, int]]]) -> tuple[dict[K, int], tuple[Citation, ...]]:
+    """Citations for spans in the order an answer uses them: ``uses`` are (passage key,
+    passage, (start, end)); each passage is numbered [1], [2], … at its first use and cited
+    once, over all of its spans (``Citation.from_spans``). Returns each key's number and the
+    citations in number order."""
+    numbers: dict[K, int] = {}
+    spans: dict[K, list[tuple[int, int]]] = {}
+    passages: dict[K, Passage] = {}
+    for key, passage, span in uses:
+        numbers.setdefault(key, len(numbers) + 1)
+        passages.setdefault(key, passage)
+        spans.setdefault(key, []).append(span)
+    return numbers, tuple(Citation.from_spans(n, passages[key], spans[key]) for key, n in numbers.items())

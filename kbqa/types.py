@@ -9,6 +9,7 @@ retrieved as ``Passage``s (a chunk plus its score), and turned into an ``Answer`
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 
@@ -110,6 +111,16 @@ class Citation:
     start: int
     end: int
     spans: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_spans(cls, n: int, passage: Passage, spans: Iterable[tuple[int, int]]) -> Citation:
+        """Citation ``[n]`` of ``passage`` for the cited sentences at ``spans`` (document
+        offsets): ``start``/``end`` cover them all, ``spans`` lists them in document order.
+        The one way every answerer and the briefer make a citation."""
+        ordered = tuple(sorted(spans))
+        if not ordered:
+            raise ValueError("a citation needs at least one span")
+        return cls(n=n, passage=passage, start=ordered[0][0], end=max(e for _, e in ordered), spans=ordered)
 
     @property
     def quote(self) -> str:
