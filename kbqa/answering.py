@@ -4,14 +4,19 @@ No language model is needed, and nothing can be invented: every answer sentence 
 sentence of a cited passage, quoted verbatim with its ``[n]`` mark. When the evidence does
 not cover the question's content terms well enough, the answer is a refusal (found=False).
 
-The answerer is a LangChain ``Runnable``: ``invoke({"question": ..., "passages": [...]})``,
-where passages are ``Passage`` objects or the LangChain Documents ``HybridRetriever`` returns.
+Sentences are scored against the question's ``QueryTerms``, cut and weighed once by the
+search (``SearchResult.terms``): the answerer does no segmentation or idf lookup of its own.
+
+The answerer is a LangChain ``Runnable``: ``invoke({"question": ..., "passages": [...],
+"terms": QueryTerms})``, where passages are ``Passage`` objects or the LangChain Documents
+``HybridRetriever`` returns. Without ``terms`` (passages from some other retriever) the
+question is cut here and its words weigh alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from langchain_core.documents import Document as LCDocument
@@ -19,8 +24,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from kbqa.evidence import SentenceCandidate, cite, confidence_of, score_sentences
 from kbqa.retrieval import passage_from_langchain
-from kbqa.text import key_terms
-from kbqa.types import Answer, Citation, Passage
+from kbqa.text import cut_question
+from kbqa.types import Answer, Citation, Passage, QueryTerms
 
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
@@ -31,7 +36,6 @@ _NEIGHBOUR_MIN_SCORE = 0.25  # a following sentence joins the answer only if it 
 class ExtractiveAnswerer(Runnable[dict, Answer]):
     def __init__(
         self,
-        idf: Callable[[str], float],
         *,
         refusal_threshold: float = 0.5,
         max_sentences: int = 3,
@@ -42,7 +46,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             raise ValueError("refusal_threshold must be within [0, 1]")
         if max_sentences < 1 or max_chars < 20 or passages_considered < 1:
             raise ValueError("max_sentences, max_chars and passages_considered are too small")
-        self.idf = idf
         self.refusal_threshold = refusal_threshold
         self.max_sentences = max_sentences
         self.max_chars = max_chars
@@ -50,7 +53,9 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
 
     # --- Runnable ------------------------------------------------------------------------
     def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
-        return self.answer(input["question"], as_passages(input.get("passages", ())))
+        question = input["question"]
+        terms = input.get("terms") or cut_question(question)
+        return self.answer(question, as_passages(input.get("passages", ())), terms)
 
     def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
         """Yields the answer growing sentence by sentence; the last item is the full answer."""
@@ -71,13 +76,13 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         yield final
 
     # --- the work ------------------------------------------------------------------------
-    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+    def answer(self, question: str, passages: Sequence[Passage], terms: QueryTerms) -> Answer:
+        """The answer to ``question`` from ``passages`` (best first), judged by ``terms``."""
         t0 = time.perf_counter()
-        terms = key_terms(question)
-        if not terms:
+        weights = terms.weights
+        if not weights:
             return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0)
-        weights = {t: self.idf(t) for t in terms}
-        total = sum(weights.values())
+        total = terms.total
         considered = list(passages[: self.passages_considered])
         candidates = [c for i, p in enumerate(considered) for c in score_sentences(i, p, weights, total)]
         if not candidates:

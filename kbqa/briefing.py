@@ -42,8 +42,8 @@ from kbqa.evidence import (
     coverage,
     score_sentences,
 )
-from kbqa.text import is_heading_line, key_terms
-from kbqa.types import Chunk, Citation, Passage
+from kbqa.text import cut_question, is_heading_line
+from kbqa.types import Chunk, Citation, Passage, QueryTerms
 
 __all__ = ["Briefer", "Briefing", "escape_markdown", "NOTHING_FOUND_TEXT"]
 
@@ -175,14 +175,19 @@ class Briefer:
         self.near_duplicate = near_duplicate
         self.clock = clock
 
-    def run(self, topic: str, passages: Sequence[Passage], idf: Callable[[str], float]) -> Briefing:
-        """The briefing on ``topic`` from ``passages`` (best first); ``idf(term)`` weighs terms."""
+    def run(
+        self, topic: str, passages: Sequence[Passage], terms: QueryTerms | Callable[[str], float]
+    ) -> Briefing:
+        """The briefing on ``topic`` from ``passages`` (best first), judged by ``terms``: the
+        topic's ``QueryTerms`` as the search weighed them (``SearchResult.terms``), or, for
+        passages from elsewhere, a function weighing each of the topic's key words."""
         t0 = time.perf_counter()
         topic = topic.strip()
         passages = list(passages)
-        terms = key_terms(topic)
-        weights = {t: idf(t) for t in terms}
-        total = sum(weights.values())
+        if not isinstance(terms, QueryTerms):
+            terms = cut_question(topic).weighted(terms)
+        weights = terms.weights
+        total = terms.total
         candidates = (
             [c for i, p in enumerate(passages) for c in score_sentences(i, p, weights, total)] if total > 0 else []
         )

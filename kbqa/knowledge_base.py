@@ -8,7 +8,7 @@ from dataclasses import replace
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 
-from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda
 
 from kbqa.answering import ExtractiveAnswerer
 from kbqa.briefing import Briefer, Briefing
@@ -45,11 +45,8 @@ class KnowledgeBase:
 
     @cached_property
     def answerer(self) -> ExtractiveAnswerer:
-        # idf is looked up through the searcher at call time, so it follows index rebuilds.
-        return ExtractiveAnswerer(
-            lambda term: self.searcher.lexical_index().idf(term),
-            refusal_threshold=self.settings.refusal_threshold,
-        )
+        # The question's terms and weights come with each search result (found.terms).
+        return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
 
     # --- ingestion -----------------------------------------------------------------------
     def ingest(self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False) -> IngestReport:
@@ -135,7 +132,7 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         found = self.searcher.search(question, self._k(k))
         previous = None
-        for partial in self.answerer.stream({"question": question, "passages": found.passages}):
+        for partial in self.answerer.stream({"question": question, "passages": found.passages, "terms": found.terms}):
             if previous is not None:
                 yield previous
             previous = partial
@@ -151,7 +148,7 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         found = self.searcher.search(topic, self._k(k))
         briefer = Briefer(refusal_threshold=self.settings.refusal_threshold)
-        briefing = briefer.run(topic, found.passages, self.searcher.lexical_index().idf)
+        briefing = briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return replace(briefing, timings_ms=timings)
@@ -161,8 +158,12 @@ class KnowledgeBase:
         return HybridRetriever(searcher=self.searcher, k=self._k(k))
 
     def chain(self, k: int | None = None) -> Runnable:
-        """question -> Answer, as a LangChain chain: ``{question, passages} | answerer``."""
-        return (
-            RunnableParallel(question=RunnablePassthrough(), passages=self.retriever(k))
-            | self.answerer
-        )
+        """question -> Answer, as a LangChain chain: ``search | answerer``, the search handing
+        on the passages and the question's weighed terms (``{question, passages, terms}``)."""
+        k = self._k(k)
+
+        def search(question: str) -> dict:
+            found = self.searcher.search(question, k)
+            return {"question": question, "passages": found.passages, "terms": found.terms}
+
+        return RunnableLambda(search, name="search") | self.answerer

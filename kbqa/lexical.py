@@ -97,9 +97,6 @@ class LexicalIndex:
         df = self._doc_frequency(term)
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
-    def term_weights(self, terms: Sequence[str]) -> dict[str, float]:
-        return {t: self.idf(t) for t in terms}
-
     def search(self, terms: Sequence[str], k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best ``k`` chunks with a positive score."""
         if self._bm25 is None:

@@ -8,23 +8,23 @@ or a term means the same thing to the writer and to the readers.
   brackets stay with their sentence) and at newlines; ``is_heading_line`` is the rule for a
   short standalone heading line (a chunk's ``section``; never a briefing point).
 * ``tokenize`` gives a text's index tokens (jieba's search mode: compound words plus their
-  parts, so "云计算" also matches "计算"); ``query_terms`` a question's BM25 terms and
-  ``key_terms`` its key words for coverage tests.
+  parts, so "云计算" also matches "计算"); ``cut_question`` cuts a question once into its BM25
+  terms and its key words (``QueryTerms``), which the search weighs and carries forward.
 * ``index_text`` is what a chunk is indexed as (its vector and its BM25 tokens).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from kbqa.types import Chunk
+from kbqa.types import Chunk, QueryTerms
 
 __all__ = [
     "STOPWORDS",
+    "cut_question",
     "index_text",
     "is_heading_line",
-    "key_terms",
     "query_terms",
     "split_sentences",
     "tokenize",
@@ -113,28 +113,55 @@ def _segmenter():
     return _jieba
 
 
-def tokenize(text: str) -> list[str]:
-    """Index tokens: lower-cased jieba search-mode words, punctuation and whitespace dropped."""
-    return [t for t in (w.strip().lower() for w in _segmenter().cut_for_search(text)) if t and _TOKEN_OK.search(t)]
+def _words(text: str) -> list[str]:
+    """jieba's precise-mode words (HMM on): the one segmentation everything below derives from."""
+    return list(_segmenter().cut(text))
+
+
+def _with_parts(words: Iterable[str]) -> Iterator[str]:
+    """Search mode over words already cut: each word preceded by its 2- and 3-character parts
+    that are dictionary words. This is jieba's own ``cut_for_search`` step by step (tested
+    against it), so a question cut once yields both its search terms and its key words."""
+    known = _segmenter().get_FREQ
+    for w in words:
+        if len(w) > 2:
+            for i in range(len(w) - 1):
+                if known(w[i : i + 2]):
+                    yield w[i : i + 2]
+        if len(w) > 3:
+            for i in range(len(w) - 2):
+                if known(w[i : i + 3]):
+                    yield w[i : i + 3]
+        yield w
+
+
+def _clean(words: Iterable[str]) -> list[str]:
+    """Lower-cased, punctuation and whitespace dropped."""
+    return [t for t in (w.strip().lower() for w in words) if t and _TOKEN_OK.search(t)]
 
 
 def _content(tokens: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(t for t in tokens if t not in STOPWORDS))
 
 
+def tokenize(text: str) -> list[str]:
+    """Index tokens: lower-cased jieba search-mode words, punctuation and whitespace dropped."""
+    return _clean(_with_parts(_words(text)))
+
+
+def cut_question(text: str) -> QueryTerms:
+    """A question cut once: its BM25 terms (search mode: words and their parts) and its key
+    words for coverage tests (precise mode: search mode's overlapping parts, "北京市" -> 北京,
+    京市, 北京市, would count one missing word three times), stopwords out. Every key word
+    weighs 1.0 until the search weighs them by idf (``QueryTerms.weighted``)."""
+    words = _words(text)
+    key = _content(_clean(words))
+    return QueryTerms(text=text, search=tuple(_content(_clean(_with_parts(words)))), weights=dict.fromkeys(key, 1.0))
+
+
 def query_terms(text: str) -> list[str]:
     """Distinct content terms of a question for BM25 (search mode: words and their parts)."""
-    return _content(tokenize(text))
-
-
-def key_terms(text: str) -> list[str]:
-    """Distinct content words of a question for coverage tests (jieba's precise mode).
-
-    Search mode's overlapping parts ("北京市" -> 北京, 京市, 北京市) would count one missing
-    word three times.
-    """
-    words = (w.strip().lower() for w in _segmenter().cut(text))
-    return _content(w for w in words if w and _TOKEN_OK.search(w))
+    return list(cut_question(text).search)
 
 
 # --- what a chunk is indexed as ---------------------------------------------------------------

@@ -3,14 +3,15 @@
 Data flows one way: a source file or URL is read into a ``Document`` (cleaned text plus
 metadata), split into ``Chunk``s with character offsets into that cleaned text, indexed,
 retrieved as ``Passage``s (a chunk plus its score), and turned into an ``Answer`` whose
-``Citation``s point back at exact character spans.
+``Citation``s point back at exact character spans. A question is cut and weighed once, into
+``QueryTerms`` that the ``SearchResult`` carries to the answerer and the briefer.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 
 
 def content_hash(*parts: str) -> str:
@@ -169,9 +170,28 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class QueryTerms:
+    """A question cut once (``kbqa.text.cut_question``) and weighed once (by the BM25 index's
+    idf, when the search runs): what BM25 looks up, and what coverage is measured by."""
+
+    text: str
+    search: tuple[str, ...] = ()  # BM25 terms: jieba search mode (words and their parts), distinct
+    weights: dict[str, float] = field(default_factory=dict)  # key words (precise mode) -> weight
+
+    @property
+    def total(self) -> float:
+        return sum(self.weights.values())
+
+    def weighted(self, weigh: Callable[[str], float]) -> QueryTerms:
+        """The same terms with each key word weighed by ``weigh(word)``."""
+        return replace(self, weights={t: weigh(t) for t in self.weights})
+
+
+@dataclass(frozen=True)
 class SearchResult:
     query: str
     passages: tuple[Passage, ...]
+    terms: QueryTerms  # the query's terms, weighed by the index the passages came from
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
