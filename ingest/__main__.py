@@ -156,38 +156,26 @@ def _reindex_command(settings) -> str:
 
 
 def _run(args: argparse.Namespace, settings, events) -> int:
-    from ingest.pipeline import IngestPipeline, reindex
+    """The command, through the facade only (``KnowledgeBase``), as any Python caller would."""
+    # The heavy stack, only once the flags are known to be good.
     from kbqa.knowledge_base import KnowledgeBase
 
     progress = not args.no_progress and sys.stderr.isatty()
-    options = {
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "write_batch_chunks": args.write_batch,
-        "lock_timeout": args.lock_timeout,
-        "allow_private_urls": settings.allow_private_urls,
-        "follow_symlinks": settings.follow_symlinks,
-        "on_event": events,
-    }
+    writes = {"lock_timeout": args.lock_timeout, "on_event": events}
     report = None
     if args.reindex:
-        from kbqa.embeddings import make_embedder
-        from kbqa.store import connect
-
-        embedder = make_embedder(settings)
-        client = connect(None if settings.chroma_url else settings.store, settings.chroma_url)
-        report = reindex(client, embedder, collection_prefix=settings.collection, inputs=args.inputs,
-                         progress=progress, **options)
+        kb, report = KnowledgeBase.reindex(
+            settings, args.inputs, progress=progress, write_batch_chunks=args.write_batch, **writes
+        )
         _print_report(report)
-        kb = KnowledgeBase(settings, embedder=embedder)
     else:
         kb = KnowledgeBase(settings)
-    pipeline = IngestPipeline(kb.store, kb.embedder, **options)
     if args.remove:
-        pipeline.remove(args.remove)
+        kb.remove(args.remove, **writes)
         print(f"removed {len(args.remove)} document(s)")
     if args.inputs and not args.reindex:
-        report = pipeline.run(args.inputs, prune=args.prune, progress=progress)
+        report = kb.ingest(args.inputs, prune=args.prune, progress=progress, write_batch_chunks=args.write_batch,
+                           **writes)
         _print_report(report)
     if args.list:
         for record in kb.documents(complete_only=False):

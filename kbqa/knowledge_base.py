@@ -1,15 +1,20 @@
-"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on."""
+"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on.
+
+It stands above ingest and answering: ``python -m ingest``, ``app.py`` and ``web/`` reach the
+store, the pipeline and the answerers only through it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import cached_property
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from ingest.pipeline import EventHook, IngestPipeline, reindex
 from kbqa.answering import ExtractiveAnswerer
 from kbqa.briefing import Briefer, Briefing
 from kbqa.embeddings import Embedder, make_embedder
@@ -25,11 +30,17 @@ class QuestionError(ValueError):
     """A question the system refuses to process (empty, too long); the message says why."""
 
 
+def _client(settings: Settings):
+    """The Chroma client the settings name: the server when ``chroma_url`` is set, else the
+    embedded store (``settings_from_flags`` clears the URL when a CLI is given ``--store``)."""
+    return connect(None if settings.chroma_url else settings.store, settings.chroma_url)
+
+
 class KnowledgeBase:
     def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None):
         self.settings = settings or Settings()
         self.embedder = embedder or make_embedder(self.settings)
-        client = connect(None if self.settings.chroma_url else self.settings.store, self.settings.chroma_url)
+        client = _client(self.settings)
         self.store = ChunkStore(
             client,
             collection_prefix=self.settings.collection,
@@ -49,21 +60,84 @@ class KnowledgeBase:
         return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
 
     # --- ingestion -----------------------------------------------------------------------
-    def ingest(self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False) -> IngestReport:
-        from ingest.pipeline import IngestPipeline  # ingest sits upstream; imported on use
+    # Every write holds the store's ingest lock, waiting up to ``lock_timeout`` seconds for
+    # another ingest (IngestLockError beyond); ``on_event`` receives the pipeline's events
+    # (ingest/pipeline.py); ``write_batch_chunks`` is how much a killed ingest redoes at most.
 
-        pipeline = IngestPipeline(
-            self.store,
-            self.embedder,
-            chunk_size=self.settings.chunk_size,
-            chunk_overlap=self.settings.chunk_overlap,
-            allow_private_urls=self.settings.allow_private_urls,
-            follow_symlinks=self.settings.follow_symlinks,
-        )
+    @staticmethod
+    def _pipeline_options(
+        settings: Settings, *, lock_timeout: float, on_event: EventHook | None, write_batch_chunks: int = 256
+    ) -> dict:
+        return {
+            "chunk_size": settings.chunk_size,
+            "chunk_overlap": settings.chunk_overlap,
+            "allow_private_urls": settings.allow_private_urls,
+            "follow_symlinks": settings.follow_symlinks,
+            "lock_timeout": lock_timeout,
+            "write_batch_chunks": write_batch_chunks,
+            "on_event": on_event,
+        }
+
+    def _pipeline(self, **writes) -> IngestPipeline:
+        return IngestPipeline(self.store, self.embedder, **self._pipeline_options(self.settings, **writes))
+
+    def ingest(
+        self,
+        inputs: Sequence[str],
+        *,
+        prune: bool = False,
+        progress: bool = False,
+        lock_timeout: float = 0.0,
+        write_batch_chunks: int = 256,
+        on_event: EventHook | None = None,
+    ) -> IngestReport:
+        """Ingest files, folders, .jsonl corpora and URLs; ``prune`` also removes documents
+        whose files under ``inputs`` are gone."""
+        pipeline = self._pipeline(lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks)
         try:
             return pipeline.run(inputs, prune=prune, progress=progress)
         finally:
             self.searcher.invalidate()
+
+    def remove(
+        self, doc_ids: Sequence[str], *, lock_timeout: float = 0.0, on_event: EventHook | None = None
+    ) -> IngestReport:
+        """Remove documents (and their chunks) by id."""
+        pipeline = self._pipeline(lock_timeout=lock_timeout, on_event=on_event)
+        try:
+            return pipeline.remove(doc_ids)
+        finally:
+            self.searcher.invalidate()
+
+    @classmethod
+    def reindex(
+        cls,
+        settings: Settings | None = None,
+        inputs: Sequence[str] = (),
+        *,
+        embedder: Embedder | None = None,
+        progress: bool = False,
+        lock_timeout: float = 0.0,
+        write_batch_chunks: int = 256,
+        on_event: EventHook | None = None,
+    ) -> tuple[KnowledgeBase, IngestReport]:
+        """Rebuild this embedder's collections at the current schema from the documents' own
+        sources plus ``inputs`` (ingest.pipeline.reindex); the knowledge base on the rebuilt
+        store and the report. A class method: a store that needs it can't be opened before
+        (SchemaVersionError). Interrupted, it is finished by running it again."""
+        settings = settings or Settings()
+        embedder = embedder or make_embedder(settings)
+        report = reindex(
+            _client(settings),
+            embedder,
+            collection_prefix=settings.collection,
+            inputs=inputs,
+            progress=progress,
+            **cls._pipeline_options(
+                settings, lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks
+            ),
+        )
+        return cls(settings, embedder=embedder), report
 
     def ensure_seeded(self) -> IngestReport | None:
         """Ingest the demo ``kb/`` folder when the store is empty; None when it was not.
