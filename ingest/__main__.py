@@ -54,18 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace):
-    from kbqa.settings import Settings
+_SETTINGS_FLAGS = ("store", "chroma_url", "embedder", "chunk_size", "chunk_overlap", "follow_symlinks")
 
-    flags = {
-        "store": args.store,
-        "chroma_url": args.chroma_url,
-        "embedder": args.embedder,
-        "chunk_size": args.chunk_size,
-        "chunk_overlap": args.chunk_overlap,
-        "follow_symlinks": args.follow_symlinks,
-    }
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+def settings_from_args(args: argparse.Namespace):
+    """The settings these flags give, read as ``python app.py`` reads its own
+    (``kbqa.settings.settings_from_flags``: e.g. ``--store`` wins over ``KB_CHROMA_URL``)."""
+    # Imported after parsing: --help imports nothing.
+    from kbqa.settings import settings_from_flags
+
+    return settings_from_flags({name: getattr(args, name) for name in _SETTINGS_FLAGS})
 
 
 # C0/C1 controls (newline, tab, escape ...), line/paragraph separators, bidi overrides and
@@ -104,11 +102,9 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
         parser.error("give inputs to ingest, --list, --remove or --reindex")
     if args.lock_timeout < 0 or args.write_batch < 1:
         parser.error("--lock-timeout must be >= 0 and --write-batch >= 1")
-    from pydantic import ValidationError
-
     try:
         settings = settings_from_args(args)
-    except ValidationError as exc:
+    except ValueError as exc:
         parser.error(str(exc))
 
     import httpx
