@@ -1,9 +1,10 @@
 """Sentence-aware chunking of cleaned documents with exact character offsets.
 
 Sentences and heading lines are those of ``kbqa.text`` (``split_sentences``,
-``is_heading_line``), which the answerer and the briefer cut by too. ``chunk_document`` packs whole
-sentences greedily into chunks of at most ``chunk_size`` characters; short standalone
-heading lines open a new chunk and become the ``section`` of the chunks below them.
+``is_heading_line``), which the answerer and the briefer cut by too. ``chunk_document``
+packs whole sentences greedily into chunks of at most ``chunk_size`` characters; short
+standalone heading lines open a new chunk and become the ``section`` of the chunks below
+them.
 
 The packer is hand-written rather than langchain-text-splitters' RecursiveCharacterTextSplitter
 because that splitter (a) locates chunks back in the source with ``str.find`` (wrong
