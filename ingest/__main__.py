@@ -54,18 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace):
-    from kbqa.settings import Settings
+_SETTINGS_FLAGS = ("store", "chroma_url", "embedder", "chunk_size", "chunk_overlap", "follow_symlinks")
 
-    flags = {
-        "store": args.store,
-        "chroma_url": args.chroma_url,
-        "embedder": args.embedder,
-        "chunk_size": args.chunk_size,
-        "chunk_overlap": args.chunk_overlap,
-        "follow_symlinks": args.follow_symlinks,
-    }
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+def settings_from_args(args: argparse.Namespace):
+    """The settings these flags give, read as ``python app.py`` reads its own
+    (``kbqa.settings.settings_from_flags``: e.g. ``--store`` wins over ``KB_CHROMA_URL``)."""
+    # Imported after parsing: --help imports nothing.
+    from kbqa.settings import settings_from_flags
+
+    return settings_from_flags({name: getattr(args, name) for name in _SETTINGS_FLAGS})
 
 
 # C0/C1 controls (newline, tab, escape ...), line/paragraph separators, bidi overrides and
@@ -104,11 +102,9 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
         parser.error("give inputs to ingest, --list, --remove or --reindex")
     if args.lock_timeout < 0 or args.write_batch < 1:
         parser.error("--lock-timeout must be >= 0 and --write-batch >= 1")
-    from pydantic import ValidationError
-
     try:
         settings = settings_from_args(args)
-    except ValidationError as exc:
+    except ValueError as exc:
         parser.error(str(exc))
 
     import httpx
@@ -158,38 +154,26 @@ def _reindex_command(settings) -> str:
 
 
 def _run(args: argparse.Namespace, settings, events) -> int:
-    from ingest.pipeline import IngestPipeline, reindex
+    """The command, through the facade only (``KnowledgeBase``), as any Python caller would."""
+    # The heavy stack, only once the flags are known to be good.
     from kbqa.knowledge_base import KnowledgeBase
 
     progress = not args.no_progress and sys.stderr.isatty()
-    options = {
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "write_batch_chunks": args.write_batch,
-        "lock_timeout": args.lock_timeout,
-        "allow_private_urls": settings.allow_private_urls,
-        "follow_symlinks": settings.follow_symlinks,
-        "on_event": events,
-    }
+    writes = {"lock_timeout": args.lock_timeout, "on_event": events}
     report = None
     if args.reindex:
-        from kbqa.chroma import connect_store
-        from kbqa.embeddings import make_embedder
-
-        embedder = make_embedder(settings)
-        client = connect_store(settings)
-        report = reindex(client, embedder, collection_prefix=settings.collection, inputs=args.inputs,
-                         progress=progress, **options)
+        kb, report = KnowledgeBase.reindex(
+            settings, args.inputs, progress=progress, write_batch_chunks=args.write_batch, **writes
+        )
         _print_report(report)
-        kb = KnowledgeBase(settings, embedder=embedder)
     else:
         kb = KnowledgeBase(settings)
-    pipeline = IngestPipeline(kb.store, kb.embedder, **options)
     if args.remove:
-        pipeline.remove(args.remove)
+        kb.remove(args.remove, **writes)
         print(f"removed {len(args.remove)} document(s)")
     if args.inputs and not args.reindex:
-        report = pipeline.run(args.inputs, prune=args.prune, progress=progress)
+        report = kb.ingest(args.inputs, prune=args.prune, progress=progress, write_batch_chunks=args.write_batch,
+                           **writes)
         _print_report(report)
     if args.list:
         for record in kb.documents(complete_only=False):

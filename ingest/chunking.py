@@ -1,9 +1,10 @@
 """Sentence-aware chunking of cleaned documents with exact character offsets.
 
-``split_sentences`` cuts after Chinese/Latin sentence punctuation (closing quotes and
-brackets stay with their sentence) and at newlines. ``chunk_document`` packs whole
-sentences greedily into chunks of at most ``chunk_size`` characters; short standalone
-heading lines open a new chunk and become the ``section`` of the chunks below them.
+Sentences and heading lines are those of ``kbqa.text`` (``split_sentences``,
+``is_heading_line``), which the answerer and the briefer cut by too. ``chunk_document``
+packs whole sentences greedily into chunks of at most ``chunk_size`` characters; short
+standalone heading lines open a new chunk and become the ``section`` of the chunks below
+them.
 
 The packer is hand-written rather than langchain-text-splitters' RecursiveCharacterTextSplitter
 because that splitter (a) locates chunks back in the source with ``str.find`` (wrong
@@ -17,60 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kbqa.text import is_heading_line, split_sentences
 from kbqa.types import Chunk, Document
 
-__all__ = ["split_sentences", "chunk_document", "is_heading_line"]
-
-_CLOSERS = "”’」』）)\\]】》〉\"'"
-_CJK_TERM = "。！？；…"
-_ANY_TERM = "。！？；…!?;"
-
-_BOUNDARY = re.compile(
-    rf"""
-    (?:
-        [{_CJK_TERM}][{_ANY_TERM}]*                 # 。！？；…… (runs like ！？ or ……)
-      | [!?;][{_ANY_TERM}]*(?![A-Za-z0-9_.\-/%&]*=)      # ASCII !?; but not a URL query "?id=1"
-      | \.+(?=[\s{_CLOSERS}]|\Z)                    # Latin period only before space/closer/end (not 2.5)
-    )
-    [{_CLOSERS}]*                                   # closing quotes/brackets stay with the sentence
-    \s*                                             # trailing whitespace, newlines included
-  | \n\s*                                           # a newline ends a sentence too
-    """,
-    re.X,
-)
+__all__ = ["chunk_document"]
 
 _CLAUSE_BREAK = re.compile(r"[，、,：:；;）)》」』”]+\s*|\s+")
-
-_HEADING_FORBIDDEN = re.compile(r"[。！？；:：!?;，,]")
-_LIST_ITEM = re.compile(r"^(?:[-*+•·●○■□▪◆◇►▶√✓]\s*|\d{1,3}\s*[.．、)）]\s*|[(（]\d{1,3}[)）]\s*|[①-⑳])")
-_HEADING_MAX = 24
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) spans that cover ``text`` exactly, in order; each ends after its
-    terminator, closing quotes and trailing whitespace."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    for m in _BOUNDARY.finditer(text):
-        if m.end() <= pos:
-            continue
-        spans.append((pos, m.end()))
-        pos = m.end()
-    if pos < len(text):
-        spans.append((pos, len(text)))
-    return spans
-
-
-def is_heading_line(line: str) -> bool:
-    """A short standalone heading: ≤ 24 chars, no sentence/clause punctuation, not a list item."""
-    s = line.strip()
-    return (
-        0 < len(s) <= _HEADING_MAX
-        and not _HEADING_FORBIDDEN.search(s)
-        and not s.endswith(("、", "…"))
-        and not _LIST_ITEM.match(s)
-        and sum(1 for c in s if c.isalpha()) >= 2
-    )
 
 
 @dataclass(frozen=True)

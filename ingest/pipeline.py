@@ -42,6 +42,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,10 @@ from ingest.cleaning import clean_document
 from ingest.loaders import is_url, iter_documents
 from ingest.records import LoadFailure, SourceDocument
 from kbqa.embeddings import Embedder
-from kbqa.lexical import tokenize
-from kbqa.retrieval import index_text
 from kbqa.locks import IngestLock, ingest_lock
 from kbqa.schema import begin_reindex, end_reindex
 from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.text import index_text, tokenize
 from kbqa.types import STATE_DELETING, STATE_OK, STATE_WRITING, Chunk, DocRecord, IngestReport, content_hash
 
 log = logging.getLogger(__name__)
@@ -165,30 +165,38 @@ class IngestPipeline:
         if self.on_event is not None:
             self.on_event(event, info)
 
-    def run(self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False) -> IngestReport:
-        t0 = time.perf_counter()
-        lock = self.store.ingest_lock()
-        _acquire(lock, self.lock_timeout, self._emit)
+    @contextmanager
+    def _holding(self, lock: IngestLock | None) -> Iterator[None]:
+        """Hold the store's ingest lock for one run: ``lock`` when the caller already holds it
+        (``reindex`` holds it across its steps; it is checked, not released, here), else the
+        store's lock, taken (waiting up to ``lock_timeout``) and released here."""
+        taken = lock is None
+        if taken:
+            lock = self.store.ingest_lock()
+            _acquire(lock, self.lock_timeout, self._emit)
         self._lock = lock
         try:
-            report = self._run(inputs, prune=prune, progress=progress)
+            yield
         finally:
             self._lock = None
-            lock.release()
+            if taken:
+                lock.release()
+
+    def run(
+        self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False, lock: IngestLock | None = None
+    ) -> IngestReport:
+        """Ingest ``inputs`` (see the module docstring) under the ingest lock (``_holding``)."""
+        t0 = time.perf_counter()
+        with self._holding(lock):
+            report = self._run(inputs, prune=prune, progress=progress)
         report.seconds = time.perf_counter() - t0
         return report
 
-    def remove(self, doc_ids: Sequence[str]) -> IngestReport:
-        """Remove documents (and their chunks) under the ingest lock."""
+    def remove(self, doc_ids: Sequence[str], *, lock: IngestLock | None = None) -> IngestReport:
+        """Remove documents (and their chunks) under the ingest lock (``_holding``)."""
         report = IngestReport()
-        lock = self.store.ingest_lock()
-        _acquire(lock, self.lock_timeout, self._emit)
-        self._lock = lock
-        try:
+        with self._holding(lock):
             self._remove(list(dict.fromkeys(doc_ids)), report)
-        finally:
-            self._lock = None
-            lock.release()
         return report
 
     def _run(self, inputs: Sequence[str], *, prune: bool, progress: bool) -> IngestReport:
@@ -432,10 +440,9 @@ def reindex(
         planned = begin_reindex(client, collection_prefix=collection_prefix, embedder_name=embedder.name)
         store = ChunkStore(client, collection_prefix=collection_prefix, embedder_name=embedder.name, dim=embedder.dim)
         pipeline = IngestPipeline(store, embedder, lock_timeout=lock_timeout, on_event=on_event, **options)
-        pipeline._lock = lock
         sources = list(dict.fromkeys([*inputs, *source_inputs(planned)]))
         log.info("reindexing %d documents from %s", len(planned), sources)
-        report = pipeline._run(sources, prune=False, progress=progress)
+        report = pipeline.run(sources, prune=False, progress=progress, lock=lock)
         end_reindex(client, collection_prefix=collection_prefix, embedder_name=embedder.name)
     finally:
         lock.release()

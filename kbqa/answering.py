@@ -4,47 +4,38 @@ No language model is needed, and nothing can be invented: every answer sentence 
 sentence of a cited passage, quoted verbatim with its ``[n]`` mark. When the evidence does
 not cover the question's content terms well enough, the answer is a refusal (found=False).
 
-The answerer is a LangChain ``Runnable``: ``invoke({"question": ..., "passages": [...]})``,
-where passages are ``Passage`` objects or the LangChain Documents ``HybridRetriever`` returns.
+Sentences are scored against the question's ``QueryTerms``, cut and weighed once by the
+search (``SearchResult.terms``): the answerer does no segmentation or idf lookup of its own.
+
+The answerer is a LangChain ``Runnable``: ``invoke({"question": ..., "passages": [...],
+"terms": QueryTerms})``, where passages are ``Passage`` objects or the LangChain Documents
+``HybridRetriever`` returns. Without ``terms`` (passages from some other retriever) the
+question is cut here and its words weigh alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from ingest.chunking import split_sentences
-from kbqa.lexical import coverage, key_terms
+from kbqa.evidence import SentenceCandidate, cite, confidence_of, score_sentences
 from kbqa.retrieval import passage_from_langchain
-from kbqa.types import Answer, Citation, Passage
+from kbqa.text import cut_question
+from kbqa.types import Answer, Citation, Passage, QueryTerms
 
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
 
-_MIN_SENTENCE_CHARS = 6  # headings and fragments like "具体来看。" are no answer
 _NEIGHBOUR_MIN_SCORE = 0.25  # a following sentence joins the answer only if it is on topic
-
-
-@dataclass(frozen=True)
-class SentenceCandidate:
-    passage_index: int
-    position: int  # sentence number within the passage
-    start: int  # offsets into the cleaned document text
-    end: int
-    text: str
-    coverage: float  # share of the question's term weight in the sentence (context half)
-    score: float  # coverage discounted by the passage's rank
 
 
 class ExtractiveAnswerer(Runnable[dict, Answer]):
     def __init__(
         self,
-        idf: Callable[[str], float],
         *,
         refusal_threshold: float = 0.5,
         max_sentences: int = 3,
@@ -55,7 +46,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             raise ValueError("refusal_threshold must be within [0, 1]")
         if max_sentences < 1 or max_chars < 20 or passages_considered < 1:
             raise ValueError("max_sentences, max_chars and passages_considered are too small")
-        self.idf = idf
         self.refusal_threshold = refusal_threshold
         self.max_sentences = max_sentences
         self.max_chars = max_chars
@@ -63,7 +53,9 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
 
     # --- Runnable ------------------------------------------------------------------------
     def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
-        return self.answer(input["question"], as_passages(input.get("passages", ())))
+        question = input["question"]
+        terms = input.get("terms") or cut_question(question)
+        return self.answer(question, as_passages(input.get("passages", ())), terms)
 
     def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
         """Yields the answer growing sentence by sentence; the last item is the full answer."""
@@ -84,19 +76,19 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         yield final
 
     # --- the work ------------------------------------------------------------------------
-    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+    def answer(self, question: str, passages: Sequence[Passage], terms: QueryTerms) -> Answer:
+        """The answer to ``question`` from ``passages`` (best first), judged by ``terms``."""
         t0 = time.perf_counter()
-        terms = key_terms(question)
-        if not terms:
+        weights = terms.weights
+        if not weights:
             return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0)
-        weights = {t: self.idf(t) for t in terms}
-        total = sum(weights.values())
+        total = terms.total
         considered = list(passages[: self.passages_considered])
         candidates = [c for i, p in enumerate(considered) for c in score_sentences(i, p, weights, total)]
         if not candidates:
             return self._refusal(question, passages, NOT_FOUND_TEXT, 0.0, t0)
         best = max(candidates, key=lambda c: c.score)
-        confidence = self.confidence(best, considered[best.passage_index], weights)
+        confidence = confidence_of(best, considered[best.passage_index], weights)
         if confidence < self.refusal_threshold:
             return self._refusal(question, passages, NOT_FOUND_TEXT, confidence, t0)
         chosen = self._choose(candidates, best)
@@ -110,17 +102,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             confidence=confidence,
             timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
         )
-
-    @staticmethod
-    def confidence(best: SentenceCandidate, passage: Passage, weights: dict[str, float]) -> float:
-        """How well the evidence covers the question, 0..1: the mean of the best sentence's
-        coverage of the question's content words and its passage's (with title and section).
-
-        The sentence alone misses subjects named only in the heading; the passage alone
-        accepts a passage that mentions everything but answers nothing. The refusal
-        threshold is calibrated on this score (bench/, README "Refusals").
-        """
-        return 0.5 * best.coverage + 0.5 * coverage(weights, passage.chunk.with_context)
 
     def _choose(self, candidates: list[SentenceCandidate], best: SentenceCandidate) -> list[SentenceCandidate]:
         """The best sentence, strong runners-up, and on-topic neighbours of what was chosen.
@@ -165,66 +146,19 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         )
 
 
-def score_sentences(
-    index: int, passage: Passage, weights: dict[str, float], total: float
-) -> Iterator[SentenceCandidate]:
-    """The sentences of ``passage`` (the ``index``-th retrieved) scored against term ``weights``
-    (``total`` is their sum): coverage, and coverage discounted by the passage's rank.
-
-    Shared by the answerer and the briefer (kbqa/briefing.py), so both judge a sentence alike.
-    """
-    chunk = passage.chunk
-    context = f"{chunk.title} {chunk.section}".lower()
-    rank_prior = 1.0 / (1.0 + 0.15 * index)
-    for position, (start, end) in enumerate(split_sentences(chunk.text)):
-        raw = chunk.text[start:end]
-        text = raw.strip()
-        if len(text) < _MIN_SENTENCE_CHARS:
-            continue
-        lowered = text.lower()
-        # Terms in the sentence count fully; terms only in the title/section count half:
-        # "它们" in a sentence often stands for the subject named in the heading.
-        covered = sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items())
-        begin = chunk.start + start + len(raw) - len(raw.lstrip())
-        yield SentenceCandidate(
-            passage_index=index,
-            position=position,
-            start=begin,
-            end=begin + len(text),
-            text=text,
-            coverage=covered / total,
-            score=(covered / total) * rank_prior,
-        )
-
-
 def as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
     return [p if isinstance(p, Passage) else passage_from_langchain(p) for p in items]
 
 
 def _compose(chosen: list[SentenceCandidate], passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
     """Answer text with [n] marks; citations numbered by first use, one per passage."""
-    numbers: dict[int, int] = {}
-    spans: dict[int, list[tuple[int, int]]] = {}
-    parts = []
-    first_use = {}
+    first_use: dict[int, int] = {}
     for rank, cand in enumerate(chosen):
         first_use.setdefault(cand.passage_index, rank)
     # Passages in the order the answer first needs them; sentences in document order.
-    for cand in sorted(chosen, key=lambda c: (first_use[c.passage_index], c.start)):
-        n = numbers.setdefault(cand.passage_index, len(numbers) + 1)
-        spans.setdefault(cand.passage_index, []).append((cand.start, cand.end))
-        parts.append(f"{cand.text}[{n}]")
-    citations = tuple(
-        Citation(
-            n=n,
-            passage=passages[index],
-            start=min(s for s, _ in spans[index]),
-            end=max(e for _, e in spans[index]),
-            spans=tuple(sorted(spans[index])),
-        )
-        for index, n in numbers.items()
-    )
-    return "".join(parts), citations
+    ordered = sorted(chosen, key=lambda c: (first_use[c.passage_index], c.start))
+    numbers, citations = cite((c.passage_index, passages[c.passage_index], (c.start, c.end)) for c in ordered)
+    return "".join(f"{c.text}[{numbers[c.passage_index]}]" for c in ordered), citations
 
 
 def _sentence_pieces(text: str) -> list[str]:

@@ -7,9 +7,9 @@ longer than ``max_chars_per_point``), followed by a GitHub-flavoured Markdown fo
 
 How points are chosen from the passages retrieved for the topic:
 
-1. every sentence is scored like the answerer scores it (``score_sentences``: idf-weighted
-   coverage of the topic's key terms, terms only in the title/section counting half,
-   discounted by the passage's rank);
+1. every sentence is scored like the answerer scores it (``kbqa.evidence.score_sentences``:
+   idf-weighted coverage of the topic's key terms, terms only in the title/section counting
+   half, discounted by the passage's rank);
 2. refusal as in the answerer: confidence = mean of the best sentence's coverage and its
    passage's; below ``refusal_threshold`` the briefing says the knowledge base holds nothing
    on the topic (``found=False``);
@@ -35,10 +35,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.chunking import is_heading_line
-from kbqa.answering import ExtractiveAnswerer, SentenceCandidate, score_sentences
-from kbqa.lexical import coverage, key_terms
-from kbqa.types import Chunk, Citation, Passage
+from kbqa.evidence import (
+    SentenceCandidate,
+    cite,
+    confidence_of,
+    coverage,
+    score_sentences,
+)
+from kbqa.text import cut_question, is_heading_line
+from kbqa.types import Chunk, Citation, Passage, QueryTerms
 
 __all__ = ["Briefer", "Briefing", "escape_markdown", "NOTHING_FOUND_TEXT"]
 
@@ -170,21 +175,26 @@ class Briefer:
         self.near_duplicate = near_duplicate
         self.clock = clock
 
-    def run(self, topic: str, passages: Sequence[Passage], idf: Callable[[str], float]) -> Briefing:
-        """The briefing on ``topic`` from ``passages`` (best first); ``idf(term)`` weighs terms."""
+    def run(
+        self, topic: str, passages: Sequence[Passage], terms: QueryTerms | Callable[[str], float]
+    ) -> Briefing:
+        """The briefing on ``topic`` from ``passages`` (best first), judged by ``terms``: the
+        topic's ``QueryTerms`` as the search weighed them (``SearchResult.terms``), or, for
+        passages from elsewhere, a function weighing each of the topic's key words."""
         t0 = time.perf_counter()
         topic = topic.strip()
         passages = list(passages)
-        terms = key_terms(topic)
-        weights = {t: idf(t) for t in terms}
-        total = sum(weights.values())
+        if not isinstance(terms, QueryTerms):
+            terms = cut_question(topic).weighted(terms)
+        weights = terms.weights
+        total = terms.total
         candidates = (
             [c for i, p in enumerate(passages) for c in score_sentences(i, p, weights, total)] if total > 0 else []
         )
         confidence = 0.0
         if candidates:
             best = max(candidates, key=lambda c: c.score)
-            confidence = ExtractiveAnswerer.confidence(best, passages[best.passage_index], weights)
+            confidence = confidence_of(best, passages[best.passage_index], weights)
         points = self._choose(candidates, passages, weights) if confidence >= self.refusal_threshold else []
         if points:
             markdown, sources = self._compose(topic, points)
@@ -265,15 +275,9 @@ class Briefer:
                 groups[doc_id] = [p for p in in_document_order if p.passage.chunk.doc_id == doc_id]
 
         # Footnotes: one per passage, numbered in order of first appearance.
-        numbers: dict[str, int] = {}
-        spans: dict[str, list[tuple[int, int]]] = {}
-        by_id: dict[str, Passage] = {}
-        for group in groups.values():
-            for p in group:
-                cid = p.passage.chunk.chunk_id
-                numbers.setdefault(cid, len(numbers) + 1)
-                spans.setdefault(cid, []).append((p.candidate.start, p.end))
-                by_id[cid] = p.passage
+        numbers, citations = cite(
+            (p.passage.chunk.chunk_id, p.passage, (p.candidate.start, p.end)) for group in groups.values() for p in group
+        )
 
         lines = self._header(topic)
         basis = f"依据：知识库中 {len(documents)} 篇文档的 {len(numbers)} 段原文；每条要点均为原文摘录，脚注注明出处。"
@@ -290,15 +294,9 @@ class Briefer:
             lines += ["", f"## {heading}", ""]
             lines += [f"- {escape_markdown(p.text)}[^{numbers[p.passage.chunk.chunk_id]}]" for p in group]
         lines.append("")
-        citations = []
-        for cid, n in numbers.items():
-            lines.append(f"[^{n}]: {_footnote(by_id[cid].chunk)}")
-            cited = sorted(spans[cid])
-            citations.append(
-                Citation(n=n, passage=by_id[cid], start=cited[0][0], end=max(e for _, e in cited), spans=tuple(cited))
-            )
+        lines += [f"[^{c.n}]: {_footnote(c.passage.chunk)}" for c in citations]
         lines.append("")
-        return "\n".join(lines), tuple(citations)
+        return "\n".join(lines), citations
 
 
 def _title_with_date(chunk: Chunk) -> str:

@@ -1,15 +1,20 @@
-"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on."""
+"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on.
+
+It stands above ingest and answering: ``python -m ingest``, ``app.py`` and ``web/`` reach the
+store, the pipeline and the answerers only through it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import cached_property
 
-from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda
 
+from ingest.pipeline import EventHook, IngestPipeline, reindex
 from kbqa.answering import ExtractiveAnswerer
 from kbqa.briefing import Briefer, Briefing
 from kbqa.chroma import connect_store
@@ -47,28 +52,88 @@ class KnowledgeBase:
 
     @cached_property
     def answerer(self) -> ExtractiveAnswerer:
-        # idf is looked up through the searcher at call time, so it follows index rebuilds.
-        return ExtractiveAnswerer(
-            lambda term: self.searcher.lexical_index().idf(term),
-            refusal_threshold=self.settings.refusal_threshold,
-        )
+        # The question's terms and weights come with each search result (found.terms).
+        return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
 
     # --- ingestion -----------------------------------------------------------------------
-    def ingest(self, inputs: Sequence[str], *, prune: bool = False, progress: bool = False) -> IngestReport:
-        from ingest.pipeline import IngestPipeline  # ingest sits upstream; imported on use
+    # Every write holds the store's ingest lock, waiting up to ``lock_timeout`` seconds for
+    # another ingest (IngestLockError beyond); ``on_event`` receives the pipeline's events
+    # (ingest/pipeline.py); ``write_batch_chunks`` is how much a killed ingest redoes at most.
 
-        pipeline = IngestPipeline(
-            self.store,
-            self.embedder,
-            chunk_size=self.settings.chunk_size,
-            chunk_overlap=self.settings.chunk_overlap,
-            allow_private_urls=self.settings.allow_private_urls,
-            follow_symlinks=self.settings.follow_symlinks,
-        )
+    @staticmethod
+    def _pipeline_options(
+        settings: Settings, *, lock_timeout: float, on_event: EventHook | None, write_batch_chunks: int = 256
+    ) -> dict:
+        return {
+            "chunk_size": settings.chunk_size,
+            "chunk_overlap": settings.chunk_overlap,
+            "allow_private_urls": settings.allow_private_urls,
+            "follow_symlinks": settings.follow_symlinks,
+            "lock_timeout": lock_timeout,
+            "write_batch_chunks": write_batch_chunks,
+            "on_event": on_event,
+        }
+
+    def _pipeline(self, **writes) -> IngestPipeline:
+        return IngestPipeline(self.store, self.embedder, **self._pipeline_options(self.settings, **writes))
+
+    def ingest(
+        self,
+        inputs: Sequence[str],
+        *,
+        prune: bool = False,
+        progress: bool = False,
+        lock_timeout: float = 0.0,
+        write_batch_chunks: int = 256,
+        on_event: EventHook | None = None,
+    ) -> IngestReport:
+        """Ingest files, folders, .jsonl corpora and URLs; ``prune`` also removes documents
+        whose files under ``inputs`` are gone."""
+        pipeline = self._pipeline(lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks)
         try:
             return pipeline.run(inputs, prune=prune, progress=progress)
         finally:
             self.searcher.invalidate()
+
+    def remove(
+        self, doc_ids: Sequence[str], *, lock_timeout: float = 0.0, on_event: EventHook | None = None
+    ) -> IngestReport:
+        """Remove documents (and their chunks) by id."""
+        pipeline = self._pipeline(lock_timeout=lock_timeout, on_event=on_event)
+        try:
+            return pipeline.remove(doc_ids)
+        finally:
+            self.searcher.invalidate()
+
+    @classmethod
+    def reindex(
+        cls,
+        settings: Settings | None = None,
+        inputs: Sequence[str] = (),
+        *,
+        embedder: Embedder | None = None,
+        progress: bool = False,
+        lock_timeout: float = 0.0,
+        write_batch_chunks: int = 256,
+        on_event: EventHook | None = None,
+    ) -> tuple[KnowledgeBase, IngestReport]:
+        """Rebuild this embedder's collections at the current schema from the documents' own
+        sources plus ``inputs`` (ingest.pipeline.reindex); the knowledge base on the rebuilt
+        store and the report. A class method: a store that needs it can't be opened before
+        (SchemaVersionError). Interrupted, it is finished by running it again."""
+        settings = settings or Settings()
+        embedder = embedder or make_embedder(settings)
+        report = reindex(
+            connect_store(settings),
+            embedder,
+            collection_prefix=settings.collection,
+            inputs=inputs,
+            progress=progress,
+            **cls._pipeline_options(
+                settings, lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks
+            ),
+        )
+        return cls(settings, embedder=embedder), report
 
     def ensure_seeded(self) -> IngestReport | None:
         """Ingest the demo ``kb/`` folder when the store is empty; None when it was not.
@@ -137,7 +202,7 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         found = self.searcher.search(question, self._k(k))
         previous = None
-        for partial in self.answerer.stream({"question": question, "passages": found.passages}):
+        for partial in self.answerer.stream({"question": question, "passages": found.passages, "terms": found.terms}):
             if previous is not None:
                 yield previous
             previous = partial
@@ -153,7 +218,7 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         found = self.searcher.search(topic, self._k(k))
         briefer = Briefer(refusal_threshold=self.settings.refusal_threshold)
-        briefing = briefer.run(topic, found.passages, self.searcher.lexical_index().idf)
+        briefing = briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return replace(briefing, timings_ms=timings)
@@ -163,8 +228,12 @@ class KnowledgeBase:
         return HybridRetriever(searcher=self.searcher, k=self._k(k))
 
     def chain(self, k: int | None = None) -> Runnable:
-        """question -> Answer, as a LangChain chain: ``{question, passages} | answerer``."""
-        return (
-            RunnableParallel(question=RunnablePassthrough(), passages=self.retriever(k))
-            | self.answerer
-        )
+        """question -> Answer, as a LangChain chain: ``search | answerer``, the search handing
+        on the passages and the question's weighed terms (``{question, passages, terms}``)."""
+        k = self._k(k)
+
+        def search(question: str) -> dict:
+            found = self.searcher.search(question, k)
+            return {"question": question, "passages": found.passages, "terms": found.terms}
+
+        return RunnableLambda(search, name="search") | self.answerer

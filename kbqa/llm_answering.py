@@ -91,8 +91,7 @@ class LLMAnswerer(Runnable[dict, Answer]):
             kept.append(sentence)
             used.extend(n for n in marks if n not in used)
         citations = tuple(
-            Citation(n=n, passage=passages[n - 1], start=passages[n - 1].chunk.start,
-                     end=passages[n - 1].chunk.end, spans=((passages[n - 1].chunk.start, passages[n - 1].chunk.end),))
+            Citation.from_spans(n, passages[n - 1], [(passages[n - 1].chunk.start, passages[n - 1].chunk.end)])
             for n in sorted(used)
         )
         return "".join(kept), citations

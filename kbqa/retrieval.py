@@ -18,23 +18,14 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
-from kbqa.lexical import LexicalCorpus, LexicalIndex, coverage, key_terms, query_terms
+from kbqa.evidence import coverage
+from kbqa.lexical import LexicalCorpus, LexicalIndex
 from kbqa.store import ChunkStore
+from kbqa.text import cut_question
 from kbqa.types import STATE_OK, Chunk, DocRecord, Passage, SearchResult, chunk_doc_id, chunk_ordinal
 
 _EXCLUSION_DEPTH = 200
 log = logging.getLogger(__name__)
-
-
-def index_text(chunk: Chunk) -> str:
-    """What a chunk is indexed as (its vector and its BM25 tokens): its text in the context
-    of title and section.
-
-    Policy chunks deep in a document rarely repeat the document's subject (city, program);
-    the title and section carry it.
-    """
-    context = " ".join(part for part in (chunk.title, chunk.section) if part and part not in chunk.text)
-    return f"{context}\n{chunk.text}" if context else chunk.text
 
 
 def _misfits(corpus: LexicalCorpus, records: dict[str, DocRecord], revision: str) -> list[str]:
@@ -236,15 +227,18 @@ class HybridSearcher:
         """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        terms = query_terms(query)
+        cut = cut_question(query)
         lexical = self.lexical_index()
+        # Weighed once, by the index that ranks the passages: the answerer and the briefer take
+        # these terms from the result instead of asking the searcher again.
+        terms = cut.weighted(lexical.idf)
         t1 = time.perf_counter()
         lexical_hits: list[tuple[str, float]] = []
         if self.lexical_weight:
             # Excluded documents may own many of the best chunks: look deeper, then drop them.
             depth = self.candidate_k + (_EXCLUSION_DEPTH if exclude_docs else 0)
             lexical_hits = [
-                hit for hit in lexical.search(terms, depth) if chunk_doc_id(hit[0]) not in exclude_docs
+                hit for hit in lexical.search(terms.search, depth) if chunk_doc_id(hit[0]) not in exclude_docs
             ][: self.candidate_k]
         t2 = time.perf_counter()
         dense_hits: list[tuple[Chunk, float]] = []
@@ -255,12 +249,12 @@ class HybridSearcher:
             timings["embed_ms"] = (t3 - t2) * 1000
             timings["dense_ms"] = (time.perf_counter() - t3) * 1000
         t4 = time.perf_counter()
-        passages = self._fuse(dense_hits, lexical_hits, lexical.term_weights(key_terms(query)), k)
+        passages = self._fuse(dense_hits, lexical_hits, terms.weights, k)
         timings["lexical_ms"] = (t2 - t0) * 1000
         timings["lexical_sync_ms"] = (t1 - t0) * 1000
         timings["fuse_ms"] = (time.perf_counter() - t4) * 1000
         timings["search_ms"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(query=query, passages=tuple(passages), timings_ms=timings)
+        return SearchResult(query=query, passages=tuple(passages), terms=terms, timings_ms=timings)
 
     def _fuse(
         self,

@@ -1,16 +1,18 @@
 """One settings object for the whole system, read from ``KB_*`` environment variables.
 
 CLI entry points (``python -m ingest``, ``python app.py``) override fields from their flags
-with ``Settings(**overrides)``; nothing else reads the environment for configuration.
+through ``settings_from_flags``, so both read a flag the same way; nothing else reads the
+environment for configuration.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -134,3 +136,18 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
         return [proxy.strip() for proxy in proxies]
+
+
+def settings_from_flags(flags: Mapping[str, Any]) -> Settings:
+    """Settings for a command line: its ``flags`` by field name (None: not given) over the
+    ``KB_*`` environment over the defaults. An explicit store wins over a ``KB_CHROMA_URL``
+    from the environment. Bad values raise ``ValueError`` naming each setting, in one line
+    (what the CLIs print as their usage error)."""
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    if "store" in overrides and "chroma_url" not in overrides:
+        overrides["chroma_url"] = None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+        raise ValueError("; ".join(f"{where}: {msg}" if where else msg for where, msg in problems)) from None

@@ -3,13 +3,15 @@
 Data flows one way: a source file or URL is read into a ``Document`` (cleaned text plus
 metadata), split into ``Chunk``s with character offsets into that cleaned text, indexed,
 retrieved as ``Passage``s (a chunk plus its score), and turned into an ``Answer`` whose
-``Citation``s point back at exact character spans.
+``Citation``s point back at exact character spans. A question is cut and weighed once, into
+``QueryTerms`` that the ``SearchResult`` carries to the answerer and the briefer.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 
 
 def content_hash(*parts: str) -> str:
@@ -162,6 +164,16 @@ class Citation:
     end: int
     spans: tuple[tuple[int, int], ...] = ()
 
+    @classmethod
+    def from_spans(cls, n: int, passage: Passage, spans: Iterable[tuple[int, int]]) -> Citation:
+        """Citation ``[n]`` of ``passage`` for the cited sentences at ``spans`` (document
+        offsets): ``start``/``end`` cover them all, ``spans`` lists them in document order.
+        The one way every answerer and the briefer make a citation."""
+        ordered = tuple(sorted(spans))
+        if not ordered:
+            raise ValueError("a citation needs at least one span")
+        return cls(n=n, passage=passage, start=ordered[0][0], end=max(e for _, e in ordered), spans=ordered)
+
     @property
     def quote(self) -> str:
         """The cited sentences, in document order."""
@@ -209,9 +221,28 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class QueryTerms:
+    """A question cut once (``kbqa.text.cut_question``) and weighed once (by the BM25 index's
+    idf, when the search runs): what BM25 looks up, and what coverage is measured by."""
+
+    text: str
+    search: tuple[str, ...] = ()  # BM25 terms: jieba search mode (words and their parts), distinct
+    weights: dict[str, float] = field(default_factory=dict)  # key words (precise mode) -> weight
+
+    @property
+    def total(self) -> float:
+        return sum(self.weights.values())
+
+    def weighted(self, weigh: Callable[[str], float]) -> QueryTerms:
+        """The same terms with each key word weighed by ``weigh(word)``."""
+        return replace(self, weights={t: weigh(t) for t in self.weights})
+
+
+@dataclass(frozen=True)
 class SearchResult:
     query: str
     passages: tuple[Passage, ...]
+    terms: QueryTerms  # the query's terms, weighed by the index the passages came from
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:

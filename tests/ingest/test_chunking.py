@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.chunking import chunk_document, is_heading_line, split_sentences
+from ingest.chunking import chunk_document
+from kbqa.text import is_heading_line, split_sentences
 from ingest.cleaning import clean_document
 from ingest.loaders import iter_documents
 from ingest.records import SourceDocument

@@ -11,6 +11,7 @@ import pytest
 
 from kbqa.briefing import Briefer, Briefing, escape_markdown
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from kbqa.text import cut_question
 from kbqa.types import Chunk, Passage
 
 SEED_ID = "000_d3d8b424e3677781.txt"
@@ -254,3 +255,65 @@ def test_refusal_and_settings():
                 {"refusal_threshold": 1.5}, {"near_duplicate": -0.1}, {"min_coverage": 2}):
         with pytest.raises(ValueError):
             Briefer(**bad)
+
+
+# --- with the topic's terms as the search hands them on ---------------------------------------
+
+CLOUD_DOC = (
+    "锦州云计算\n"
+    "锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。\n"
+    "平台建设\n"
+    "锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。锦州云计算平台已接入120个政务系统。\n"
+)
+
+
+def _cloud(text: str, ordinal: int, section: str = "") -> Passage:
+    start = CLOUD_DOC.index(text)
+    return _passage("cloud", text, ordinal=ordinal, start=start, title="锦州云计算", section=section)
+
+
+CENTRE = _cloud("锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。", 0)
+PLATFORM = _cloud("锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。锦州云计算平台已接入120个政务系统。", 1, "平台建设")
+
+
+def test_sources_are_exact_spans_and_points_the_sentences_themselves():
+    fixed = datetime(2024, 5, 6, 7, 8)
+    briefing = Briefer(refusal_threshold=0.5, clock=lambda: fixed).run(
+        "锦州云计算", [PLATFORM, CENTRE], cut_question("锦州云计算"))
+    assert briefing.found
+    assert_well_formed(briefing)
+    assert [(c.n, c.passage) for c in briefing.sources] == [(1, CENTRE), (2, PLATFORM)]  # in the order shown
+    assert [[CLOUD_DOC[s:e] for s, e in c.spans] for c in briefing.sources] == [
+        ["锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。"],
+        ["锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。", "锦州云计算平台已接入120个政务系统。"],
+    ]
+    assert briefing.sources[1].quote == PLATFORM.chunk.text  # quotes stay raw; only the Markdown is escaped
+    assert bullets(briefing) == [
+        ("锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。", 1),
+        ("锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。", 2),
+        ("锦州云计算平台已接入120个政务系统。", 2),
+    ]
+
+
+def test_escapes_markup_and_nothing_else():
+    briefing = Briefer(refusal_threshold=0.5).run("锦州云计算", [PLATFORM, CENTRE], cut_question("锦州云计算"))
+    lines = briefing.markdown.splitlines()
+    # Plain text (digits, decimal points, Chinese punctuation and quotes) is left as it is...
+    assert "- 锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。[^1]" in lines
+    assert "- 锦州云计算平台已接入120个政务系统。[^2]" in lines
+    # ...and only Markdown/HTML syntax gets a backslash.
+    assert "- 锦州云计算平台采用\\*分布式\\*架构，支持\\<b\\>弹性\\</b\\>扩展。[^2]" in lines
+
+
+def test_the_terms_weights_decide_the_refusal():
+    topic = "锦州云计算港口"
+    terms = cut_question(topic)
+    assert list(terms.weights) == ["锦州", "云", "计算", "港口"]
+    briefer = Briefer(refusal_threshold=0.5, clock=lambda: datetime(2024, 5, 6, 7, 8))
+    alike = briefer.run(topic, [PLATFORM, CENTRE], terms)
+    assert alike.found and alike.confidence == pytest.approx(0.75)
+    # The same words with 港口 rare (as idf would weigh a word few chunks hold): refused.
+    rare = briefer.run(topic, [PLATFORM, CENTRE], terms.weighted(lambda word: 9.0 if word == "港口" else 1.0))
+    assert not rare.found and rare.confidence == pytest.approx(3 / 12) and rare.sources == ()
+    # A weighing function instead of terms gives the same briefing as the terms it weighs.
+    assert briefer.run(topic, [PLATFORM, CENTRE], lambda word: 1.0).markdown == alike.markdown

