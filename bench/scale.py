@@ -100,9 +100,8 @@ def app_at_size(url: str, queries: int) -> dict:
     result = {}
     for start in ("cold", "warm"):  # warm: the second start loads the BM25 snapshot the first saved
         if start == "cold":
-            from kbqa.settings import Settings
-
             from kbqa.lexical import LexicalCorpus
+            from kbqa.settings import Settings
 
             snapshot = open_store(url).lexical_snapshot_path(Settings().lexical_cache)
             snapshot.unlink(missing_ok=True)

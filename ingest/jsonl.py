@@ -16,6 +16,7 @@ from ingest.decoding import normalize_newlines
 from ingest.discovery import readable_size
 from ingest.records import LoadFailure, SourceDocument
 
+
 def _iter_raw_lines(fh: io.BufferedIOBase, limit: int) -> Iterator[tuple[int, bytes | None]]:
     """(line number, bytes) per line; bytes is None for a line longer than ``limit``."""
     lineno = 0

@@ -56,7 +56,15 @@ from kbqa.locks import IngestLock, ingest_lock
 from kbqa.schema import begin_reindex, end_reindex
 from kbqa.store import ChunkStore, IndexedChunk
 from kbqa.text import index_text, tokenize
-from kbqa.types import STATE_DELETING, STATE_OK, STATE_WRITING, Chunk, DocRecord, IngestReport, content_hash
+from kbqa.types import (
+    STATE_DELETING,
+    STATE_OK,
+    STATE_WRITING,
+    Chunk,
+    DocRecord,
+    IngestReport,
+    content_hash,
+)
 
 log = logging.getLogger(__name__)
 

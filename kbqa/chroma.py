@@ -4,6 +4,8 @@ and naming its collections (``<prefix>-<embedder>-chunks``, ``-docs``, ``-lock``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -18,6 +20,19 @@ PAGE = 2000  # records per Chroma get() page; well under Chroma's max batch size
 
 class StoreUnavailableError(RuntimeError):
     """The Chroma server can't be reached."""
+
+
+@contextmanager
+def reaching(location: str) -> Iterator[None]:
+    """Turn a Chroma server that stopped answering mid-request (chromadb's HTTP client lets
+    httpx's connection errors and timeouts through as they are) into StoreUnavailableError,
+    which the faces report as such (the HTTP API: 503 with the reason)."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise StoreUnavailableError(f"cannot reach the Chroma server at {location}: {exc}") from exc
 
 
 def slug(name: str) -> str:

@@ -17,7 +17,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from ingest.pipeline import EventHook, IngestPipeline, reindex
 from kbqa.answering import ExtractiveAnswerer
 from kbqa.briefing import Briefer, Briefing
-from kbqa.chroma import connect_store
+from kbqa.chroma import connect_store, reaching
 from kbqa.embeddings import Embedder, make_embedder
 from kbqa.locks import IngestLockError
 from kbqa.retrieval import HybridRetriever, HybridSearcher
@@ -152,20 +152,27 @@ class KnowledgeBase:
     def documents(self, *, complete_only: bool = True) -> list[DocRecord]:
         """What the knowledge base holds; ``complete_only`` hides documents an interrupted
         ingest left half-written (the next ingest finishes or removes them)."""
-        records = self.store.doc_records().values()
+        with self._reaching():
+            records = self.store.doc_records().values()
         return sorted((r for r in records if r.state == STATE_OK or not complete_only), key=lambda r: r.doc_id)
 
     def stats(self) -> dict:
         """Counts of the store; ``lexical_chunks`` is what the BM25 index queries use now holds
         (the first call builds it). Equal to ``chunks`` once the index caught up with the store,
         unless an interrupted write left chunks that no manifest entry owns (not served)."""
-        return {
-            "documents": self.store.doc_count(),
-            "chunks": self.store.chunk_count(),
-            "lexical_chunks": len(self.searcher.lexical_index()),
-            "embedder": self.embedder.name,
-            "store": self.settings.chroma_url or str(self.settings.store),
-        }
+        with self._reaching():
+            return {
+                "documents": self.store.doc_count(),
+                "chunks": self.store.chunk_count(),
+                "lexical_chunks": len(self.searcher.lexical_index()),
+                "embedder": self.embedder.name,
+                "store": self.settings.chroma_url or str(self.settings.store),
+            }
+
+    def _reaching(self):
+        """Every read of the store goes through this: a Chroma server that stopped answering is
+        a StoreUnavailableError, not whatever its HTTP client raised."""
+        return reaching(self.settings.chroma_url or str(self.settings.store))
 
     # --- questions -----------------------------------------------------------------------
     def _check(self, text: str, what: str) -> str:
@@ -190,7 +197,9 @@ class KnowledgeBase:
         return k
 
     def search(self, query: str, k: int | None = None) -> SearchResult:
-        return self.searcher.search(self._check(query, "query"), self._k(k))
+        query = self._check(query, "query")
+        with self._reaching():
+            return self.searcher.search(query, self._k(k))
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         *_, final = self.ask_stream(question, k)
@@ -200,7 +209,8 @@ class KnowledgeBase:
         """Answers growing sentence by sentence; the last one is complete and timed."""
         question = self._check(question, "question")
         t0 = time.perf_counter()
-        found = self.searcher.search(question, self._k(k))
+        with self._reaching():
+            found = self.searcher.search(question, self._k(k))
         previous = None
         for partial in self.answerer.stream({"question": question, "passages": found.passages, "terms": found.terms}):
             if previous is not None:
@@ -216,7 +226,8 @@ class KnowledgeBase:
         knowledge base holds nothing on it (the answerer's refusal threshold)."""
         topic = self._check(topic, "question")
         t0 = time.perf_counter()
-        found = self.searcher.search(topic, self._k(k))
+        with self._reaching():
+            found = self.searcher.search(topic, self._k(k))
         briefer = Briefer(refusal_threshold=self.settings.refusal_threshold)
         briefing = briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms

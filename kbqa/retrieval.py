@@ -22,7 +22,15 @@ from kbqa.evidence import coverage
 from kbqa.lexical import LexicalCorpus, LexicalIndex
 from kbqa.store import ChunkStore
 from kbqa.text import cut_question
-from kbqa.types import STATE_OK, Chunk, DocRecord, Passage, SearchResult, chunk_doc_id, chunk_ordinal
+from kbqa.types import (
+    STATE_OK,
+    Chunk,
+    DocRecord,
+    Passage,
+    SearchResult,
+    chunk_doc_id,
+    chunk_ordinal,
+)
 
 _EXCLUSION_DEPTH = 200
 log = logging.getLogger(__name__)

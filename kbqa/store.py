@@ -47,7 +47,13 @@ from pathlib import Path
 import numpy as np
 
 from kbqa import schema
-from kbqa.chroma import PAGE, PLACEHOLDER_VECTOR, collection_base, describe_location, slug
+from kbqa.chroma import (
+    PAGE,
+    PLACEHOLDER_VECTOR,
+    collection_base,
+    describe_location,
+    slug,
+)
 from kbqa.locks import IngestLock, ingest_lock
 from kbqa.types import STATE_DELETING, STATE_OK, STATE_WRITING, Chunk, DocRecord
 

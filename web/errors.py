@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from kbqa.chroma import StoreUnavailableError
 from kbqa.knowledge_base import QuestionError
 
 
@@ -28,9 +29,9 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
 
 
 class JSONErrorRoute(APIRoute):
-    """The route class of every router of the JSON API: invalid requests, refused questions
-    and the client errors FastAPI raises itself (a body it cannot parse) answer in the one
-    error shape, in any app that includes the router."""
+    """The route class of every router of the JSON API: invalid requests, refused questions,
+    the client errors FastAPI raises itself (a body it cannot parse) and a store that cannot be
+    reached (503) answer in the one error shape, in any app that includes the router."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -42,6 +43,10 @@ class JSONErrorRoute(APIRoute):
                 return await on_validation_error(request, exc)
             except QuestionError as exc:
                 return error_response(422, str(exc))
+            except StoreUnavailableError as exc:
+                response = error_response(503, f"知识库暂时无法访问，请稍后再试（the store is unavailable: {exc}）")
+                response.headers["Retry-After"] = "5"
+                return response
             except HTTPException as exc:
                 if exc.status_code >= 500:
                     raise

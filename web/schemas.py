@@ -90,4 +90,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "request body too large (settings.max_body_bytes)"},
     422: {"model": ErrorOut, "description": "invalid request"},
     429: {"model": ErrorOut, "description": "too many requests from this client; see the Retry-After header"},
+    503: {"model": ErrorOut, "description": "the store (a Chroma server) cannot be reached; see the Retry-After header"},
 }

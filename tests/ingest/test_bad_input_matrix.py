@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 GOOD = "锦州推进数字政府建设。全市政务系统统一迁移上云。\n"
 CHROME_ONLY = "15158846557 在线咨询\n所在位置: 首页 > 营销资讯\n关键词:味道,锦州\n74\n版权所有© 某网站 1997-2025\n"
 

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.chunking import chunk_document
-from kbqa.text import is_heading_line, split_sentences
 from ingest.cleaning import clean_document
 from ingest.loaders import iter_documents
 from ingest.records import SourceDocument
+from kbqa.text import is_heading_line, split_sentences
 from kbqa.types import Document
 
 REPO = Path(__file__).resolve().parents[2]

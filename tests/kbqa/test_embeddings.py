@@ -17,7 +17,7 @@ import pytest
 from langchain_core.embeddings import Embeddings
 
 from bench.servers import free_port
-
+from kbqa.e5_weights import read_e5_q4
 from kbqa.embeddings import (
     Embedder,
     EmbeddingServerError,
@@ -26,7 +26,6 @@ from kbqa.embeddings import (
     make_embedder,
 )
 from kbqa.extras import require
-from kbqa.e5_weights import read_e5_q4
 from kbqa.settings import Settings
 
 TEXTS = [

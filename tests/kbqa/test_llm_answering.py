@@ -6,7 +6,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from kbqa.answering import NOT_FOUND_TEXT
-from kbqa.llm_answering import LLMAnswerer, render_documents, load_prompt
+from kbqa.llm_answering import LLMAnswerer, load_prompt, render_documents
 from kbqa.types import Chunk, Passage
 
 

@@ -214,3 +214,33 @@ def test_question_error_from_the_kb_is_a_422(client, seed_kb, monkeypatch):
         response = client.post(path, json={"question": SEED_QUESTION})
         assert response.status_code == 422
         assert response.json() == {"error": "question is not allowed", "detail": []}
+
+
+@pytest.mark.server
+def test_a_chroma_outage_is_a_503_with_the_apis_error_shape(make_settings, embedder, tmp_path):
+    """The store is a `chroma run` server that stops: the API says so (503, JSON, Retry-After)
+    instead of the framework's bare 500, and answers again once it is back."""
+    from bench.servers import free_port, start_chroma, stop
+    from kbqa.knowledge_base import KnowledgeBase
+    from tests.web.conftest import serve
+    from web.app import create_app
+
+    port = free_port()
+    server = start_chroma(tmp_path / "chroma", port)
+    kb = KnowledgeBase(make_settings(chroma_url=f"http://127.0.0.1:{port}"), embedder=embedder)
+    kb.ensure_seeded()
+    settings = kb.settings.model_copy(update={"rate_limit_per_minute": 0})
+    with serve(create_app(kb, settings), settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        assert client.post("/api/ask", json={"question": SEED_QUESTION}).json()["found"] is True
+        stop(server)
+        for path, body in (("/api/ask", {"question": SEED_QUESTION}), ("/api/search", {"query": "锦州 华为"}),
+                           ("/api/ask/stream", {"question": SEED_QUESTION}), ("/api/brief", {"topic": "锦州"})):
+            response = client.post(path, json=body)
+            assert response.status_code == 503, (path, response.status_code, response.text[:200])
+            assert "Chroma" in response.json()["error"] and response.headers["retry-after"] == "5"
+        assert client.get("/api/health").status_code == 503
+        server = start_chroma(tmp_path / "chroma", port)
+        try:
+            assert client.post("/api/ask", json={"question": SEED_QUESTION}).json()["found"] is True
+        finally:
+            stop(server)
