@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     kb = KnowledgeBase(settings)
     report = kb.ensure_seeded()
+    kb.ready()  # the model and the BM25 index, before the first visitor asks
     stats = kb.stats()
     if report is not None:
         print(

@@ -115,7 +115,7 @@ def rank_langchain_default(corpus: list[dict], questions, embedder, persist: Pat
     from langchain_core.documents import Document
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from kbqa.embeddings import LangChainEmbeddings
+    from kbqa.langchain_adapters import LangChainEmbeddings
 
     store = Chroma(
         collection_name="lc-default",

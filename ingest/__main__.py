@@ -161,6 +161,7 @@ def _run(args: argparse.Namespace, settings, events) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     writes = {"lock_timeout": args.lock_timeout, "on_event": events}
     report = None
+    failed = False  # a document that could not be ingested or removed: exit 1
     if args.reindex:
         kb, report = KnowledgeBase.reindex(
             settings, args.inputs, progress=progress, write_batch_chunks=args.write_batch, **writes
@@ -169,8 +170,11 @@ def _run(args: argparse.Namespace, settings, events) -> int:
     else:
         kb = KnowledgeBase(settings)
     if args.remove:
-        kb.remove(args.remove, **writes)
-        print(f"removed {len(args.remove)} document(s)")
+        removal = kb.remove(args.remove, **writes)
+        print(f"removed {len(removal.removed)} document(s)")
+        for doc_id, reason in removal.failed:
+            print(f"failed: {printable(doc_id)}: {reason}", file=sys.stderr)
+        failed = failed or bool(removal.failed)
     if args.inputs and not args.reindex:
         report = kb.ingest(args.inputs, prune=args.prune, progress=progress, write_batch_chunks=args.write_batch,
                            **writes)
@@ -180,10 +184,10 @@ def _run(args: argparse.Namespace, settings, events) -> int:
             state = "" if record.state == "ok" else f"\t({record.state}: re-run the ingest to finish)"
             print(f"{printable(record.doc_id)}\t{record.chunk_count} chunks\t{printable(record.date or '-')}\t"
                   f"{printable(record.title)}{state}")
-        stats = kb.stats()
+        stats = kb.stats(lexical=False)  # no BM25 build just to print counts
         print(f"{stats['documents']} documents, {stats['chunks']} chunks in {printable(str(stats['store']))} "
               f"({stats['embedder']})")
-    return 1 if report is not None and report.failed else 0
+    return 1 if failed or (report is not None and report.failed) else 0
 
 
 if __name__ == "__main__":

@@ -201,10 +201,14 @@ class IngestPipeline:
         return report
 
     def remove(self, doc_ids: Sequence[str], *, lock: IngestLock | None = None) -> IngestReport:
-        """Remove documents (and their chunks) under the ingest lock (``_holding``)."""
+        """Remove documents (and their chunks) under the ingest lock (``_holding``); an id the
+        store does not hold is a failure of the report ("no such document"), not a removal."""
         report = IngestReport()
         with self._holding(lock):
-            self._remove(list(dict.fromkeys(doc_ids)), report)
+            known = self.store.doc_records()
+            wanted = list(dict.fromkeys(doc_ids))
+            report.failed.extend((doc_id, "no such document") for doc_id in wanted if doc_id not in known)
+            self._remove([doc_id for doc_id in wanted if doc_id in known], report)
         return report
 
     def _run(self, inputs: Sequence[str], *, prune: bool, progress: bool) -> IngestReport:

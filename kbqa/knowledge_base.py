@@ -11,19 +11,26 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from langchain_core.runnables import Runnable, RunnableLambda
-
-from ingest.pipeline import EventHook, IngestPipeline, reindex
-from kbqa.answering import ExtractiveAnswerer
-from kbqa.briefing import Briefer, Briefing
 from kbqa.chroma import connect_store, reaching
-from kbqa.embeddings import Embedder, make_embedder
+from kbqa.embeddings import Embedder, LazyEmbedder
 from kbqa.locks import IngestLockError
-from kbqa.retrieval import HybridRetriever, HybridSearcher
+from kbqa.retrieval import HybridSearcher
 from kbqa.settings import Settings
 from kbqa.store import ChunkStore
 from kbqa.types import STATE_OK, Answer, DocRecord, IngestReport, SearchResult
+
+# The writer (ingest/: parsers, trafilatura ...), the answer layer and LangChain are imported
+# where they are first used, not here: a command that only lists or removes documents needs
+# none of them, and they are ~0.45 s of its start-up (python -m ingest --list, issue 13).
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+    from ingest.pipeline import EventHook, IngestPipeline
+    from kbqa.answering import ExtractiveAnswerer
+    from kbqa.briefing import Briefing
+    from kbqa.langchain_adapters import HybridRetriever
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,8 @@ class QuestionError(ValueError):
 class KnowledgeBase:
     def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None):
         self.settings = settings or Settings()
-        self.embedder = embedder or make_embedder(self.settings)
+        # Loaded on first use: listing or removing documents needs no model (kbqa/embeddings.py).
+        self.embedder = embedder or LazyEmbedder(self.settings)
         client = connect_store(self.settings)
         self.store = ChunkStore(
             client,
@@ -52,6 +60,8 @@ class KnowledgeBase:
 
     @cached_property
     def answerer(self) -> ExtractiveAnswerer:
+        from kbqa.answering import ExtractiveAnswerer
+
         # The question's terms and weights come with each search result (found.terms).
         return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
 
@@ -75,6 +85,8 @@ class KnowledgeBase:
         }
 
     def _pipeline(self, **writes) -> IngestPipeline:
+        from ingest.pipeline import IngestPipeline
+
         return IngestPipeline(self.store, self.embedder, **self._pipeline_options(self.settings, **writes))
 
     def ingest(
@@ -122,7 +134,9 @@ class KnowledgeBase:
         store and the report. A class method: a store that needs it can't be opened before
         (SchemaVersionError). Interrupted, it is finished by running it again."""
         settings = settings or Settings()
-        embedder = embedder or make_embedder(settings)
+        embedder = embedder or LazyEmbedder(settings)
+        from ingest.pipeline import reindex
+
         report = reindex(
             connect_store(settings),
             embedder,
@@ -156,18 +170,22 @@ class KnowledgeBase:
             records = self.store.doc_records().values()
         return sorted((r for r in records if r.state == STATE_OK or not complete_only), key=lambda r: r.doc_id)
 
-    def stats(self) -> dict:
+    def stats(self, *, lexical: bool = True) -> dict:
         """Counts of the store; ``lexical_chunks`` is what the BM25 index queries use now holds
-        (the first call builds it). Equal to ``chunks`` once the index caught up with the store,
-        unless an interrupted write left chunks that no manifest entry owns (not served)."""
+        (the first call builds it; ``lexical=False`` leaves it out and unbuilt). Equal to
+        ``chunks`` once the index caught up with the store, unless an interrupted write left
+        chunks that no manifest entry owns (not served)."""
         with self._reaching():
-            return {
-                "documents": self.store.doc_count(),
-                "chunks": self.store.chunk_count(),
-                "lexical_chunks": len(self.searcher.lexical_index()),
-                "embedder": self.embedder.name,
-                "store": self.settings.chroma_url or str(self.settings.store),
-            }
+            counts = {"documents": self.store.doc_count(), "chunks": self.store.chunk_count()}
+            if lexical:
+                counts["lexical_chunks"] = len(self.searcher.lexical_index())
+        return counts | {"embedder": self.embedder.name, "store": self.settings.chroma_url or str(self.settings.store)}
+
+    def ready(self) -> None:
+        """Load the embedding model and the BM25 index now, so the first question doesn't wait."""
+        self.embedder.embed_queries(["warm-up"])
+        with self._reaching():
+            self.searcher.lexical_index()
 
     def _reaching(self):
         """Every read of the store goes through this: a Chroma server that stopped answering is
@@ -228,6 +246,8 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         with self._reaching():
             found = self.searcher.search(topic, self._k(k))
+        from kbqa.briefing import Briefer
+
         briefer = Briefer(refusal_threshold=self.settings.refusal_threshold)
         briefing = briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms
@@ -236,11 +256,15 @@ class KnowledgeBase:
 
     # --- LangChain composition ------------------------------------------------------------
     def retriever(self, k: int | None = None) -> HybridRetriever:
+        from kbqa.langchain_adapters import HybridRetriever
+
         return HybridRetriever(searcher=self.searcher, k=self._k(k))
 
     def chain(self, k: int | None = None) -> Runnable:
         """question -> Answer, as a LangChain chain: ``search | answerer``, the search handing
         on the passages and the question's weighed terms (``{question, passages, terms}``)."""
+        from langchain_core.runnables import RunnableLambda
+
         k = self._k(k)
 
         def search(question: str) -> dict:

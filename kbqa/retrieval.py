@@ -1,7 +1,7 @@
 """Hybrid retrieval: dense (Chroma) and BM25 (jieba) legs fused by reciprocal rank fusion.
 
-``HybridSearcher`` is the plain-Python engine; ``HybridRetriever`` exposes it as a LangChain
-``BaseRetriever`` so it composes into other chains.
+``HybridSearcher`` is the plain-Python engine; kbqa/langchain_adapters.py's ``HybridRetriever``
+exposes it as a LangChain ``BaseRetriever`` so it composes into other chains.
 """
 
 from __future__ import annotations
@@ -11,11 +11,6 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
-
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document as LCDocument
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
 from kbqa.evidence import coverage
@@ -318,48 +313,3 @@ class HybridSearcher:
             )
             for cid in best
         ]
-
-
-def passage_to_langchain(passage: Passage) -> LCDocument:
-    return LCDocument(page_content=passage.chunk.text, metadata=passage.to_dict() | {
-        "ordinal": passage.chunk.ordinal,
-        "dense_score": passage.dense_score,
-        "lexical_score": passage.lexical_score,
-        "coverage": passage.coverage,
-    })
-
-
-def passage_from_langchain(doc: LCDocument) -> Passage:
-    meta = doc.metadata
-    chunk = Chunk(
-        doc_id=meta["doc_id"],
-        ordinal=int(meta.get("ordinal", 0)),
-        text=doc.page_content,
-        start=int(meta.get("start", 0)),
-        end=int(meta.get("end", len(doc.page_content))),
-        title=meta.get("title", ""),
-        section=meta.get("section", ""),
-        date=meta.get("date"),
-        source=meta.get("source", ""),
-    )
-    return Passage(
-        chunk=chunk,
-        score=float(meta.get("score", 0.0)),
-        dense_score=meta.get("dense_score"),
-        lexical_score=meta.get("lexical_score"),
-        coverage=meta.get("coverage"),
-    )
-
-
-class HybridRetriever(BaseRetriever):
-    """LangChain face of ``HybridSearcher``: ``retriever.invoke(question)`` -> Documents."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    searcher: HybridSearcher
-    k: int = 5
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[LCDocument]:
-        return [passage_to_langchain(p) for p in self.searcher.search(query, self.k).passages]

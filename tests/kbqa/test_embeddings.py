@@ -21,11 +21,11 @@ from kbqa.e5_weights import read_e5_q4
 from kbqa.embeddings import (
     Embedder,
     EmbeddingServerError,
-    LangChainEmbeddings,
     OpenAIEmbedder,
     make_embedder,
 )
 from kbqa.extras import require
+from kbqa.langchain_adapters import LangChainEmbeddings
 from kbqa.settings import Settings
 
 TEXTS = [
