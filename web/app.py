@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Mount
 
 from kbqa.knowledge_base import KnowledgeBase
 from kbqa.settings import Settings
@@ -50,8 +51,7 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     # on every response; the Host header checked; forwarded headers dropped unless a trusted
     # proxy sent them; CORS (preflights answered before they cost a rate-limit token, and the
     # limiter's 429 still readable by an allowed page); the rate limit; the body's size and
-    # time while it arrives; then what Gradio's half accepts.
-    app.add_middleware(GradioGuard, demo=demo)
+    # time while it arrives. Gradio's own mount is wrapped in GradioGuard at the end.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     if settings.rate_limit_per_minute > 0 and settings.rate_limit_burst > 0:
         app.add_middleware(
@@ -95,6 +95,10 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     app = gr.mount_gradio_app(
         app, demo, path="/", run_history=False, show_error=False, allowed_paths=[], css=CHAT_CSS, head=CHAT_HEAD
     )
+    # What Gradio's half accepts (web/gradio_guard.py): the guard wraps the mount itself, so
+    # the API's own routes never pass through it and it needs no list of them.
+    gradio_mount = next(route for route in app.routes if isinstance(route, Mount) and route.path in ("", "/"))
+    gradio_mount.app = GradioGuard(gradio_mount.app, demo=demo)
     mark_launched(demo)
     return app
 

@@ -33,14 +33,13 @@ import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import gradio as gr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from web.errors import error_response
 from web.middleware import replaying
-
-PREFIX = "/gradio_api/"
 
 # The page, its build and its static files; Gradio serves these from its package.
 PAGE_GETS = re.compile(
@@ -97,7 +96,8 @@ def _has_file_reference(value: Any) -> bool:
 
 
 class GradioGuard:
-    """ASGI middleware in front of the mounted chat app ``demo`` (see the module docstring)."""
+    """The mounted chat app ``demo``'s ASGI app, wrapped (see the module docstring): every
+    request that reaches Gradio passes here, and none of the app's own routes do."""
 
     def __init__(self, app: ASGIApp, *, demo: gr.Blocks) -> None:
         self.app = app
@@ -108,7 +108,7 @@ class GradioGuard:
 
     # ------------------------------------------------------------------ requests
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._ours(scope["path"]):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         method, path = scope["method"], scope["path"]
         if method in ("GET", "HEAD"):
@@ -127,19 +127,12 @@ class GradioGuard:
             return await error_response(*refusal)(scope, receive, send)
         await self.app(scope, receive, send)
 
-    @staticmethod
-    def _ours(path: str) -> bool:
-        """Routes of the FastAPI app itself (the JSON API, docs, widget), not Gradio's."""
-        return path.startswith(("/api/", "/v1/", "/docs-static/", "/docs/")) or path in (
-            "/docs", "/redoc", "/openapi.json", "/widget", "/widget.js"
-        )
-
     def _check_read(self, path: str, query: str) -> tuple[int, str] | None:
         if PAGE_GETS.match(path):
             return None
         queue = self.demo._queue
         if path == "/gradio_api/queue/data":
-            session = dict(p.partition("=")[::2] for p in query.split("&")).get("session_hash", "")
+            session = parse_qs(query).get("session_hash", [""])[0]
             if session not in queue.pending_messages_per_session:
                 return 404, "no such session (join the queue first)"
             return None

@@ -106,7 +106,9 @@ def test_gradio_writes_nothing_to_its_cache(seed_kb, start_app, planted):
     """The app's Gradio cache is its own folder and stays empty: the attacks above, the chat and
     a briefing through the page's own events write nothing there."""
     app = create_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0}))
-    demo = next(route.app.get_blocks() for route in app.routes if hasattr(route, "app") and hasattr(route.app, "get_blocks"))
+    from web.gradio_guard import GradioGuard
+
+    demo = next(route.app.demo for route in app.routes if isinstance(getattr(route, "app", None), GradioGuard))
     assert demo.has_launched is True and demo.allowed_paths == []  # Gradio's own path check runs
     cache = Path(demo.GRADIO_CACHE)
     assert cache.is_dir() and "kbqa-gradio-" in cache.name and not any(cache.iterdir())
