@@ -11,8 +11,8 @@ full publish-meta lines) are also removed between body paragraphs.
 Cleaned text layout: one paragraph per line, lines separated by a single ``"\\n"``, no
 blank lines, no leading/trailing spaces on a line. Characters are otherwise unchanged
 (chunk offsets index this text). ``jsonl`` records are already clean: only a leading
-"<date> ，正文：" news prefix is cut (into the date). ``pdf``/``docx`` only get the layout
-normalisation.
+"<date> ，正文：" news prefix is cut (into the date). ``pdf``/``docx`` get the layout
+normalisation and lose a date line among their first lines (into the date).
 """
 
 from __future__ import annotations
@@ -420,6 +420,21 @@ def _fallback_title(src: SourceDocument) -> str:
     return name
 
 
+LEADING_LINES = 6  # where a PDF or DOCX writes its date, under the title
+
+
+def _take_leading_dateline(text: str) -> tuple[str, str | None]:
+    """A date line among the first lines of a PDF or DOCX ("2023年8月5日", "发布时间：2023-08-05"),
+    taken out of the text as its date: left in, the chunker took the short line for a section
+    heading."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines[:LEADING_LINES]):
+        # chrome-shaped (a bare date, "发布时间：…", a meta line), not a sentence that has a date
+        if classify_line(line) is not None and (date := parse_date(line)):
+            return "\n".join(lines[:i] + lines[i + 1 :]), date
+    return text, None
+
+
 def _has_content(text: str) -> bool:
     return any(c.isalnum() for c in text)
 
@@ -445,9 +460,12 @@ def clean_document(src: SourceDocument) -> Document | None:
         return Document(doc_id=src.doc_id, title=title, text=text, source=src.source, date=date)
 
     if src.kind in ("pdf", "docx"):
-        text = normalize_layout(src.raw_text)
+        text, written_date = _take_leading_dateline(normalize_layout(src.raw_text))
         if not _has_content(text):
             return None
+        # The date written on the page is the document's; the file's creation date (metadata)
+        # is only when the file was made, so it comes second.
+        date = written_date or date
         if title is None:
             first = text.split("\n", 1)[0]
             title = first if _is_heading_like(first) else (derive_title(text) or _fallback_title(src))

@@ -46,9 +46,9 @@ def _document_from_bytes(
     title: str | None = None
     date: str | None = None
     if kind == "pdf":
-        text = pdf_text(data)
+        text, title, date = pdf_text(data)
     elif kind == "docx":
-        text, title = docx_text(data, min(DOCX_MAX_UNCOMPRESSED, 10 * max_bytes))
+        text, title, date = docx_text(data, min(DOCX_MAX_UNCOMPRESSED, 10 * max_bytes))
     elif kind == "html":
         html = decode_bytes(data, declared_charset or meta_charset(data))
         text, title, date = html_to_text(html)

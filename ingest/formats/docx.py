@@ -13,8 +13,9 @@ DOCX_MAX_UNCOMPRESSED = 100_000_000
 DOCX_MAX_MEMBERS = 10_000
 
 
-def docx_text(data: bytes, uncompressed_limit: int) -> tuple[str, str | None]:
-    """(text, title) of a DOCX; refused (DecodeError) past ``uncompressed_limit`` bytes unzipped."""
+def docx_text(data: bytes, uncompressed_limit: int) -> tuple[str, str | None, str | None]:
+    """(text, title, date) of a DOCX, title and creation date from its core properties; refused
+    (DecodeError) past ``uncompressed_limit`` bytes unzipped."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
@@ -46,6 +47,8 @@ def docx_text(data: bytes, uncompressed_limit: int) -> tuple[str, str | None]:
             else:
                 lines.append(block.text)
         title = (document.core_properties.title or "").strip() or None
+        created = document.core_properties.created
+        date = created.date().isoformat() if created else None
     except DecodeError:
         raise
     except Exception as exc:  # python-docx raises a zoo of types on malformed packages
@@ -53,4 +56,4 @@ def docx_text(data: bytes, uncompressed_limit: int) -> tuple[str, str | None]:
     text = "\n".join(lines)
     if not text.strip():
         raise DecodeError("DOCX has no text")
-    return text, title
+    return text, title, date

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import logging
 
+from ingest.dates import parse_date
 from ingest.decoding import DecodeError, normalize_newlines
 
 _PDF_KEEP_BREAK_AFTER = tuple("。！？；：:!?.…”」』)）")
+DATE_LINE_CHARS = 25  # "发布时间：2023年08月05日 10:30" fits; a wrapped sentence that starts with a date does not
 
 
 def _is_cjk(ch: str) -> bool:
@@ -15,11 +17,16 @@ def _is_cjk(ch: str) -> bool:
     return 0x3000 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF
 
 
+def _is_date_line(line: str) -> bool:
+    return len(line) <= DATE_LINE_CHARS and parse_date(line) is not None
+
+
 def reflow_pdf_page(text: str) -> str:
     """Join the visual line wraps of one PDF page back into paragraphs.
 
     A break is kept after sentence-final punctuation or after a clearly short line
-    (paragraph end / heading); otherwise lines are joined (no space between CJK).
+    (paragraph end / heading), and around a line that is only a date (a page's date line is
+    never the continuation of a wrapped line); otherwise lines are joined (no space between CJK).
     """
     lines = [ln.strip() for ln in normalize_newlines(text).split("\n")]
     lines = [ln for ln in lines if ln]
@@ -31,7 +38,12 @@ def reflow_pdf_page(text: str) -> str:
     previous_line = lines[0]  # the last *visual* line (out[-1] may hold several joined ones)
     for line in lines[1:]:
         prev = out[-1]
-        keep = previous_line.endswith(_PDF_KEEP_BREAK_AFTER) or len(previous_line) < 0.6 * typical
+        keep = (
+            previous_line.endswith(_PDF_KEEP_BREAK_AFTER)
+            or len(previous_line) < 0.6 * typical
+            or _is_date_line(previous_line)
+            or _is_date_line(line)
+        )
         previous_line = line
         if keep:
             out.append(line)
@@ -44,8 +56,9 @@ def reflow_pdf_page(text: str) -> str:
     return "\n".join(out)
 
 
-def pdf_text(data: bytes) -> str:
-    """The text of a PDF, pages reflowed (raises DecodeError: encrypted, unreadable, no text)."""
+def pdf_text(data: bytes) -> tuple[str, str | None, str | None]:
+    """(text, title, date) of a PDF: pages reflowed; title and creation date from its document
+    information, when it has them (raises DecodeError: encrypted, unreadable, no text)."""
     import pypdf
     from pypdf.errors import PyPdfError
 
@@ -63,6 +76,7 @@ def pdf_text(data: bytes) -> str:
                 if not unlocked:
                     raise DecodeError("encrypted PDF (password required)")
             pages = [reflow_pdf_page(page.extract_text() or "") for page in reader.pages]
+            title, date = _pdf_info(reader)
         except DecodeError:
             raise
         except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError, EOFError) as exc:
@@ -72,4 +86,18 @@ def pdf_text(data: bytes) -> str:
     text = "\n\n".join(p for p in pages if p.strip())
     if not text.strip():
         raise DecodeError("PDF has no extractable text (scanned images?)")
-    return text
+    return text, title, date
+
+
+def _pdf_info(reader) -> tuple[str | None, str | None]:
+    """Title and creation date of the PDF's document information; a broken dictionary is no
+    reason to refuse the text."""
+    try:
+        info = reader.metadata
+        if info is None:
+            return None, None
+        title = (info.title or "").strip() or None
+        created = info.creation_date  # pypdf parses "D:20230805..." into a datetime
+        return title, created.date().isoformat() if created else None
+    except Exception:  # noqa: BLE001 - malformed dates and dictionaries raise a zoo of types
+        return None, None

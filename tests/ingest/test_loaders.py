@@ -589,3 +589,55 @@ def test_url_connection_refused_is_a_failure_and_iteration_goes_on(server, tmp_p
 )
 def test_parse_date(value, expected):
     assert parse_date(value) == expected
+
+
+# --------------------------------------------------------------------------- dates of PDF and DOCX
+
+
+def _with_pdf_info(data: bytes, **info: str) -> bytes:
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(data)))
+    writer.add_metadata(info)
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def test_pdf_date_comes_from_its_first_lines_before_its_metadata(tmp_path):
+    from ingest.chunking import chunk_document
+    from ingest.cleaning import clean_document
+
+    plain = make_pdf(["Jinzhou digital government", "2023-08-05", *PDF_LINES])
+    with_info = _with_pdf_info(plain, **{"/Title": "Digital Jinzhou", "/CreationDate": "D:20240102030405+08'00'"})
+    (tmp_path / "a.pdf").write_bytes(with_info)
+    doc = clean_document(load_one(tmp_path / "a.pdf"))
+    assert doc.date == "2023-08-05" and doc.title == "Digital Jinzhou"  # the written date wins
+    assert "2023-08-05" not in doc.text.split("\n")  # gone from the text ...
+    assert all(chunk.section != "2023-08-05" for chunk in chunk_document(doc, chunk_size=320))  # ... never a section
+    (tmp_path / "b.pdf").write_bytes(_with_pdf_info(make_pdf(PDF_LINES), **{"/CreationDate": "D:20240102030405"}))
+    assert clean_document(load_one(tmp_path / "b.pdf")).date == "2024-01-02"  # no date line: the metadata's
+    (tmp_path / "c.pdf").write_bytes(make_pdf(PDF_LINES))
+    assert clean_document(load_one(tmp_path / "c.pdf")).date is None
+    (tmp_path / "d.pdf").write_bytes(_with_pdf_info(make_pdf(PDF_LINES), **{"/CreationDate": "D:garbage"}))
+    assert clean_document(load_one(tmp_path / "d.pdf")).date is None  # a broken date is no date, not a failure
+
+
+def test_docx_date_comes_from_a_date_line_or_its_core_properties(tmp_path):
+    import datetime
+
+    import docx
+
+    from ingest.cleaning import clean_document
+
+    document = docx.Document()
+    document.add_heading("锦州数字政府报告", level=1)
+    document.add_paragraph("发布时间：2023年8月5日")
+    document.add_paragraph("言归正传，近百座城市的1500余位嘉宾聚集于此。")
+    document.core_properties.created = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    document.save(str(tmp_path / "a.docx"))
+    doc = clean_document(load_one(tmp_path / "a.docx"))
+    assert doc.date == "2023-08-05" and "发布时间" not in doc.text
+    document.paragraphs[1].text = "一段正文，没有日期。"
+    document.save(str(tmp_path / "b.docx"))
+    assert clean_document(load_one(tmp_path / "b.docx")).date == "2024-01-02"
