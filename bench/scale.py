@@ -54,10 +54,11 @@ def sustained_rate(samples: list[tuple[float, int, int]]) -> tuple[float, float]
     return tuple(float(np.polyfit(t, np.array([s[k] for s in samples[start - 1 :]]), 1)[0]) for k in (1, 2))
 
 
-def ingest_for(url: str, budget: float, sample_every: float) -> dict:
+def ingest_for(url: str, budget: float, sample_every: float, write_batch: int = 256) -> dict:
     store = open_store(url)
     docs0, chunks0 = store.doc_count(), store.chunk_count()
-    cmd = [sys.executable, "-m", "ingest", str(evalset.SCALE_CORPUS), "--chroma-url", url, "--no-progress"]
+    cmd = [sys.executable, "-m", "ingest", str(evalset.SCALE_CORPUS), "--chroma-url", url, "--no-progress",
+           "--write-batch", str(write_batch)]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples = [(0.0, docs0, chunks0)]
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-queries", type=int, default=250)
     p.add_argument("--fresh", action="store_true", help="delete the server's data first instead of resuming")
     p.add_argument("--skip-app", action="store_true", help="ingest only; no latency measurement")
+    p.add_argument("--write-batch", type=int, default=256,
+                   help="chunks per write batch of the ingest (a short budget needs small ones to store anything)")
     p.add_argument("--out", type=Path, default=RESULTS / "scale")
     args = p.parse_args(argv)
     if not evalset.SCALE_CORPUS.is_file() or not evalset.available():
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     with chroma_server(args.workdir / "chroma", timeout=60) as (url, server_pid):
         if args.budget_minutes > 0:
             print(f"ingesting {evalset.SCALE_CORPUS} into {url} for up to {args.budget_minutes:g} min ...", flush=True)
-            results["ingest"] = ingest_for(url, args.budget_minutes * 60, args.sample_seconds)
+            results["ingest"] = ingest_for(url, args.budget_minutes * 60, args.sample_seconds, args.write_batch)
             print(results["ingest"]["summary"] or "(stopped at the budget)", flush=True)
         elif args.out.with_suffix(".json").exists():
             previous = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
