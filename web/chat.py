@@ -223,7 +223,9 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
             return message, "", NO_DOWNLOAD_HTML
         return render_briefing(briefing.markdown), briefing.markdown, download_link(briefing.topic)
 
-    with gr.Blocks(title="知识库问答") as demo:
+    # delete_cache: a backstop for the private cache (web/gradio_guard.py's own_cache), which
+    # nothing writes to — anything that ever lands there is gone within the hour.
+    with gr.Blocks(title="知识库问答", delete_cache=(600, 3600)) as demo:
         history = gr.State([])
         turns = gr.State([])
         with gr.Tab("问答", id="kb-tab-chat"):
