@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=0, le=65535)
     kb_dir: Path = Field(REPO_ROOT / "kb", description="demo knowledge base ingested into an empty store")
     max_question_chars: int = Field(2000, ge=1)
+    # A conversation's earlier messages sent with a question (the follow-up rewrite reads them).
+    max_history_messages: int = Field(40, ge=0, le=1000, description="earlier messages a question may carry")
+    max_history_chars: int = Field(20000, ge=0, description="total characters of those messages")
 
     @field_validator("chroma_url")
     @classmethod

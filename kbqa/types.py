@@ -209,11 +209,15 @@ class Answer:
     passages: tuple[Passage, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.0  # evidence score the refusal threshold was applied to
+    # The question retrieval and answering used: ``question`` rewritten with the conversation's
+    # earlier turns (kbqa/conversation.py); "" when no rewrite ran (then it is ``question``).
+    standalone_question: str = ""
 
     def to_dict(self) -> dict:
         return {
             "answer": self.text,
             "found": self.found,
+            "standalone_question": self.standalone_question or self.question,
             "confidence": round(self.confidence, 4),
             "citations": [c.to_dict() for c in self.citations],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
