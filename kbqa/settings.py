@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=1)
     # A conversation's earlier messages sent with a question (the follow-up rewrite reads them).
     max_history_messages: int = Field(40, ge=0, le=1000, description="earlier messages a question may carry")
-    max_history_chars: int = Field(20000, ge=0, description="total characters of those messages")
+    # 12,000 Chinese characters are ~36 KB of UTF-8: a history at its bounds fits in max_body_bytes.
+    max_history_chars: int = Field(12000, ge=0, description="total characters of those messages")
 
     @field_validator("chroma_url")
     @classmethod

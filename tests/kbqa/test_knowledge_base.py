@@ -138,7 +138,7 @@ def test_a_follow_up_naming_the_answers_platform(seed_kb):
         ([{"role": "user"}], "history"),
         ("not a list of messages", "history"),
         ([{"role": "user", "content": "问"}] * 41, "41 messages"),
-        ([{"role": "user", "content": "问" * 20001}], "20001 characters"),
+        ([{"role": "user", "content": "问" * 12001}], "12001 characters"),
     ],
 )
 def test_bad_history_raises_a_clear_error(seed_kb, history, message):
