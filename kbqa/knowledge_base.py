@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
     from ingest.pipeline import EventHook, IngestPipeline
+    from langchain_core.language_models import BaseChatModel
+
     from kbqa.answering import ExtractiveAnswerer
     from kbqa.briefing import Briefing
+    from kbqa.llm_answering import LLMAnswerer
     from kbqa.langchain_adapters import HybridRetriever
 
 log = logging.getLogger(__name__)
@@ -60,11 +63,41 @@ class KnowledgeBase:
         )
 
     @cached_property
-    def answerer(self) -> ExtractiveAnswerer:
+    def extractive(self) -> ExtractiveAnswerer:
         from kbqa.answering import ExtractiveAnswerer
 
         # The question's terms and weights come with each search result (found.terms).
         return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
+
+    @cached_property
+    def chat_model(self) -> BaseChatModel | None:
+        """The configured chat model (``llm_base_url``), or None."""
+        s = self.settings
+        if not s.llm_base_url:
+            return None
+        from kbqa.llm_answering import chat_model
+
+        key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
+        return chat_model(s.llm_base_url, s.llm_model or "", key, timeout=s.llm_timeout_seconds)
+
+    @cached_property
+    def answerer(self) -> ExtractiveAnswerer | LLMAnswerer:
+        """The chat model, every sentence verified, when one is configured (the extractive
+        answerer standing in when it is unavailable); else the extractive answerer."""
+        if self.chat_model is None:
+            return self.extractive
+        from kbqa.llm_answering import LLMAnswerer
+
+        return LLMAnswerer(self.chat_model, fallback=self.extractive)
+
+    @cached_property
+    def rewriter(self) -> Callable[[str, Sequence[Message]], str]:
+        """Follow-up -> standalone question: the chat model when configured, else by rule."""
+        if self.chat_model is None:
+            return rewrite
+        from kbqa.llm_answering import LLMRewriter
+
+        return LLMRewriter(self.chat_model)
 
     # --- ingestion -----------------------------------------------------------------------
     # Every write holds the store's ingest lock, waiting up to ``lock_timeout`` seconds for
@@ -243,7 +276,7 @@ class KnowledgeBase:
         "锦州的“三个开放”中第二个开放是什么？". Unchanged without history."""
         question = self._check(question, "question")
         messages = self._history(history)
-        return rewrite(question, messages) if messages else question
+        return self.rewriter(question, messages) if messages else question
 
     def ask(
         self, question: str, k: int | None = None, history: Sequence[Message | Mapping[str, str]] | None = None
