@@ -70,6 +70,7 @@ CHAT_CSS = """
 #kb-chat .kb-refusal { color: var(--body-text-color-subdued); border-left: 3px solid var(--color-accent-soft);
   padding-left: 0.6rem; }
 #kb-chat .kb-refusal::before { content: "未找到答案 · "; font-weight: 600; }
+#kb-chat .kb-notice, #kb-chat .kb-checked { font-size: 0.85rem; color: var(--body-text-color-subdued); }
 #kb-chat a.kb-cite { text-decoration: none; font-weight: 600; color: var(--color-accent); padding: 0 1px; }
 #kb-chat a.kb-cite:hover { text-decoration: underline; }
 #kb-sources .kb-turn { margin-bottom: 1.2rem; }
@@ -153,8 +154,9 @@ def render_answer(answer: Answer, turn: int) -> str:
     the panel (``kb-src-<turn>-<n>``; the page's script opens and flashes it); a refusal in
     its own style. Only marks that name one of the answer's citations become links: a "[3]"
     quoted from a document stays text."""
+    notice = f'<div class="kb-notice">{html.escape(answer.notice)}</div>' if answer.notice else ""
     if not answer.found:
-        return f'<div class="kb-refusal">{html.escape(answer.text)}</div>'
+        return f'{notice}<div class="kb-refusal">{html.escape(answer.text)}</div>'
     cited = len(answer.citations)
 
     def link(match: re.Match[str]) -> str:
@@ -163,7 +165,11 @@ def render_answer(answer: Answer, turn: int) -> str:
             return match.group(0)
         return f'<a class="kb-cite" href="#kb-src-{turn}-{n}" title="查看引用 [{n}]">[{n}]</a>'
 
-    return f'<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>'
+    checked = ""
+    if answer.verification and answer.verification.get("removed"):
+        removed = answer.verification["removed"]
+        checked = f'<div class="kb-checked">已删去 {removed} 句知识库原文无法支持的内容。</div>'
+    return f'{notice}<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>{checked}'
 
 
 def render_turns(turns: list[Turn]) -> str:

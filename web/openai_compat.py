@@ -182,7 +182,7 @@ def _completion(completion_id: str, answer: Answer) -> dict:
         "found": data["found"],
         "standalone_question": data["standalone_question"],
         "references": data["citations"],
-    }
+    } | {key: data[key] for key in ("verification", "notice") if key in data}
 
 
 async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> AsyncIterator[ServerSentEvent]:
@@ -201,6 +201,7 @@ async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> 
             yield chunk({"content": last.text[len(sent):]})
             sent = last.text
     final = last.to_dict()
+    extra = {key: final[key] for key in ("verification", "notice") if key in final}
     yield chunk({}, "stop", found=final["found"], standalone_question=final["standalone_question"],
-                references=final["citations"])
+                references=final["citations"], **extra)
     yield ServerSentEvent("[DONE]")
