@@ -73,6 +73,13 @@ _PRONOUN_VERBS_ZH = {"这是": "是", "那是": "是", "这就是": "就是", "�
 # Of those, the ones that can precede a noun (这个协议, 该平台, 上述措施).
 _DETERMINERS_ZH = frozenset("这 那 此 该 这个 那个 这些 那些 这项 那项 该项 此项 这种 那种 上述".split())
 _AMONG_ZH = "其中"
+# 该 is also "should" (企业该如何申请？): a pointer only before a noun.
+_ONLY_BEFORE_NOUN_ZH = frozenset({"该"})
+# "这个城市" after a question about 锦州 is 锦州: class nouns and the name tags they stand for.
+_CLASS_NOUNS_ZH = {
+    "城市": ("ns",), "地方": ("ns",), "地区": ("ns",), "省份": ("ns",),
+    "公司": ("nt", "nz", "nr"), "企业": ("nt", "nz", "nr"), "机构": ("nt",), "单位": ("nt",),
+}
 # Spoken openers of a follow-up, dropped from the front ("那上海呢" is "上海呢").
 _OPENERS_ZH = ("那么", "那", "还有", "另外", "而", "请问")
 # Where a Chinese question's subject ends: its predicate or question word.
@@ -104,6 +111,18 @@ _NUMERALS_ZH = {c: i for i, c in enumerate("一二三四五六七八九十", sta
 _LIST_LEAD = re.compile(r"^.*?(?:即|包括|包含|分别是|分别为|分为|是|为|有|：|:)")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _END = re.compile(r"[\s？?。.!！]+$")
+
+
+def _points_back(ws: list[str]) -> bool:
+    """Whether words cut from a Chinese question hold a pronoun (or a pronoun-verb word)."""
+    for i, w in enumerate(ws):
+        if w in _PRONOUN_VERBS_ZH:
+            return True
+        if w in _PRONOUNS_ZH:
+            nxt = ws[i + 1] if i + 1 < len(ws) else ""
+            if w not in _ONLY_BEFORE_NOUN_ZH or word_tag(nxt).startswith("n"):
+                return True
+    return False
 
 
 def _is_chinese(text: str) -> bool:
@@ -179,6 +198,8 @@ def _elliptical_subject(question: str) -> str | None:
         ws = ws[:-1]
     if not ws or any(w in _PREDICATES_ZH or w in _PRONOUNS_ZH or word_tag(w) == "v" for w in ws):
         return None
+    if not any(_content(w) for w in ws):  # "具体呢？" asks on, it names nothing new
+        return None
     return "".join(ws)
 
 
@@ -189,9 +210,11 @@ def is_follow_up(question: str) -> bool:
         return True
     if _is_chinese(question):
         ws = words(question)
-        if _AMONG_ZH in ws or any(w in _PRONOUNS_ZH or w in _PRONOUN_VERBS_ZH for w in ws):
+        if _AMONG_ZH in ws or _points_back(ws):
             return True
         return not any(_content(w) and w not in _OPENERS_ZH for w in ws)
+    if re.search(r"\s[A-Z][a-z]", question.strip()):
+        return False  # names its own subject ("Is it true that Jinzhou opened its data?")
     tokens = re.findall(r"[A-Za-z']+", question.lower())
     if any(t in _PRONOUNS_EN for t in tokens) or _ONE_EN.search(question):
         return True
@@ -274,6 +297,11 @@ def _compound(noun: str, text: str) -> str | None:
     return best
 
 
+def _name_of(text: str, tags: tuple[str, ...]) -> str | None:
+    """The first word of ``text`` tagged as one of ``tags`` (a place, an organisation)."""
+    return next((w for w in words(text) if word_tag(w) in tags), None)
+
+
 def _same_kind(new: str, previous: str) -> int | None:
     """The index of the word of ``previous`` (its words) that ``new`` replaces: the same part
     of speech (a place for a place), the most characters in common breaking ties; else the
@@ -329,6 +357,9 @@ def _resolve_zh(question: str, subject: str, previous: str, answer: str) -> str:
         nxt = ws[i + 1] if i + 1 < len(ws) else ""
         if w == _AMONG_ZH:
             out.append(f"{subject}中")
+        elif w in _DETERMINERS_ZH and nxt in _CLASS_NOUNS_ZH and (name := _name_of(previous, _CLASS_NOUNS_ZH[nxt])):
+            out.append(name)  # 这个城市 -> 锦州
+            i += 1
         elif w in _DETERMINERS_ZH and _content(nxt) and word_tag(nxt).startswith(("n", "v")) and nxt not in _PREDICATES_ZH:
             referent = _compound(nxt, answer) or _compound(nxt, previous)
             if referent is None:
@@ -339,6 +370,8 @@ def _resolve_zh(question: str, subject: str, previous: str, answer: str) -> str:
             out.append(f"{subject}的")
         elif w in _PRONOUN_VERBS_ZH:
             out.append(subject + _PRONOUN_VERBS_ZH[w])
+        elif w in _ONLY_BEFORE_NOUN_ZH and not word_tag(nxt).startswith("n"):
+            out.append(w)  # 该 as "should"
         elif w in _PRONOUNS_ZH:
             out.append(subject)
         else:
@@ -384,7 +417,7 @@ def _rewrite_one(question: str, previous: str, answer: str) -> str:
         return item
     if _is_chinese(question):
         ws = words(question)
-        if _AMONG_ZH in ws or any(w in _PRONOUNS_ZH or w in _PRONOUN_VERBS_ZH for w in ws):
+        if _AMONG_ZH in ws or _points_back(ws):
             return _resolve_zh(question, subject, previous, answer)
         # No content word of its own ("为什么？", "具体呢？"): it asks on about the whole
         # previous question.

@@ -55,6 +55,9 @@ class TestChineseFollowUps:
             (turn(AGREEMENT_Q, AGREEMENT_A), "该平台有哪些应用？", "华为锦州云计算平台有哪些应用？"),
             # No content word of its own: it asks on about the whole previous question.
             (turn(AGREEMENT_Q, AGREEMENT_A), "为什么？", "华为与锦州在2017年签署了什么协议，为什么？"),
+            (turn(THREE_OPENINGS_Q), "具体呢？", "锦州的“三个开放”是什么，具体呢？"),
+            # A class noun stands for the name of its kind: 这个城市 is 锦州, not the openings.
+            (turn(THREE_OPENINGS_Q), "这个城市的GDP是多少？", "锦州的GDP是多少？"),
         ],
     )
     def test_rewritten(self, history, question, standalone):
@@ -101,6 +104,8 @@ class TestLeftAlone:
             "锦州有多少家单位的业务系统迁移上了华为云？",
             "数字政府建设的“三大步”指什么？",
             "How many cloud data centers does Huawei run in Jinzhou?",
+            "企业该如何申请补贴？",  # 该 as "should", not "that"
+            "Is it true that Jinzhou opened its data?",  # names its own subject
         ],
     )
     def test_a_question_with_its_own_subject(self, question):
