@@ -101,6 +101,7 @@ _OBJECT_EN = re.compile(r"^\s*(?:what|which)\s+(?P<n>\w+(?:\s+\w+)?)\s+(?:do|doe
 # "the second one", "the last ones": an item of what was asked about.
 _ONE_EN = re.compile(r"\bthe\s+(?P<which>first|second|third|fourth|fifth|last|other|\w+th)\s+ones?\b", re.I)
 _MARKS = re.compile(r"\[\d+\]")
+_QUOTED = re.compile(r"[“「\"]([^”」\"]{1,20})[”」\"]")
 # "第二个", "第2条", "其中第三点": an item of a list the previous answer gave.
 _ORDINAL_ZH = re.compile(
     r"(?:其中的?)?第(?P<n>[一二两三四五六七八九十]|\d{1,2})(?:个|条|点|项|步|种|类|方面|部分|是)?"
@@ -172,6 +173,11 @@ def subject_of(question: str) -> str:
 
 
 # --- is it a follow-up? ---------------------------------------------------------------------------
+
+
+def _strip_opening(text: str) -> str:
+    """``text`` without a spoken opener ("那", "还有") in front."""
+    return "".join(_strip_openers(words(text)))
 
 
 def _strip_openers(ws: list[str]) -> list[str]:
@@ -268,7 +274,11 @@ def _resolve_item(question: str, subject: str, answer: str) -> str | None:
             rest = rest[len(ws[0]) :]  # 第二个开放 -> the item, 开放 included
         names = [w for w in words(subject) if word_tag(w) in ("ns", "nr", "nt")]
         context = "".join(f"{w}的" for w in names if w not in item)
-        return f"{question[: m.start()]}{context}{item}{rest}"
+        if not _END.sub("", rest).removesuffix("呢"):  # "第三个呢？" asks what it is
+            rest = "是什么？"
+        return f"{_strip_opening(question[: m.start()])}{context}{item}{rest}"
+    if not _END.sub("", rest).strip():
+        return f"What is {item}?"
     return f"{question[: m.start()]}{item}{rest}"
 
 
@@ -336,8 +346,18 @@ def _substitute(new: str, previous: str) -> str:
                 return previous.replace(word.removesuffix("'s"), new, 1) if word else previous
         subject = subject_of(previous)
         return previous.replace(subject, new, 1) if subject in previous else f"{new}: {previous}"
+    # A quoted name swaps a quoted name ("那“六小步”呢？" after "……“三大步”指什么？"): jieba cuts
+    # 三大步 into 三 / 大步, so the quotes, not the words, bound it.
+    # A word outside the quotes that shares more with the new subject wins (第二个 swaps 第一个
+    # in "锦州的“三个开放”中第一个开放", not the quoted 三个开放).
     ws = words(previous)
     i = _same_kind(new, previous)
+    bare = new.strip("“”\"「」")
+    quoted = [(len(set(m.group(1)) & set(bare)), m) for m in _QUOTED.finditer(previous)]
+    word_overlap = len(set(ws[i]) & set(bare)) if i is not None else 0
+    if quoted and (new != bare or max(q[0] for q in quoted) > word_overlap):
+        _, m = max(quoted, key=lambda q: q[0])
+        return previous[: m.start(1)] + bare + previous[m.end(1) :]
     if i is None:
         return f"{new}，{previous}"
     return "".join([*ws[:i], new, *ws[i + 1 :]])
@@ -409,12 +429,14 @@ def _rewrite_one(question: str, previous: str, answer: str) -> str:
     subject = subject_of(previous)
     if subject and subject in question:  # names the subject already: standalone
         return question
-    new = _elliptical_subject(question)
-    if new is not None:
-        return _substitute(new, previous)
+    # An ordinal names an item of the list the previous answer gave ("第三个呢？"), before
+    # it could be taken for a new subject.
     item = _resolve_item(question, subject, answer)
     if item is not None:
         return item
+    new = _elliptical_subject(question)
+    if new is not None:
+        return _substitute(new, previous)
     if _is_chinese(question):
         ws = words(question)
         if _AMONG_ZH in ws or _points_back(ws):

@@ -38,6 +38,9 @@ class TestChineseFollowUps:
             # Ellipsis: the new subject replaces the word of its kind.
             (turn("北京的人口是多少？"), "那上海呢？", "上海的人口是多少？"),
             (turn(THREE_OPENINGS_Q), "华为呢？", "华为的“三个开放”是什么？"),
+            # A quoted name swaps the quoted name, whole (jieba cuts 三大步 into 三 / 大步).
+            (turn("数字政府建设的“三大步”指什么？"), "那“六小步”呢？", "数字政府建设的“六小步”指什么？"),
+            (turn("数字政府建设的“三大步”指什么？"), "六小步呢？", "数字政府建设的“六小步”指什么？"),
             # A bare pronoun is the previous question's subject.
             (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "它是哪一年提出的？", "锦州的“三个开放”是哪一年提出的？"),
             (turn(THREE_OPENINGS_Q), "这是什么意思？", "锦州的“三个开放”是什么意思？"),
@@ -48,6 +51,7 @@ class TestChineseFollowUps:
             (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "其中第二个开放是什么？", "锦州的开放数据资源是什么？"),
             (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "其中第二条是什么意思？", "锦州的开放数据资源是什么意思？"),
             (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "第三个是什么？", "锦州的开放市场应用是什么？"),
+            (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "那第三个呢？", "锦州的开放市场应用是什么？"),
             # No such item: among the subject, as without a list.
             (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "其中第五个是什么？", "锦州的“三个开放”中第五个是什么？"),
             # A determiner with a noun: what the previous answer called it, not the question's bare noun.
@@ -90,6 +94,7 @@ class TestEnglishFollowUps:
              "What does the second of the three openings of Jinzhou mean?"),
             # Across languages: an English follow-up of a Chinese conversation.
             (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "What does the second one mean?", "What does 开放数据资源 mean?"),
+            (turn(THREE_OPENINGS_Q, THREE_OPENINGS_A), "And the third one?", "What is 开放市场应用?"),
             (turn("锦州的GDP是多少？"), "And Shanghai?", "Shanghai的GDP是多少？"),  # a name for a name
         ],
     )
