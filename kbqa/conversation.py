@@ -109,7 +109,7 @@ _ORDINAL_ZH = re.compile(
 _ORDINAL_EN = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6}
 _NUMERALS_ZH = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)} | {"两": 2}
 # What introduces a list inside its clause ("即开放业务系统、开放数据资源、开放市场应用").
-_LIST_LEAD = re.compile(r"^.*?(?:即|包括|包含|分别是|分别为|分为|是|为|有|：|:)")
+_LIST_LEAD = re.compile(r"^.*?(?:即|包括|包含|分别是|分别为|分为|特指|是指|指的是|是|为|有|：|:)")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _END = re.compile(r"[\s？?。.!！]+$")
 
@@ -160,8 +160,10 @@ def subject_of(question: str) -> str:
     while ws and ws[0] in _OPENERS_ZH + ("关于", "对于"):
         ws = ws[1:]
     phrase, quoted = [], False
-    for w in ws:
-        if not quoted and (w in _PREDICATES_ZH or word_tag(w) == "v"):
+    for i, w in enumerate(ws):
+        nxt = ws[i + 1] if i + 1 < len(ws) else ""
+        # A verb before 的 is a clause inside the subject: 锦州坚持的“三个开放”.
+        if not quoted and (w in _PREDICATES_ZH or word_tag(w) == "v") and not (nxt == "的" and word_tag(w) == "v"):
             break
         if w in "“”\"「」『』":
             quoted = not quoted if w == '"' else w in "“「『"
@@ -230,18 +232,31 @@ def is_follow_up(question: str) -> bool:
 # --- the rewrite ----------------------------------------------------------------------------------
 
 
-def list_items(answer: str) -> list[str]:
-    """The items of the first enumeration ("A、B、C") in an answer: "……,即开放业务系统、开放数据
-    资源、开放市场应用。" -> ["开放业务系统", "开放数据资源", "开放市场应用"]."""
-    for clause in re.split(r"[，,。；;！？!?\n]", _MARKS.sub("", answer)):
-        parts = clause.split("、")
-        if len(parts) < 2:
-            continue
-        parts[0] = _LIST_LEAD.sub("", parts[0])
-        items = [p.strip(" “”\"'（）()") for p in parts]
-        if all(0 < len(item) <= 30 for item in items):
-            return items
-    return []
+def list_items(answer: str, subject: str = "") -> list[str]:
+    """The items of an enumeration ("A、B、C") in an answer: "……,即开放业务系统、开放数据资源、
+    开放市场应用。" -> ["开放业务系统", "开放数据资源", "开放市场应用"]. A list inside quotes
+    (“三大步、六小步” names two lists) is none. With several, the first in a sentence whose first
+    quoted name is in ``subject`` ("其中,“三大步”指,新建……、……" when asked about 三大步), else the
+    first."""
+    found: list[tuple[bool, list[str]]] = []
+    for sentence in re.split(r"(?<=[。！？!?\n])", _MARKS.sub("", answer)):
+        first_quoted = _QUOTED.search(sentence)
+        about = bool(first_quoted and subject and first_quoted.group(1) in subject)
+        for clause in re.split(r"[，,。；;！？!?\n]", sentence):
+            parts = clause.split("、")
+            if len(parts) < 2 or _inside_quotes(clause, clause.index("、")):
+                continue
+            parts[0] = _LIST_LEAD.sub("", parts[0])
+            items = [p.strip(" “”\"'（）()") for p in parts]
+            if all(0 < len(item) <= 30 for item in items):
+                found.append((about, items))
+                break
+    return next((items for about, items in found if about), found[0][1] if found else [])
+
+
+def _inside_quotes(text: str, position: int) -> bool:
+    before = text[:position]
+    return before.count("“") > before.count("”") or before.count('"') % 2 == 1
 
 
 def _ordinal(question: str) -> tuple[re.Match[str], int] | None:
@@ -260,7 +275,7 @@ def _resolve_item(question: str, subject: str, answer: str) -> str | None:
     "锦州的开放数据资源是什么？" — the item, with the names (places, people, organisations)
     of the subject; None when the previous answer has no such item."""
     found = _ordinal(question)
-    items = list_items(answer)
+    items = list_items(answer, subject)
     if found is None or not items:
         return None
     m, n = found
@@ -434,6 +449,14 @@ def _rewrite_one(question: str, previous: str, answer: str) -> str:
     item = _resolve_item(question, subject, answer)
     if item is not None:
         return item
+    ordinal = _ORDINAL_ZH.search(question)
+    # (When the previous question named an item by its number too, the number is swapped below.)
+    if ordinal and _is_chinese(question) and _AMONG_ZH not in question and not _ORDINAL_ZH.search(previous):
+        # No list to pick from (the previous answer was a refusal): among the subject.
+        rest = _strip_opening(question[ordinal.start() :])
+        if _END.sub("", rest).endswith("呢"):
+            rest = _END.sub("", rest).removesuffix("呢") + "是什么？"
+        return f"{subject}中{rest}"
     new = _elliptical_subject(question)
     if new is not None:
         return _substitute(new, previous)

@@ -73,6 +73,11 @@ class TestChineseFollowUps:
         # The second question was rewritten first ("…中第一个开放…"), so 第二个 swaps 第一个.
         assert rewrite("那第二个呢？", history) == "锦州的“三个开放”中第二个开放是什么？"
 
+    def test_an_ordinal_after_a_refusal_is_among_the_subject(self):
+        refused = turn("锦州坚持的“三个开放”指哪三个？", "抱歉，知识库中没有找到能回答这个问题的内容。")
+        assert rewrite("那第二个呢？", refused) == "锦州坚持的“三个开放”中第二个是什么？"
+        assert rewrite("其中第三项是什么？", refused) == "锦州坚持的“三个开放”中第三项是什么？"
+
     def test_the_answer_it_follows_is_the_one_after_the_last_question(self):
         history = [*turn(AGREEMENT_Q, AGREEMENT_A), *turn(THREE_OPENINGS_Q)]
         assert rewrite("这个协议的内容是什么？", history) == "锦州的“三个开放”的协议的内容是什么？"
@@ -127,6 +132,11 @@ class TestLeftAlone:
 
 def test_list_items_of_an_answer():
     assert list_items(THREE_OPENINGS_A) == ["开放业务系统", "开放数据资源", "开放市场应用"]
+    steps = ("通常又可分“三大步、六小步”将数字政府建设落地实施。[1]而“六小步”则是对“三大步”的拆分,特指顶层设计、"
+             "数字基础设施、数字政务。[1]其中,“三大步”指,新建ICT基础设施、迁引政务和民生业务上云、聚生态发展数字经济。[1]")
+    # The quoted “三大步、六小步” is no list; of the two lists, the one about the subject.
+    assert list_items(steps) == ["顶层设计", "数字基础设施", "数字政务"]
+    assert list_items(steps, "数字政府建设的“三大步”") == ["新建ICT基础设施", "迁引政务和民生业务上云", "聚生态发展数字经济"]
     assert list_items("包括顶层设计、数字基础设施、数字政务。") == ["顶层设计", "数字基础设施", "数字政务"]
     assert list_items(AGREEMENT_A) == []
 
