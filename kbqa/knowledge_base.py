@@ -276,7 +276,14 @@ class KnowledgeBase:
         "锦州的“三个开放”中第二个开放是什么？". Unchanged without history."""
         question = self._check(question, "question")
         messages = self._history(history)
-        return self.rewriter(question, messages) if messages else question
+        if not messages:
+            return question
+        standalone = self.rewriter(question, messages).strip()
+        # A subject carried from a long earlier message must not make a question the API would
+        # refuse (max_question_chars): then the question is searched as it was asked.
+        if not standalone or len(standalone) > self.settings.max_question_chars:
+            return question
+        return standalone
 
     def ask(
         self, question: str, k: int | None = None, history: Sequence[Message | Mapping[str, str]] | None = None

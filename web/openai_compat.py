@@ -10,7 +10,8 @@ max_history_chars) are dropped rather than refused; system and developer message
 part of it (the knowledge base has its own instructions). The reply's text carries the ``[n]`` marks; the
 response adds ``references`` (the API's citation objects, ``references[n - 1]`` for ``[n]``)
 and ``found``, which OpenAI clients keep as extra fields. Sampling parameters
-(``temperature`` ...) are accepted and ignored: the answers are extractive, not sampled. Errors
+(``temperature`` ...) are accepted and ignored: the answers are extractive, or from the configured
+chat model at temperature 0 with every sentence verified. Errors
 keep the API's one shape (``{"error": message, "detail": [...]}``).
 
 No ``from __future__ import annotations``: the request model is local (its length limit is

@@ -144,3 +144,11 @@ def test_a_follow_up_naming_the_answers_platform(seed_kb):
 def test_bad_history_raises_a_clear_error(seed_kb, history, message):
     with pytest.raises(QuestionError, match=message):
         seed_kb.ask("它是什么？", history=history)
+
+
+def test_a_standalone_question_longer_than_a_question_may_be_is_not_searched(seed_kb):
+    subject = "锦州" + "的数字政府" * 500  # history messages may be longer than a question
+    history = [{"role": "user", "content": f"{subject}是什么？"}]
+    assert len(subject) > seed_kb.settings.max_question_chars
+    answer = seed_kb.ask("它是哪一年提出的？", history=history)
+    assert answer.standalone_question == "它是哪一年提出的？"
