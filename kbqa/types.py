@@ -209,15 +209,29 @@ class Answer:
     passages: tuple[Passage, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.0  # evidence score the refusal threshold was applied to
+    # The question retrieval and answering used: ``question`` rewritten with the conversation's
+    # earlier turns (kbqa/conversation.py); "" when no rewrite ran (then it is ``question``).
+    standalone_question: str = ""
+    # A chat model's answer (kbqa/llm_answering.py): how many of its sentences were checked
+    # against the passages — {"sentences", "verified", "corrected", "removed"}; None when the
+    # answer is extractive (every sentence a quotation).
+    verification: dict[str, int] | None = None
+    notice: str = ""  # e.g. the chat model could not be reached and the answer is extractive
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "answer": self.text,
             "found": self.found,
+            "standalone_question": self.standalone_question or self.question,
             "confidence": round(self.confidence, 4),
             "citations": [c.to_dict() for c in self.citations],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+        if self.verification is not None:
+            data["verification"] = dict(self.verification)
+        if self.notice:
+            data["notice"] = self.notice
+        return data
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ PACKAGES = ("kbqa", "ingest", "web", "bench")
 # patterns (``ingest.__main__`` is a face, the rest of ``ingest`` is not). The README's house
 # map mirrors this table (``test_readme_mirrors_the_layer_table``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("kbqa", "kbqa.types", "kbqa.settings", "kbqa.text", "kbqa.evidence", "kbqa.extras")),
+    ("ground", ("kbqa", "kbqa.types", "kbqa.settings", "kbqa.text", "kbqa.evidence", "kbqa.extras",
+                "kbqa.conversation", "kbqa.verification")),
     ("store", ("kbqa.chroma", "kbqa.store", "kbqa.locks", "kbqa.schema", "kbqa.lexical", "kbqa.embeddings",
                "kbqa.model_build", "kbqa.e5_onnx", "kbqa.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -28,6 +28,7 @@ from web.schemas import (
     HealthOut,
     K,
     SearchOut,
+    history_field,
     question_text,
 )
 
@@ -35,12 +36,17 @@ from web.schemas import (
 def api_router(kb: KnowledgeBase) -> APIRouter:
     """``/api/ask``, ``/api/ask/stream``, ``/api/search``, ``/api/health``, ``/api/documents``."""
     limit = kb.settings.max_question_chars
+    History = history_field(kb.settings.max_history_messages, kb.settings.max_history_chars)
 
     # Request bodies: strict types (no "5" -> 5 coercion), unknown fields refused.
     class AskRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         question: Annotated[StrictStr, question_text(limit)]
         k: K | None = None
+        history: History = Field(default_factory=list)  # type: ignore[valid-type]
+
+        def messages(self) -> list[dict]:
+            return [m.model_dump() for m in self.history]
 
     class SearchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -51,12 +57,12 @@ def api_router(kb: KnowledgeBase) -> APIRouter:
 
     @router.post("/api/ask", response_model=AnswerOut, responses=ERROR_RESPONSES)
     def ask(req: AskRequest) -> dict:
-        return kb.ask(req.question, req.k).to_dict()
+        return kb.ask(req.question, req.k, history=req.messages()).to_dict()
 
     @router.post("/api/ask/stream", responses=ERROR_RESPONSES | {200: {"content": {"text/event-stream": {}}}})
     async def ask_stream(req: AskRequest) -> EventSourceResponse:
         """Server-Sent Events: ``delta`` {"text"} ... then ``answer`` (as /api/ask) and ``done``."""
-        answers = kb.ask_stream(req.question, req.k)
+        answers = kb.ask_stream(req.question, req.k, history=req.messages())
         # Pull the first answer before responding, so a QuestionError (or any failure in
         # retrieval) becomes a proper error status instead of a broken event stream.
         first = await run_in_threadpool(next, answers)

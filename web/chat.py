@@ -59,7 +59,10 @@ _SOURCES_CSS = """
 """
 
 Message = dict[str, Any]
-Turn = tuple[int, str, str]  # (turn number, question, its sources' HTML)
+# (turn number, question, its sources' HTML, the answer's plain text, the standalone question):
+# the last two are the conversation the next question is asked in (KnowledgeBase.ask_stream's
+# history), kept apart from the chat's rendered HTML.
+Turn = tuple[int, str, str, str, str]
 
 # Page-wide style and behaviour (web/app.py passes them to Gradio): answers and refusals look
 # different; a click on [n] brings its source into view in the panel and flashes it.
@@ -67,10 +70,12 @@ CHAT_CSS = """
 #kb-chat .kb-refusal { color: var(--body-text-color-subdued); border-left: 3px solid var(--color-accent-soft);
   padding-left: 0.6rem; }
 #kb-chat .kb-refusal::before { content: "未找到答案 · "; font-weight: 600; }
+#kb-chat .kb-notice, #kb-chat .kb-checked { font-size: 0.85rem; color: var(--body-text-color-subdued); }
 #kb-chat a.kb-cite { text-decoration: none; font-weight: 600; color: var(--color-accent); padding: 0 1px; }
 #kb-chat a.kb-cite:hover { text-decoration: underline; }
 #kb-sources .kb-turn { margin-bottom: 1.2rem; }
 #kb-sources .kb-q { font-size: 0.9rem; margin: 0 0 0.5rem; color: var(--body-text-color-subdued); }
+#kb-sources .kb-standalone { font-weight: normal; }
 #kb-sources .kb-flash { outline: 2px solid var(--color-accent); transition: outline-color 1.5s; }
 """
 CHAT_HEAD = """<script>
@@ -149,8 +154,9 @@ def render_answer(answer: Answer, turn: int) -> str:
     the panel (``kb-src-<turn>-<n>``; the page's script opens and flashes it); a refusal in
     its own style. Only marks that name one of the answer's citations become links: a "[3]"
     quoted from a document stays text."""
+    notice = f'<div class="kb-notice">{html.escape(answer.notice)}</div>' if answer.notice else ""
     if not answer.found:
-        return f'<div class="kb-refusal">{html.escape(answer.text)}</div>'
+        return f'{notice}<div class="kb-refusal">{html.escape(answer.text)}</div>'
     cited = len(answer.citations)
 
     def link(match: re.Match[str]) -> str:
@@ -159,19 +165,39 @@ def render_answer(answer: Answer, turn: int) -> str:
             return match.group(0)
         return f'<a class="kb-cite" href="#kb-src-{turn}-{n}" title="查看引用 [{n}]">[{n}]</a>'
 
-    return f'<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>'
+    checked = ""
+    if answer.verification and answer.verification.get("removed"):
+        removed = answer.verification["removed"]
+        checked = f'<div class="kb-checked">已删去 {removed} 句知识库原文无法支持的内容。</div>'
+    return f'{notice}<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>{checked}'
 
 
-def render_turns(turns: list[tuple[int, str, str]]) -> str:
-    """The sources panel: every answer's sources, newest first, under its question."""
+def render_turns(turns: list[Turn]) -> str:
+    """The sources panel: every answer's sources, newest first, under its question (and, for
+    a follow-up, the standalone question it was understood as)."""
     if not turns:
         return NO_SOURCES_HTML
-    sections = [
-        f'<section class="kb-turn" id="kb-turn-{turn}"><h4 class="kb-q">第 {turn} 问：{html.escape(question)}</h4>'
-        f"{sources}</section>"
-        for turn, question, sources in reversed(turns)
-    ]
+    sections = []
+    for turn, question, sources, _, standalone in reversed(turns):
+        understood = ""
+        if standalone and standalone != question.strip():
+            understood = f'<span class="kb-standalone">（理解为：{html.escape(standalone)}）</span>'
+        sections.append(
+            f'<section class="kb-turn" id="kb-turn-{turn}"><h4 class="kb-q">第 {turn} 问：{html.escape(question)}'
+            f"{understood}</h4>{sources}</section>"
+        )
     return "".join(sections)
+
+
+def conversation(turns: list[Turn], max_messages: int) -> list[dict[str, str]]:
+    """The plain text of the earlier turns, oldest first, as KnowledgeBase.ask_stream's
+    history: each question and its answer (not the chat's HTML), the newest ``max_messages``."""
+    messages = [
+        message
+        for _, question, _, answer, _ in turns
+        for message in ({"role": "user", "content": question}, {"role": "assistant", "content": answer})
+    ]
+    return messages[len(messages) - max_messages :] if max_messages else []
 
 
 _FOOTNOTE_REF = re.compile(r"\[\^(\d+)\]")
@@ -203,10 +229,14 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
             return
         turn = (turns[-1][0] + 1) if turns else 1
         history = [*history, {"role": "user", "content": html.escape(question)}][-MAX_HISTORY_MESSAGES:]
+        earlier = conversation(turns, kb.settings.max_history_messages)
+        while sum(len(m["content"]) for m in earlier) > kb.settings.max_history_chars:
+            earlier = earlier[2:]  # the oldest question and answer go first
         try:
-            for answer in kb.ask_stream(question):
+            for answer in kb.ask_stream(question, history=earlier):
                 shown = [*history, {"role": "assistant", "content": render_answer(answer, turn)}]
-                shown_turns = [*turns, (turn, question, render_sources(answer, turn))][-MAX_SOURCE_TURNS:]
+                record = (turn, question, render_sources(answer, turn), answer.text, answer.standalone_question)
+                shown_turns = [*turns, record][-MAX_SOURCE_TURNS:]
                 yield "", shown, shown_turns, shown, render_turns(shown_turns)
         except QuestionError as exc:
             message = f"抱歉，这个问题无法处理：{exc}。请修改后重试。"

@@ -2,10 +2,16 @@
 ``POST /v1/chat/completions`` (``stream`` false or true), so any OpenAI client or tool can ask
 the knowledge base.
 
-The user's last message is the question. The reply's text carries the ``[n]`` marks; the
+The user's last message is the question; the user and assistant messages before it are the
+conversation's history (``KnowledgeBase.ask_stream(..., history=...)``), so a follow-up is
+rewritten into a standalone question first. OpenAI clients resend the whole conversation each
+time, so the oldest messages beyond the history bounds (settings.max_history_messages /
+max_history_chars) are dropped rather than refused; system and developer messages are not
+part of it (the knowledge base has its own instructions). The reply's text carries the ``[n]`` marks; the
 response adds ``references`` (the API's citation objects, ``references[n - 1]`` for ``[n]``)
 and ``found``, which OpenAI clients keep as extra fields. Sampling parameters
-(``temperature`` ...) are accepted and ignored: the answers are extractive, not sampled. Errors
+(``temperature`` ...) are accepted and ignored: the answers are extractive, or from the configured
+chat model at temperature 0 with every sentence verified. Errors
 keep the API's one shape (``{"error": message, "detail": [...]}``).
 
 No ``from __future__ import annotations``: the request model is local (its length limit is
@@ -123,7 +129,8 @@ def openai_router(kb: KnowledgeBase) -> APIRouter:
         if req.model != MODEL:
             return error_response(404, f"no such model: {req.model!r} (GET /v1/models lists them)")
         question = _question(req.messages)
-        answers = kb.ask_stream(question)
+        history = _history(req.messages[:-1], kb.settings.max_history_messages, kb.settings.max_history_chars)
+        answers = kb.ask_stream(question, history=history)
         # The first answer before responding, so a refused question is a 422, not a broken stream.
         first = await run_in_threadpool(next, answers)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -140,6 +147,21 @@ def _question(messages: list[ChatMessage]) -> str:
     if not user or messages[-1].role != "user":
         raise QuestionError("the last message must be the user's question")
     return user[-1].text()
+
+
+def _history(messages: list[ChatMessage], max_messages: int, max_chars: int) -> list[dict]:
+    """The user and assistant messages before the question, the newest that fit the bounds."""
+    kept: list[dict] = []
+    chars = 0
+    for message in reversed(messages):
+        if message.role not in ("user", "assistant"):
+            continue
+        text = message.text()
+        if len(kept) >= max_messages or chars + len(text) > max_chars:
+            break
+        kept.append({"role": message.role, "content": text})
+        chars += len(text)
+    return kept[::-1]
 
 
 def _last(first: Answer, rest: Iterator[Answer]) -> Answer:
@@ -159,8 +181,9 @@ def _completion(completion_id: str, answer: Answer) -> dict:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "found": data["found"],
+        "standalone_question": data["standalone_question"],
         "references": data["citations"],
-    }
+    } | {key: data[key] for key in ("verification", "notice") if key in data}
 
 
 async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> AsyncIterator[ServerSentEvent]:
@@ -179,5 +202,7 @@ async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> 
             yield chunk({"content": last.text[len(sent):]})
             sent = last.text
     final = last.to_dict()
-    yield chunk({}, "stop", found=final["found"], references=final["citations"])
+    extra = {key: final[key] for key in ("verification", "notice") if key in final}
+    yield chunk({}, "stop", found=final["found"], standalone_question=final["standalone_question"],
+                references=final["citations"], **extra)
     yield ServerSentEvent("[DONE]")

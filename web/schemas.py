@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
 # k is bounded like KnowledgeBase._k; checking it here turns a bad k into a 422 before any work.
 K = Annotated[StrictInt, Field(ge=1, le=50, description="number of passages to retrieve (default: settings.top_k)")]
@@ -35,6 +35,9 @@ class CitationOut(OpenModel):
 class AnswerOut(OpenModel):
     answer: str = Field(description="answer text with [n] citation marks, or the refusal text")
     found: bool
+    standalone_question: str = Field(
+        description="the question searched and answered: the question itself, or a follow-up rewritten with the history"
+    )
     citations: list[CitationOut]
     timings_ms: dict[str, float]
 
@@ -78,6 +81,34 @@ class DocumentsOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     detail: list[dict[str, Any]]
+
+
+class HistoryMessage(BaseModel):
+    """One earlier message of the conversation, plain text (not the rendered HTML)."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant"]
+    content: StrictStr
+
+
+def history_field(max_messages: int, max_chars: int) -> Any:
+    """The ``history`` of a question: at most ``max_messages`` messages of at most
+    ``max_chars`` characters in all (settings.max_history_messages / max_history_chars)."""
+
+    def total_chars(messages: list[HistoryMessage]) -> list[HistoryMessage]:
+        chars = sum(len(m.content) for m in messages)
+        if chars > max_chars:
+            raise ValueError(f"history is {chars} characters; the limit is {max_chars}")
+        return messages
+
+    return Annotated[
+        list[HistoryMessage],
+        Field(
+            max_length=max_messages,
+            description=f"earlier messages, oldest first (at most {max_messages}, {max_chars} characters in all)",
+        ),
+        AfterValidator(total_chars),
+    ]
 
 
 def question_text(max_chars: int) -> StringConstraints:

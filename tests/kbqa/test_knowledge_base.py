@@ -102,3 +102,53 @@ def test_search_returns_offsets_into_the_document(seed_kb):
     assert result.passages and result.timings_ms["search_ms"] > 0
     for p in result.passages:
         assert p.chunk.end - p.chunk.start == len(p.chunk.text)
+
+
+# --- conversation (kbqa/conversation.py through the facade) -----------------------------------
+
+
+def test_a_seed_follow_up_is_rewritten_answered_and_cited(seed_kb):
+    first = seed_kb.ask("锦州的“三个开放”是什么？")
+    assert first.standalone_question == "锦州的“三个开放”是什么？" and first.to_dict()["standalone_question"] == first.question
+    history = [{"role": "user", "content": first.question}, {"role": "assistant", "content": first.text}]
+    answer = seed_kb.ask("其中第二个开放是什么？", history=history)
+    assert answer.question == "其中第二个开放是什么？"
+    assert answer.standalone_question == "锦州的开放数据资源是什么？"
+    assert answer.found and answer.text.startswith("开放数据资源,鼓励企业利用锦州市非涉密类政务数据资源"), answer.text
+    assert answer.citations[0].passage.chunk.doc_id == "000_d3d8b424e3677781.txt"
+    assert "开放数据资源,鼓励企业" in answer.citations[0].quote
+    assert answer.timings_ms["rewrite_ms"] >= 0
+    # Without the history the same words are a question about nothing.
+    assert not seed_kb.ask("其中第二个开放是什么？").found
+
+
+def test_a_follow_up_naming_the_answers_platform(seed_kb):
+    question = "华为与锦州在2017年签署了什么协议？"
+    first = seed_kb.ask(question)
+    history = [{"role": "user", "content": question}, {"role": "assistant", "content": first.text}]
+    parts = list(seed_kb.ask_stream("该平台迁入了哪些工程？", history=history))
+    assert {p.standalone_question for p in parts} == {"华为锦州云计算平台迁入了哪些工程？"}
+    assert parts[-1].found and "智慧医疗" in parts[-1].text
+
+
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        ([{"role": "system", "content": "x"}], "history"),
+        ([{"role": "user"}], "history"),
+        ("not a list of messages", "history"),
+        ([{"role": "user", "content": "问"}] * 41, "41 messages"),
+        ([{"role": "user", "content": "问" * 12001}], "12001 characters"),
+    ],
+)
+def test_bad_history_raises_a_clear_error(seed_kb, history, message):
+    with pytest.raises(QuestionError, match=message):
+        seed_kb.ask("它是什么？", history=history)
+
+
+def test_a_standalone_question_longer_than_a_question_may_be_is_not_searched(seed_kb):
+    subject = "锦州" + "的数字政府" * 500  # history messages may be longer than a question
+    history = [{"role": "user", "content": f"{subject}是什么？"}]
+    assert len(subject) > seed_kb.settings.max_question_chars
+    answer = seed_kb.ask("它是哪一年提出的？", history=history)
+    assert answer.standalone_question == "它是哪一年提出的？"

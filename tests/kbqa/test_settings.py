@@ -44,3 +44,30 @@ def test_bad_values_are_one_line_naming_each_setting():
     assert "port: " in message and "chroma_url: " in message and "must look like http://host:port" in message
     with pytest.raises(ValueError, match="^Value error, chunk_overlap must be smaller than chunk_size$"):
         settings_from_flags({"chunk_size": 100, "chunk_overlap": 100})
+
+
+def test_the_chat_model_from_flags_or_environment(monkeypatch):
+    from app import parse_args
+
+    monkeypatch.setenv("KB_LLM_API_KEY", "sk-from-env")
+    monkeypatch.setenv("KB_LLM_MODEL", "qwen-plus")
+    settings = parse_args(["--llm-base-url", "https://dashscope.example/compatible-mode/v1/", "--llm-model", "qwen-max"])
+    assert settings.llm_base_url == "https://dashscope.example/compatible-mode/v1"
+    assert settings.llm_model == "qwen-max"  # the flag wins over the environment
+    assert settings.llm_api_key.get_secret_value() == "sk-from-env"
+    assert "sk-from-env" not in repr(settings)  # a secret stays out of logs
+    assert settings_from_flags({}).llm_base_url is None  # none by default: the extractive answerer
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"llm_base_url": "http://127.0.0.1:8080/v1", "llm_model": ""}, "llm_model is needed"),
+        ({"llm_base_url": "ftp://x", "llm_model": "m"}, "llm_base_url"),
+        ({"llm_timeout_seconds": 0}, "llm_timeout_seconds"),
+    ],
+)
+def test_bad_chat_model_settings(monkeypatch, flags, message):
+    monkeypatch.delenv("KB_LLM_MODEL", raising=False)
+    with pytest.raises(ValueError, match=message):
+        settings_from_flags(flags)

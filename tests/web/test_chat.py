@@ -80,3 +80,28 @@ def test_briefing_tab_handler(seed_kb):
     shown, source, download = make_briefing("x" * 3000)
     assert "无法处理" in shown and source == "" and download == NO_DOWNLOAD_HTML
     assert all(update == {"__type__": "update"} for update in make_briefing("   "))
+
+
+def test_a_notice_and_removed_sentences_are_shown_with_the_answer():
+    from web.chat import render_answer
+
+    answer = Answer("q", "锦州坚持“三个开放”[1]。", True, verification={"sentences": 2, "verified": 1, "corrected": 0, "removed": 1})
+    html = render_answer(answer, 1)
+    assert "已删去 1 句知识库原文无法支持的内容" in html and 'class="kb-answer"' in html
+    fallback = Answer("q", "答案[1]", True, notice="大模型暂时无法访问<script>")
+    assert '<div class="kb-notice">大模型暂时无法访问&lt;script&gt;</div>' in render_answer(fallback, 1)
+    assert "kb-checked" not in render_answer(fallback, 1)
+
+
+def test_the_conversation_sent_with_a_question_is_the_plain_text_of_earlier_turns():
+    from web.chat import conversation, render_turns
+
+    turns = [(1, "锦州的“三个开放”是什么？", "<ol>…</ol>", "开放业务系统、开放数据资源。[1]", "锦州的“三个开放”是什么？"),
+             (2, "其中第二个呢？", "<ol>…</ol>", "开放数据资源,鼓励企业……[1]", "锦州的开放数据资源是什么？")]
+    assert conversation(turns, 40) == [
+        {"role": "user", "content": "锦州的“三个开放”是什么？"}, {"role": "assistant", "content": "开放业务系统、开放数据资源。[1]"},
+        {"role": "user", "content": "其中第二个呢？"}, {"role": "assistant", "content": "开放数据资源,鼓励企业……[1]"},
+    ]
+    assert conversation(turns, 2) == conversation(turns, 40)[2:] and conversation(turns, 0) == []
+    panel = render_turns(turns)
+    assert panel.count("理解为") == 1 and "理解为：锦州的开放数据资源是什么？" in panel

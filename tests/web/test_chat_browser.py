@@ -123,6 +123,28 @@ def test_each_mark_opens_its_source_and_every_answer_keeps_its_own(page, js_erro
     assert js_errors == []
 
 
+def test_a_follow_up_in_the_page_is_answered_in_its_conversation(page, js_errors, app_url):
+    from playwright.sync_api import expect
+
+    open_chat(page, app_url)
+    ask(page, SEED_QUESTION)
+    replies = page.locator("#kb-chat .message.bot")
+    expect(replies.first).to_contain_text("开放数据资源")
+    ask(page, "其中第二个开放是什么？")
+    expect(replies).to_have_count(2)
+    second = replies.nth(1)
+    expect(second).to_contain_text("鼓励企业利用锦州市非涉密类政务数据资源")
+    expect(second.locator("a.kb-cite", has_text="[1]")).to_have_count(1)
+    expect(page.locator("#kb-turn-2 .kb-q")).to_contain_text("理解为：锦州的开放数据资源是什么？")
+    expect(page.locator("#kb-src-2-1")).to_contain_text("数字锦州的味道")
+    # After the trash button there is nothing to follow up on.
+    page.locator("#kb-chat button[aria-label='清空对话']").click()
+    expect(page.locator("#kb-sources .kb-turn")).to_have_count(0)
+    ask(page, "其中第二个开放是什么？")
+    expect(page.locator("#kb-chat .kb-refusal")).to_have_count(1)
+    assert js_errors == []
+
+
 def test_a_refusal_looks_different_from_an_answer(page, js_errors, app_url):
     from playwright.sync_api import expect
 

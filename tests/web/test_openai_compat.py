@@ -43,6 +43,39 @@ def test_the_stream_adds_up_to_the_same_answer(client):
     assert chunks[-1].model_extra["references"] == whole.model_extra["references"]
 
 
+def test_the_earlier_messages_are_the_conversation_a_follow_up_continues(client):
+    first = client.chat.completions.create(model="default", messages=[{"role": "user", "content": SEED_QUESTION}])
+    conversation = [
+        {"role": "system", "content": "你是助手"},  # not part of the history
+        {"role": "user", "content": SEED_QUESTION},
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "其中第二个开放是什么？"},
+    ]
+    completion = client.chat.completions.create(model="default", messages=conversation)
+    extra = completion.model_extra
+    assert extra["standalone_question"] == "锦州的开放数据资源是什么？"
+    assert extra["found"] is True and completion.choices[0].message.content.startswith("开放数据资源,鼓励企业")
+    chunks = list(client.chat.completions.create(model="default", messages=conversation, stream=True))
+    assert chunks[-1].model_extra["standalone_question"] == "锦州的开放数据资源是什么？"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == completion.choices[0].message.content
+    # Only the last user message alone: nothing to lean on, refused.
+    alone = client.chat.completions.create(model="default", messages=conversation[-1:])
+    assert alone.model_extra["found"] is False
+
+
+def test_a_long_conversation_keeps_its_newest_messages(client, seed_kb):
+    """OpenAI clients resend the whole conversation: beyond the history bounds the oldest
+    messages are dropped, not refused."""
+    filler = [{"role": "user", "content": "问" * 400}, {"role": "assistant", "content": "答" * 400}] * 16
+    first = client.chat.completions.create(model="default", messages=[{"role": "user", "content": SEED_QUESTION}])
+    messages = [*filler, {"role": "user", "content": SEED_QUESTION},
+                {"role": "assistant", "content": first.choices[0].message.content},
+                {"role": "user", "content": "其中第二个开放是什么？"}]
+    assert sum(len(m["content"]) for m in messages) > seed_kb.settings.max_history_chars
+    completion = client.chat.completions.create(model="default", messages=messages)
+    assert completion.model_extra["standalone_question"] == "锦州的开放数据资源是什么？"
+
+
 def test_a_question_the_knowledge_base_cannot_answer_is_refused(client):
     completion = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "锦州2024年的GDP是多少？"}])
     assert completion.model_extra["found"] is False and completion.model_extra["references"] == []

@@ -102,7 +102,8 @@ def test_other_methods_on_the_query_endpoints_are_404(app_url, method):
 
 
 def test_no_endpoint_takes_a_path_or_url_to_ingest(app_url, seed_kb, monkeypatch):
-    # The API's request bodies hold a question or a query (and k), nothing else.
+    # The API's request bodies hold a question (with k and its conversation's text), a query or a
+    # topic (and k), nothing else.
     spec = httpx.get(app_url + "/openapi.json", timeout=10).json()
     schemas = spec["components"]["schemas"]
     for path, item in spec["paths"].items():
@@ -112,7 +113,9 @@ def test_no_endpoint_takes_a_path_or_url_to_ingest(app_url, seed_kb, monkeypatch
                 continue
             ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             body = schemas[ref.rsplit("/", 1)[1]]
-            assert set(body["properties"]) in ({"question", "k"}, {"query", "k"}, {"topic", "k"}, CHAT_FIELDS), path
+            assert set(body["properties"]) in (
+                {"question", "k", "history"}, {"query", "k"}, {"topic", "k"}, CHAT_FIELDS
+            ), path
             assert body.get("additionalProperties") is False, path
     # The chat page: one public event ("ask": a textbox and the chat history), no file inputs.
     config = httpx.get(app_url + "/config", timeout=10).json()
