@@ -151,6 +151,25 @@ class KnowledgeBase:
         finally:
             self.searcher.invalidate()
 
+    def refresh(
+        self,
+        *,
+        lock_timeout: float = 0.0,
+        write_batch_chunks: int = 256,
+        on_event: EventHook | None = None,
+    ) -> IngestReport:
+        """Ingest every document again from its own source (``ingest.pipeline.source_inputs``),
+        in place: changed sources are updated, unchanged ones skipped (a changed chunking or
+        pipeline version changes every hash, so everything is re-chunked), a source that is
+        gone is a failure and its document stays. The store keeps serving meanwhile, unlike
+        ``reindex``, which drops the collections (for a schema change, with the app stopped)."""
+        from ingest.pipeline import source_inputs
+
+        inputs = source_inputs(self.documents(complete_only=False))
+        if not inputs:
+            return IngestReport()
+        return self.ingest(inputs, lock_timeout=lock_timeout, write_batch_chunks=write_batch_chunks, on_event=on_event)
+
     @classmethod
     def reindex(
         cls,

@@ -134,6 +134,41 @@ class Settings(BaseSettings):
         False, description="follow symlinks inside an ingested folder that lead out of it (default: skipped and reported)"
     )
 
+    # --- administration (see SECURITY.md "Administration") ---
+    # A SecretStr: its repr and str are "**********", so printing or logging the settings never
+    # shows it. None: the write endpoints (uploads, removal, reindex, feedback export) are off.
+    admin_key: SecretStr | None = Field(
+        None, description="key of the admin endpoints (Authorization: Bearer KEY); unset: they are off (KB_ADMIN_KEY)"
+    )
+    admin_rate_limit_per_minute: int = Field(
+        30, ge=0, description="sustained admin requests a minute per client IP without the right key (guesses); 0 disables"
+    )
+    admin_rate_limit_burst: int = Field(10, ge=0, description="admin requests without the right key a client may make at once; 0 disables")
+    max_upload_bytes: int = Field(
+        20_000_000, ge=1, description="largest upload request (all its files together) to POST /api/documents"
+    )
+    max_upload_files: int = Field(20, ge=1, le=1000, description="most files in one upload request")
+    uploads_dir: Path | None = Field(None, description="where uploaded files are kept (default: <store>/uploads)")
+    feedback_db: Path | None = Field(None, description="the chat's 👍/👎 SQLite file (default: <store>/feedback.sqlite3)")
+
+    @field_validator("admin_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # KB_ADMIN_KEY= (empty): off, not a key of length 0
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _check_key(cls, key: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value (settings_from_flags prints messages only).
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError(
+                "admin_key must be at least 16 characters "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return key
+
     @field_validator("allowed_origins", "trusted_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:

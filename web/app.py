@@ -10,21 +10,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
 
 from kbqa.knowledge_base import KnowledgeBase
 from kbqa.settings import Settings
+from web.admin import AdminKey, admin_router, upload_limit
 from web.api import api_router
 from web.briefing import briefing_router
 from web.chat import CHAT_CSS, CHAT_HEAD, build_chat
-from web.errors import error_response, on_validation_error
+from web.errors import error_response, on_http_error, on_validation_error
+from web.feedback import FeedbackStore, feedback_path
 from web.gradio_guard import GradioGuard, mark_launched, own_cache
 from web.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
     UntrustedForwardedHeaders,
+    admin_request,
 )
 from web.openai_compat import openai_router
 from web.widget import widget_router
@@ -43,8 +47,11 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
         title="知识库问答 API",
         description="Ask questions of the knowledge base; every answer sentence cites its source passage.",
         version="1.0",
-        exception_handlers={RequestValidationError: on_validation_error},
+        exception_handlers={RequestValidationError: on_validation_error, StarletteHTTPException: on_http_error},
     )
+    key = AdminKey(settings)
+    feedback = FeedbackStore(feedback_path(settings))
+    admin = admin_router(kb, settings, key, feedback)
     demo = build_chat(kb)
     own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
@@ -52,13 +59,32 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     # proxy sent them; CORS (preflights answered before they cost a rate-limit token, and the
     # limiter's 429 still readable by an allowed page); the rate limit; the body's size and
     # time while it arrives. Gradio's own mount is wrapped in GradioGuard at the end.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
+    # An upload showing the admin key may be larger than a query (max_upload_bytes); any other
+    # request, an upload without the key included, keeps max_body_bytes.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+        larger=upload_limit(settings, key),
+    )
     if settings.rate_limit_per_minute > 0 and settings.rate_limit_burst > 0:
         app.add_middleware(
             RateLimitMiddleware,
             per_minute=settings.rate_limit_per_minute,
             burst=settings.rate_limit_burst,
             trusted_proxies=settings.trusted_proxies,
+            # The admin endpoints too: an admin polling a job costs what a visitor's question does.
+            limited=lambda scope: RateLimitMiddleware.limited(scope) or admin_request(scope),
+        )
+    if settings.admin_rate_limit_per_minute > 0 and settings.admin_rate_limit_burst > 0:
+        # And buckets of their own, far smaller, for admin requests that do not show the key:
+        # guessing it costs a token each time (30 a minute by default), the admin's work none.
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.admin_rate_limit_per_minute,
+            burst=settings.admin_rate_limit_burst,
+            trusted_proxies=settings.trusted_proxies,
+            limited=lambda scope: admin_request(scope) and not key.allows(scope),
         )
     # One CORS policy for the whole app: with this middleware on the parent app, Gradio adds
     # none of its own (its default allowed any origin, with credentials, for a non-local Host).
@@ -77,6 +103,7 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router(kb))
     app.include_router(briefing_router(kb))
     app.include_router(openai_router(kb))
+    app.include_router(admin)
 
     # After every API router: unknown /api and /v1 paths would otherwise fall through to the
     # Gradio mount and get its non-JSON 404; API clients always get {"error": ...}.

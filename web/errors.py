@@ -28,6 +28,15 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
     return error_response(422, f"invalid request: {summary}", detail)
 
 
+async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own 404/405 (a path no route matches, e.g. one holding a newline, which no
+    ``{path:path}`` catch-all matches either) in the one error shape, its headers kept."""
+    response = error_response(exc.status_code, f"{exc.detail} ({request.method} {request.url.path!r:.200})")
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 class JSONErrorRoute(APIRoute):
     """The route class of every router of the JSON API: invalid requests, refused questions,
     the client errors FastAPI raises itself (a body it cannot parse) and a store that cannot be

@@ -35,13 +35,19 @@ class BodyLimitMiddleware:
     sends a byte now and then would otherwise hold a connection and a buffer for ever.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, timeout: float, larger: Callable[[Scope], int | None] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout = timeout
+        # A request that may carry more than max_bytes (an admin's upload): its own limit, or
+        # None. Decided from the request line and headers, before any of the body is read, so
+        # only a request that already shows the admin key gets the larger allowance.
+        self.larger = larger
 
-    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.max_bytes
+    async def too_large(self, scope: Scope, receive: Receive, send: Send, limit: int | None = None) -> None:
+        limit = limit or self.max_bytes
         response = error_response(413, f"请求内容太大，上限是 {limit} 字节（request body is larger than {limit} bytes）")
         response.headers["Connection"] = "close"  # the rest of the body is never read
         await response(scope, receive, send)
@@ -53,6 +59,9 @@ class BodyLimitMiddleware:
         declared = headers.get("content-length")
         if declared is None and "transfer-encoding" not in headers:
             return await self.app(scope, receive, send)  # no body
+        larger = self.larger(scope) if self.larger is not None else None
+        if larger is not None:
+            return await self._streamed(scope, receive, send, larger, declared)
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
             return await self.too_large(scope, receive, send)
         chunks: list[bytes] = []
@@ -76,6 +85,57 @@ class BodyLimitMiddleware:
                 break
         await self.app(scope, replaying(b"".join(chunks), receive), send)
 
+    async def _streamed(self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None) -> None:
+        """A body under a larger limit, handed on as it arrives instead of held here (an upload
+        of ``limit`` bytes is spooled to disk by the app's multipart parser, not buffered in
+        memory twice); counted, and cut off with a 413 (408 when too slow) at the limit. The
+        app sees the cut as an exception from ``receive`` and has answered nothing yet."""
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            return await self.too_large(scope, receive, send, limit)
+        size = 0
+        complete = False
+        started = False
+        deadline = time.monotonic() + self.timeout
+
+        async def counted() -> Message:
+            nonlocal size, complete
+            if complete:
+                return await receive()  # after the body: the server's http.disconnect, unbounded
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise _BodyRefused(408) from None
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    raise _BodyRefused(413)
+                complete = not message.get("more_body", False)
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except _BodyRefused as refused:
+            if started:
+                raise
+            if refused.status == 413:
+                return await self.too_large(scope, receive, send, limit)
+            response = error_response(408, f"请求内容发送太慢（the request body took over {self.timeout:g} s）")
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+
+
+class _BodyRefused(Exception):
+    """Raised from a counted ``receive`` when a streamed body passes its limit or deadline."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
 
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that gives ``body`` once, whole, then the server's own messages
@@ -96,6 +156,16 @@ RATE_LIMITED_PATHS = frozenset(
     {"/api/ask", "/api/ask/stream", "/api/search", "/api/brief", "/api/brief.md", "/v1/chat/completions"}
 )
 GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, call/, api/, upload ...
+
+
+def admin_request(scope: Scope) -> bool:
+    """A request to an admin endpoint (web/admin.py), whatever its key: these have buckets of
+    their own, stricter than the query endpoints' (settings.admin_rate_limit_*), so guessing
+    keys is slow. ``GET /api/documents`` is the public list, not one of them."""
+    path, method = scope.get("path", ""), scope.get("method", "")
+    if path == "/api/documents":
+        return method not in ("GET", "HEAD", "OPTIONS")
+    return path in ("/api/reindex", "/api/jobs", "/api/feedback.csv") or path.startswith(("/api/documents/", "/api/jobs/"))
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -196,10 +266,20 @@ class RateLimitMiddleware:
     Checked before the request body is read.
     """
 
-    def __init__(self, app: ASGIApp, *, per_minute: int, burst: int, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_minute: int,
+        burst: int,
+        trusted_proxies: Sequence[str] = (),
+        limited: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self.limiter = TokenBucketLimiter(per_minute, burst)
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        if limited is not None:  # another set of paths with buckets of its own (admin_request)
+            self.limited = limited
 
     @staticmethod
     def limited(scope: Scope) -> bool:

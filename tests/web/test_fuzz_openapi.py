@@ -34,13 +34,42 @@ CASES = [(method, path, mode) for method, path in OPERATIONS for mode in (Genera
          if method == "POST" or mode is GenerationMode.POSITIVE]  # a GET without parameters has no invalid form
 
 
+# web/admin.py's, fuzzed with the key on a knowledge base of their own (the seed's stays as it is).
+ADMIN_OPERATIONS = [("POST", "/api/documents"), ("DELETE", "/api/documents/{doc_id}"), ("POST", "/api/reindex"),
+                    ("GET", "/api/jobs"), ("GET", "/api/jobs/{job_id}"), ("GET", "/api/feedback.csv")]
+ADMIN_KEY = "fuzz-admin-key-0123456789abcdef"
+
+
 @pytest.fixture(scope="module")
 def api_schema(app_url):
     return schemathesis.openapi.from_url(app_url + "/openapi.json")
 
 
+@pytest.fixture(scope="module")
+def admin_schema(make_settings, embedder, start_app):
+    from kbqa.knowledge_base import KnowledgeBase
+
+    settings = make_settings(admin_key=ADMIN_KEY, rate_limit_per_minute=0, admin_rate_limit_per_minute=0)
+    url = start_app(KnowledgeBase(settings, embedder=embedder))
+    return schemathesis.openapi.from_url(url + "/openapi.json")
+
+
 def test_every_operation_is_fuzzed(api_schema):
-    assert {(op.ok().method.upper(), op.ok().path) for op in api_schema.get_all_operations()} == set(OPERATIONS)
+    assert {(op.ok().method.upper(), op.ok().path) for op in api_schema.get_all_operations()} == set(
+        OPERATIONS + ADMIN_OPERATIONS
+    )
+
+
+@pytest.mark.parametrize("method, path", ADMIN_OPERATIONS, ids=[f"{m} {p}" for m, p in ADMIN_OPERATIONS])
+def test_no_server_errors_on_the_admin_endpoints(admin_schema, method, path):
+    operation = admin_schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def call(case):
+        case.call_and_validate(checks=CHECKS, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+    call()
 
 
 @pytest.mark.parametrize("method, path, mode", CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES])

@@ -1,0 +1,297 @@
+"""The admin API (web/admin.py) through a real uvicorn on a knowledge base of its own: the key's
+401/403, uploads that become answerable, their limits and names, URL jobs behind the SSRF
+guard, removal, reindex, the admin rate limit, and the feedback export. See SECURITY.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from web.admin import AdminKey, safe_name
+
+KEY = "test-admin-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+FACT = "沈阳的市花是玫瑰。沈阳位于辽宁省中部，是辽宁省的省会城市。".encode()
+FACT_QUESTION = "沈阳的市花是什么？"
+
+
+@pytest.fixture(scope="module")
+def admin_kb(make_settings, embedder):
+    """A knowledge base of this module's own (the session's seed KB stays unchanged)."""
+    from kbqa.knowledge_base import KnowledgeBase
+
+    # No rate limits here (the many refusals below would spend them); tested on their own at the end.
+    settings = make_settings(admin_key=KEY, rate_limit_per_minute=0, admin_rate_limit_per_minute=0)
+    return KnowledgeBase(settings, embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def admin_url(admin_kb, start_app) -> str:
+    return start_app(admin_kb)
+
+
+def wait_for(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}", headers=AUTH).json()
+        if job["state"] in ("done", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def upload(client: httpx.Client, *files: tuple[str, bytes], headers=AUTH) -> httpx.Response:
+    return client.post("/api/documents", files=[("files", (name, data)) for name, data in files], headers=headers)
+
+
+# --------------------------------------------------------------------------- the key
+
+
+ADMIN_CALLS = [
+    ("POST", "/api/documents", {"json": {"url": "https://example.com/"}}),
+    ("POST", "/api/documents", {"files": [("files", ("a.txt", b"x"))]}),
+    ("DELETE", "/api/documents/000_d3d8b424e3677781.txt", {}),
+    ("POST", "/api/reindex", {}),
+    ("GET", "/api/jobs", {}),
+    ("GET", "/api/jobs/abc", {}),
+    ("GET", "/api/feedback.csv", {}),
+]
+
+
+def test_without_a_configured_key_every_admin_endpoint_is_403(seed_kb, start_app):
+    before = seed_kb.stats()
+    url = start_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0,
+                                                                 "admin_rate_limit_per_minute": 0}))
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for method, path, kwargs in ADMIN_CALLS:
+            for headers in ({}, AUTH, {"Authorization": "Bearer x"}):
+                response = client.request(method, path, headers=headers, **kwargs)
+                assert response.status_code == 403, (method, path, headers, response.text)
+                assert "KB_ADMIN_KEY" in response.json()["error"]
+    assert seed_kb.stats() == before
+
+
+def test_no_key_is_401_a_wrong_key_403_and_neither_is_echoed(admin_url):
+    wrong = "Bearer wrong-key-with-a-marker-7c1e"
+    with httpx.Client(base_url=admin_url, timeout=30) as client:
+        for method, path, kwargs in ADMIN_CALLS:
+            for headers in ({}, {"Authorization": KEY}, {"Authorization": "Basic " + KEY}, {"Authorization": "Bearer"}):
+                response = client.request(method, path, headers=headers, **kwargs)
+                assert response.status_code == 401, (method, path, headers, response.text)
+                assert response.headers["www-authenticate"].startswith("Bearer")
+                assert KEY not in response.text
+            for value in (wrong, f"Bearer {KEY}x", f"Bearer {KEY[:-1]}", "Bearer " + KEY.upper()):
+                response = client.request(method, path, headers={"Authorization": value}, **kwargs)
+                assert response.status_code == 403, (method, path, value, response.text)
+                assert "7c1e" not in response.text and KEY not in response.text and "wrong" in response.json()["error"]
+        # Reads stay public: the list of documents and the rest of the API need no key.
+        assert client.get("/api/documents").status_code == 200
+
+
+def test_the_key_check_is_constant_time_compare_and_reads_bearer_only(make_settings):
+    key = AdminKey(make_settings(admin_key=KEY))
+    assert key.status(f"Bearer {KEY}") == 0 and key.status(f"bearer  {KEY} ") == 0
+    assert key.status(None) == 401 and key.status("") == 401 and key.status(KEY) == 401
+    assert key.status("Bearer nope") == 403 and key.status("Bearer " + KEY + "\u00e9") == 403
+    assert key.matches(KEY) and not key.matches(KEY + " ") and not key.matches("")
+    off = AdminKey(make_settings())
+    assert not off.enabled and off.status(f"Bearer {KEY}") == 403 and not off.matches(KEY)
+
+
+def test_the_key_setting_is_never_shown_and_must_be_long(make_settings):
+    from kbqa.settings import settings_from_flags
+
+    settings = make_settings(admin_key=KEY)
+    assert KEY not in repr(settings) and KEY not in str(settings) and KEY not in settings.model_dump_json()
+    assert make_settings(admin_key="").admin_key is None  # KB_ADMIN_KEY= is "off"
+    with pytest.raises(ValueError) as info:
+        settings_from_flags({"admin_key": "short-key-9f2"})
+    assert "at least 16" in str(info.value) and "short-key-9f2" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def test_an_upload_becomes_answerable_then_deleting_removes_it(admin_url, admin_kb):
+    uploads = admin_kb.settings.store / "uploads"
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        started = upload(client, ("沈阳 简介.txt", FACT))
+        assert started.status_code == 202, started.text
+        assert started.json()["documents"] == ["uploads/沈阳 简介.txt"]
+        job = wait_for(client, started.json()["job_id"])
+        assert job["state"] == "done" and job["added"] == ["uploads/沈阳 简介.txt"], job
+        assert job["documents"] == {"done": 1, "total": 1} and job["failures"] == []
+        answer = client.post("/api/ask", json={"question": FACT_QUESTION}).json()
+        assert answer["found"] and "玫瑰" in answer["answer"]
+        assert answer["citations"][0]["doc_id"] == "uploads/沈阳 简介.txt"
+        assert "uploads/沈阳 简介.txt" in [d["doc_id"] for d in client.get("/api/documents").json()["documents"]]
+        assert (uploads / "沈阳 简介.txt" / "uploads" / "沈阳 简介.txt").read_bytes() == FACT
+        # The same name again is the same document: unchanged, not a second one.
+        again = wait_for(client, upload(client, ("沈阳 简介.txt", FACT)).json()["job_id"])
+        assert again["state"] == "done" and again["unchanged"] == ["uploads/沈阳 简介.txt"]
+        assert client.get("/api/jobs", headers=AUTH).json()["jobs"][0]["job_id"] == again["job_id"]  # newest first
+
+        removed = client.delete("/api/documents/uploads/沈阳 简介.txt", headers=AUTH)
+        assert removed.status_code == 200 and removed.json() == {"removed": ["uploads/沈阳 简介.txt"]}
+        assert not (uploads / "沈阳 简介.txt").exists()  # the file goes with its document
+        assert not client.post("/api/ask", json={"question": FACT_QUESTION}).json()["found"]
+        missing = client.delete("/api/documents/uploads/沈阳 简介.txt", headers=AUTH)
+        assert missing.status_code == 404 and missing.json()["error"]
+        assert client.get("/api/jobs/no-such-job", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "name, stored",
+    [
+        ("../../evil.txt", "evil.txt"),
+        ("..\\..\\windows\\evil.txt", "evil.txt"),
+        ("/etc/cron.d/evil.md", "evil.md"),
+        ("....//....//x.txt", "x.txt"),
+        (".hidden.txt", "hidden.txt"),
+        ("a\nb\x00c\u202e.txt", "a_b_c_.txt"),
+        ("报告 <script>.HTML", "报告 _script_.html"),
+        ("~$lock.docx", "_lock.docx"),
+        ("x" * 300 + ".pdf", "x" * 96 + ".pdf"),
+    ],
+)
+def test_safe_names_are_one_component_of_the_upload_folder(name, stored):
+    assert safe_name(name) == stored
+
+
+@pytest.mark.parametrize("name", ["evil.exe", "a.jsonl", "noext", ".txt", "../", "", None, "x.txt.sh"])
+def test_names_of_other_types_or_none_are_refused(name):
+    with pytest.raises(ValueError):
+        safe_name(name)
+
+
+def test_names_never_escape_the_upload_folder(admin_url, admin_kb, tmp_path_factory):
+    uploads = (admin_kb.settings.store / "uploads").resolve()
+    outside_before = {p for p in admin_kb.settings.store.parent.iterdir()}
+    names = ["../../escape.txt", "..%2F..%2Fescape2.txt", "/tmp/escape3.txt", "sub/dir/escape4.md"]
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        started = upload(client, *[(name, f"第{i}份文件的内容。".encode()) for i, name in enumerate(names)])
+        assert started.status_code == 202, started.text
+        ids = started.json()["documents"]
+        assert ids == ["uploads/escape.txt", "uploads/_2F.._2Fescape2.txt", "uploads/escape3.txt", "uploads/escape4.md"]
+        job = wait_for(client, started.json()["job_id"])
+        assert job["state"] == "done" and sorted(job["added"]) == sorted(ids)
+        for doc_id in ids:
+            assert client.delete(f"/api/documents/{doc_id}", headers=AUTH).status_code == 200
+    assert not Path("/tmp/escape3.txt").exists()
+    assert {p for p in admin_kb.settings.store.parent.iterdir()} == outside_before
+    for path in uploads.rglob("*"):
+        assert uploads in path.resolve().parents
+
+
+def test_upload_limits_and_bad_requests(admin_kb, start_app):
+    small = start_app(admin_kb, admin_kb.settings.model_copy(update={"max_upload_bytes": 100_000, "max_upload_files": 3}))
+    before = admin_kb.stats()["documents"]
+    with httpx.Client(base_url=small, timeout=60) as client:
+        # Over the upload limit: 413 in the API's error shape, with the key.
+        big = upload(client, ("big.txt", "很长的文件。".encode() * 10_000))
+        assert big.status_code == 413 and "100000" in big.json()["error"]
+        # Without the key an upload gets the query endpoints' 64 KiB, decided before the body.
+        anonymous = upload(client, ("a.txt", b"x" * 70_000), headers={})
+        assert anonymous.status_code == 413 and "65536" in anonymous.json()["error"]
+        assert upload(client, ("a.txt", b"x" * 100), headers={}).status_code == 401
+        # Within both limits for the admin.
+        mid = upload(client, ("mid.txt", "中等大小的文件。".encode() * 3000))  # ~72 kB
+        assert mid.status_code == 202, mid.text
+        cases = [
+            (upload(client, *[(f"{i}.txt", b"x") for i in range(4)]), 422),  # too many files
+            (upload(client, ("virus.exe", b"MZ")), 422),
+            (upload(client, ("empty.txt", b"")), 422),
+            (upload(client, ("a.txt", b"x"), ("a.txt", b"y")), 422),
+            (client.post("/api/documents", files=[("other", ("a.txt", b"x"))], headers=AUTH), 422),
+            (client.post("/api/documents", files={"files": (None, "not a file")}, headers=AUTH), 422),
+            (client.post("/api/documents", data={"files": "x"}, headers=AUTH), 415),  # urlencoded
+            (client.post("/api/documents", content=b"x", headers=AUTH | {"content-type": "text/plain"}), 415),
+            (client.post("/api/documents", json={"url": "file:///etc/passwd"}, headers=AUTH), 422),
+            (client.post("/api/documents", json={"url": "ftp://example.com/a"}, headers=AUTH), 422),
+            (client.post("/api/documents", json={"url": "https://example.com", "path": "/etc"}, headers=AUTH), 422),
+            (client.post("/api/documents", json={"url": 5}, headers=AUTH), 422),
+            (client.post("/api/documents", content=b"{", headers=AUTH | {"content-type": "application/json"}), 422),
+        ]
+        for response, status in cases:
+            assert response.status_code == status, (response.request.content[:80], response.text)
+            assert response.json()["error"] and KEY not in response.text
+        assert "virus.exe" not in {p.name for p in (admin_kb.settings.store / "uploads").rglob("*")}
+        assert wait_for(client, mid.json()["job_id"])["added"] == ["uploads/mid.txt"]
+        assert admin_kb.stats()["documents"] == before + 1
+        assert client.delete("/api/documents/uploads/mid.txt", headers=AUTH).status_code == 200
+
+
+def test_a_url_to_a_private_address_is_refused_by_the_ssrf_guard(admin_url, admin_kb):
+    before = admin_kb.stats()["documents"]
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        for url in ("http://127.0.0.1:9/x.html", "http://169.254.169.254/latest/meta-data/", "http://[::1]/"):
+            started = client.post("/api/documents", json={"url": url}, headers=AUTH)
+            assert started.status_code == 202, started.text
+            job = wait_for(client, started.json()["job_id"])
+            assert job["state"] == "failed" and job["added"] == [], job
+            assert job["failures"][0]["source"] == url and "not a public address" in job["failures"][0]["reason"]
+    assert admin_kb.stats()["documents"] == before
+
+
+def test_a_failed_upload_is_not_kept_on_the_server(admin_url, admin_kb):
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        started = upload(client, ("binary.txt", b"\x00\x01\x02\xff" * 100))
+        job = wait_for(client, started.json()["job_id"])
+        assert job["state"] == "failed" and job["failures"][0]["source"] == "uploads/binary.txt", job
+    assert not (admin_kb.settings.store / "uploads" / "binary.txt").exists()
+
+
+def test_reindex_ingests_every_document_again_from_its_source(admin_url, admin_kb):
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        wait_for(client, upload(client, ("甲.md", "# 甲\n\n甲城的特产是苹果。".encode())).json()["job_id"])
+        path = admin_kb.settings.store / "uploads" / "甲.md" / "uploads" / "甲.md"
+        path.write_text("# 甲\n\n甲城的特产是梨子。", encoding="utf-8")  # the source changed on disk
+        started = client.post("/api/reindex", headers=AUTH)
+        assert started.status_code == 202
+        job = wait_for(client, started.json()["job_id"])
+        assert job["state"] == "done" and job["updated"] == ["uploads/甲.md"], job
+        answer = client.post("/api/ask", json={"question": "甲城的特产是什么？"}).json()
+        assert "梨子" in answer["answer"]
+        assert client.delete("/api/documents/uploads/甲.md", headers=AUTH).status_code == 200
+
+
+def test_admin_requests_without_the_key_have_a_small_rate_limit_of_their_own(admin_kb, start_app):
+    url = start_app(admin_kb, admin_kb.settings.model_copy(update={
+        "rate_limit_per_minute": 60, "rate_limit_burst": 20, "admin_rate_limit_per_minute": 6, "admin_rate_limit_burst": 3,
+    }))
+    with httpx.Client(base_url=url, timeout=30) as client:
+        statuses = [client.get("/api/jobs", headers={"Authorization": f"Bearer guess{i:040d}"}).status_code
+                    for i in range(4)]
+        assert statuses == [403, 403, 403, 429]
+        refused = client.delete("/api/documents/x", headers={})
+        assert refused.status_code == 429 and refused.headers["retry-after"].isdigit()
+        # The admin, with the key, is not slowed by the guesses (only by the general limit) ...
+        assert [client.get("/api/jobs", headers=AUTH).status_code for _ in range(5)] == [200] * 5
+        # ... and visitors' questions have their own buckets.
+        assert client.post("/api/search", json={"query": "沈阳"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def test_feedback_csv_is_admin_only_and_formulas_are_inert(admin_url, admin_kb):
+    from web.feedback import FeedbackStore, feedback_path
+
+    store = FeedbackStore(feedback_path(admin_kb.settings))
+    store.add("=HYPERLINK(\"http://evil\")", "答案[1]", True)
+    store.add("第二个问题", "-1+1", False)
+    with httpx.Client(base_url=admin_url, timeout=30) as client:
+        assert client.get("/api/feedback.csv").status_code == 401
+        response = client.get("/api/feedback.csv", headers=AUTH)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert response.text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+    assert rows[0] == ["time", "question", "answer", "vote"]
+    assert rows[-2][1:] == ["'=HYPERLINK(\"http://evil\")", "答案[1]", "1"]
+    assert rows[-1][1:] == ["第二个问题", "'-1+1", "-1"]
+    assert all(len(row) == 4 for row in rows)
