@@ -52,7 +52,7 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     key = AdminKey(settings)
     feedback = FeedbackStore(feedback_path(settings))
     admin = admin_router(kb, settings, key, feedback)
-    demo = build_chat(kb)
+    demo = build_chat(kb, feedback=feedback, admin=key.enabled)
     own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
     # on every response; the Host header checked; forwarded headers dropped unless a trusted

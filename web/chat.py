@@ -22,6 +22,8 @@ import gradio as gr
 from kbqa.briefing import escape_markdown
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.types import Answer
+from web.admin_tab import admin_tab
+from web.feedback import FeedbackStore
 
 EXAMPLES = [
     "锦州的“三个开放”是什么？",
@@ -218,7 +220,49 @@ def render_briefing(markdown: str) -> str:
     return f"{body}### 来源\n\n{notes}"
 
 
-def build_chat(kb: KnowledgeBase) -> gr.Blocks:
+def message_text(content: Any) -> str:
+    """A chat message as plain text: the page's messages are escaped HTML (``render_answer``),
+    so the tags go and the entities are read back."""
+    if isinstance(content, list):  # Gradio's normalised form: [{"type": "text", "text": ...}]
+        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    if not isinstance(content, str):
+        return ""
+    return html.unescape(re.sub(r"<[^>]*>", "", content)).strip()
+
+
+def voted_turn(history: list[Message], index: Any) -> tuple[str, str] | None:
+    """(question, answer) of the assistant message at ``index`` of the server's own history,
+    or None. The page sends only the index and the vote: the texts stored are the server's,
+    so a vote can't carry text the app never showed."""
+    if isinstance(index, (list, tuple)) and index:
+        index = index[0]
+    if type(index) is not int or not 0 <= index < len(history or []):
+        return None
+    message = history[index]
+    if not isinstance(message, dict) or message.get("role") != "assistant":
+        return None
+    question = next(
+        (m for m in reversed(history[:index]) if isinstance(m, dict) and m.get("role") == "user"), None
+    )
+    if question is None:
+        return None
+    return message_text(question.get("content")), message_text(message.get("content"))
+
+
+def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admin: bool = False) -> gr.Blocks:
+    """The page over ``kb``; with ``feedback``, 👍/👎 under each answer are stored there; with
+    ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py)."""
+
+    def vote(history: list[Message], data: gr.LikeData) -> None:
+        # Only an answer of this session's own history, and only a thumb up or down.
+        liked = {"Like": True, "Dislike": False}.get(data.liked) if isinstance(data.liked, str) else data.liked
+        if type(liked) is not bool:
+            liked = None
+        turn = voted_turn(history, data.index)
+        if feedback is None or liked is None or turn is None:
+            return
+        feedback.add(*turn, liked)
+
     def respond(
         question: str, history: list[Message], turns: list[Turn]
     ) -> Iterator[tuple[str, list[Message], list[Turn], list[Message], str]]:
@@ -282,7 +326,7 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
                         elem_id="kb-chat",
                         height=480,
                         render_markdown=False,  # messages are escaped HTML (see module docstring)
-                        feedback_options=None,
+                        feedback_options=("Like", "Dislike") if feedback is not None else None,
                         buttons=["copy"],
                         placeholder="请在下方输入问题，或点击上方的示例问题。",
                     )
@@ -305,6 +349,10 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
                 # each other (p99 15 s at ~35 ms an answer). The KB is thread-safe for reads.
                 concurrency_limit=8,
             )
+            if feedback is not None:
+                # Inputs: the server-side history only (a gr.State, sent as null); the vote and
+                # the message's index come as Gradio's event data.
+                chatbot.like(vote, inputs=[history], outputs=None, api_name="feedback", api_visibility="private")
             # The chat's trash button clears what the page shows; the server's copy goes too, or
             # the next answer would bring the old conversation back.
             chatbot.clear(
@@ -350,4 +398,6 @@ def build_chat(kb: KnowledgeBase) -> gr.Blocks:
             # the app keeps Gradio's public surface to "ask" (tests/web/test_security.py).
             api_visibility="private",
         )
+        if admin:
+            admin_tab()
     return demo

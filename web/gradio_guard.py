@@ -11,6 +11,8 @@ core and stopped the app. So, at the root:
 * every event input is text (or an example's index): a request whose ``data`` holds an object
   or a list, or whose body holds a file reference anywhere, is refused before Gradio parses it;
   the chat keeps its history on the server (``gr.State``), so no input needs more than text;
+* a 👍/👎 (the chat's ``like`` event, input: server-side state) carries gr.LikeData's
+  ``{index, value, liked}`` as its event data and nothing else (``_check_like``);
 * only the page's own events run: ``fn_index`` must name one, and by name only the public
   ``ask`` (a ``fn_index`` wins over the name inside Gradio, so both are checked);
 * Gradio's own path check runs anyway (``mark_launched``) with no ``allowed_paths``, and its
@@ -179,7 +181,27 @@ class GradioGuard:
         for block, value in zip(fn.inputs, data):
             if not isinstance(value, INPUT_TYPES.get(type(block), ())):
                 return 422, f"this app takes text only: {type(block).__name__} input {value!r:.40}"
+        if any(event == "like" for _, event in fn.targets):
+            return _check_like(payload.get("event_data"))
         return None
+
+
+def _check_like(event_data: Any) -> tuple[int, str] | None:
+    """A 👍/👎 (the chat's ``like`` event; its only input is server-side state): the event data
+    is gr.LikeData's three fields and nothing else, an index (a message's, or [message, part])
+    and a vote. ``value``, the message as the page holds it, must be text; the handler never
+    reads it (the question and answer stored are the server's own, by index)."""
+    if not isinstance(event_data, dict) or set(event_data) != {"index", "value", "liked"}:
+        return 422, "a vote's event data is {index, value, liked}"
+    index = event_data["index"]
+    if not (type(index) is int or (isinstance(index, list) and 1 <= len(index) <= 2 and all(type(i) is int for i in index))):
+        return 422, "a vote's index is a message index"
+    value = event_data["value"]
+    if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        return 422, "a vote's value is the message's text"
+    if not (type(event_data["liked"]) is bool or event_data["liked"] in ("Like", "Dislike")):
+        return 422, "a vote is liked true or false"
+    return None
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

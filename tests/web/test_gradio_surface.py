@@ -199,13 +199,78 @@ def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
     import gradio as gr
 
     from web.chat import build_chat
+    from web.feedback import FeedbackStore
     from web.gradio_guard import INPUT_TYPES, GradioGuard
 
-    demo = build_chat(seed_kb)
-    guard = GradioGuard(lambda *a: None, demo=demo)
-    assert list(guard.public) == ["ask"]
-    assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
-    assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
-        sorted(["ask", "brief", "clear", "load_example", "load_example_1"])
-    )
-    assert isinstance(demo, gr.Blocks)
+    for demo, extra in ((build_chat(seed_kb), []),
+                        (build_chat(seed_kb, feedback=FeedbackStore(Path("/nonexistent/f.db")), admin=True), ["feedback"])):
+        guard = GradioGuard(lambda *a: None, demo=demo)
+        assert list(guard.public) == ["ask"]
+        # INPUT_TYPES as it was: the vote's one input is the server-side history (a gr.State).
+        assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
+        assert INPUT_TYPES == {gr.Textbox: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
+        assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
+            sorted(["ask", "brief", "clear", "load_example", "load_example_1", *extra])
+        )  # the admin tab adds no event: its script calls the JSON API
+        assert isinstance(demo, gr.Blocks)
+
+
+@pytest.fixture(scope="module")
+def vote_app(seed_kb, start_app, tmp_path_factory):
+    """The app on the seed KB with its votes in a file of this module's."""
+    db = tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
+    url = start_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0, "feedback_db": db}))
+    config = httpx.get(url + "/config", timeout=30).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == "feedback")
+    return url, fn_index, db
+
+
+def run_event(client: httpx.Client, session: str, body: dict) -> str:
+    """Join the queue and read the session's stream until the event completes; its last line."""
+    joined = client.post("/gradio_api/queue/join", json=body | {"session_hash": session})
+    assert joined.status_code == 200, joined.text
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if '"process_completed"' in line:
+                return line
+    raise AssertionError("no process_completed")
+
+
+def test_a_vote_stores_the_servers_own_question_and_answer(vote_app):
+    import sqlite3
+
+    url, fn_index, db = vote_app
+    with httpx.Client(base_url=url, timeout=60) as client:
+        run_event(client, "voter", {"data": [SEED_QUESTION, None, None], "fn_index": 1})
+        # The page's value says anything; what is stored is the server's history at that index.
+        vote = {"index": 1, "value": ["<b>forged answer</b>"], "liked": False}
+        line = run_event(client, "voter", {"data": [None], "fn_index": fn_index, "event_data": vote})
+        assert '"success":true' in line.replace(" ", "")
+        # A vote on the question's index, or past the end, stores nothing.
+        for index in (0, 7, [99, 0]):
+            run_event(client, "voter", {"data": [None], "fn_index": fn_index,
+                                        "event_data": {"index": index, "value": "x", "liked": True}})
+    rows = sqlite3.connect(db).execute("SELECT question, answer, vote FROM feedback").fetchall()
+    assert len(rows) == 1
+    question, answer, vote = rows[0]
+    assert question == SEED_QUESTION and "开放数据资源" in answer and "[1]" in answer and vote == -1
+    assert "<" not in answer and "forged" not in answer
+
+
+@pytest.mark.parametrize("event_data", [
+    None, "x", [], {"index": 1, "liked": True}, {"index": 1, "value": "x", "liked": True, "extra": 1},
+    {"index": "1", "value": "x", "liked": True}, {"index": [1, 2, 3], "value": "x", "liked": True},
+    {"index": 1, "value": {"path": "/etc/passwd"}, "liked": True}, {"index": 1, "value": [{"x": 1}], "liked": True},
+    {"index": 1, "value": "x", "liked": "maybe"}, {"index": 1, "value": "x", "liked": 1},
+    {"index": 1, "value": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}], "liked": True},
+])
+def test_a_vote_carries_gradios_like_data_and_nothing_else(vote_app, event_data):
+    url, fn_index, _ = vote_app
+    body = {"data": [None], "fn_index": fn_index, "session_hash": "v2", "event_data": event_data}
+    response = httpx.post(url + "/gradio_api/queue/join", json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]
+    # And the vote's one input is state: text there is refused as for any state slot.
+    body = {"data": ["x"], "fn_index": fn_index, "session_hash": "v2",
+            "event_data": {"index": 1, "value": "x", "liked": True}}
+    assert httpx.post(url + "/gradio_api/queue/join", json=body, timeout=30).status_code == 422
