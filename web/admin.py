@@ -313,10 +313,15 @@ class Jobs:
     def _forget_failed_uploads(self, report: IngestReport) -> None:
         """Upload folders whose file did not ingest, and that hold no document, are removed: a
         file that is not in the knowledge base is not kept on the server."""
-        held = {d.doc_id for d in self.kb.documents(complete_only=False)}
+        held = {d.doc_id: d.origin for d in self.kb.documents(complete_only=False)}
         for origin, _ in report.failed:
             folder = _upload_folder(self.uploads, origin)
-            if folder is not None and f"{UPLOAD_NAMESPACE}/{folder.name}" not in held:
+            if folder is None:
+                continue
+            holder = held.get(f"{UPLOAD_NAMESPACE}/{folder.name}")
+            # Kept only when an earlier upload of this name is the stored document (its file is
+            # its source); an id held by another source does not keep this file.
+            if holder is None or _upload_folder(self.uploads, holder) != folder:
                 shutil.rmtree(folder, ignore_errors=True)
 
 

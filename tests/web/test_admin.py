@@ -295,3 +295,46 @@ def test_feedback_csv_is_admin_only_and_formulas_are_inert(admin_url, admin_kb):
     assert rows[-2][1:] == ["'=HYPERLINK(\"http://evil\")", "答案[1]", "1"]
     assert rows[-1][1:] == ["第二个问题", "'-1+1", "-1"]
     assert all(len(row) == 4 for row in rows)
+
+
+def test_an_upload_streamed_past_its_limit_is_cut_off_while_it_arrives(admin_kb, start_app):
+    from tests.web.test_security import raw_exchange
+
+    url = start_app(admin_kb, admin_kb.settings.model_copy(update={"max_upload_bytes": 100_000}))
+    host = url.removeprefix("http://")
+    head = (f"POST /api/documents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.txt"\r\n\r\n'
+    chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
+    start = time.monotonic()
+    # 110 kB in 1 kB chunks and never the end: answered at the limit, not after a body that never ends.
+    status, _, body = raw_exchange(url, head, [f"{len(part):x}\r\n".encode() + part + b"\r\n"] + [chunk] * 110)
+    assert status == 413 and "100000" in body.decode()
+    assert time.monotonic() - start < 4.5
+    assert not (admin_kb.settings.store / "uploads" / "big.txt").exists()
+
+
+def test_another_origin_cannot_send_the_key_or_delete(admin_kb, start_app):
+    origin = "http://allowed.example"
+    url = start_app(admin_kb, admin_kb.settings.model_copy(update={"allowed_origins": [origin]}))
+    for method, headers in (("POST", "authorization"), ("DELETE", "content-type")):
+        preflight = httpx.options(url + "/api/documents/x", headers={
+            "Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers,
+        }, timeout=30)
+        assert preflight.status_code == 400  # Starlette's CORS refuses the method or the header
+        assert "authorization" not in preflight.headers.get("access-control-allow-headers", "").lower()
+
+
+def test_an_upload_never_replaces_a_document_of_another_source_under_its_id(admin_url, admin_kb, tmp_path):
+    # A folder ingested by the operator holding uploads/同名.txt: the same id as an upload of 同名.txt.
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / "同名.txt").write_text("操作员的文件内容。", encoding="utf-8")
+    assert admin_kb.ingest([str(tmp_path)]).added == ["uploads/同名.txt"]
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        job = wait_for(client, upload(client, ("同名.txt", "上传的另一份内容。".encode())).json()["job_id"])
+        assert job["state"] == "failed" and "already held by" in job["failures"][0]["reason"], job
+        assert client.post("/api/search", json={"query": "操作员的文件内容"}).json()["passages"][0]["text"] == (
+            "操作员的文件内容。")
+        assert client.delete("/api/documents/uploads/同名.txt", headers=AUTH).status_code == 200
+    assert not (admin_kb.settings.store / "uploads" / "同名.txt").exists()  # the refused upload is not kept
+    assert (tmp_path / "uploads" / "同名.txt").exists()  # and the operator's file is not the app's to delete
