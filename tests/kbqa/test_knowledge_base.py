@@ -152,3 +152,22 @@ def test_a_standalone_question_longer_than_a_question_may_be_is_not_searched(see
     assert len(subject) > seed_kb.settings.max_question_chars
     answer = seed_kb.ask("它是哪一年提出的？", history=history)
     assert answer.standalone_question == "它是哪一年提出的？"
+
+
+def test_refresh_ingests_every_document_again_from_its_source_in_place(make_settings, char_embedder, tmp_path):
+    from kbqa.knowledge_base import KnowledgeBase
+
+    folder, lone = tmp_path / "docs", tmp_path / "lone.txt"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.md").write_text("甲城的特产是苹果。", encoding="utf-8")
+    (folder / "b.txt").write_text("乙城的特产是梨子。", encoding="utf-8")
+    lone.write_text("丙城的特产是桃子。", encoding="utf-8")
+    kb = KnowledgeBase(make_settings(), embedder=char_embedder)
+    assert KnowledgeBase(make_settings(), embedder=char_embedder).refresh().added == []  # an empty store: nothing
+    assert sorted(kb.ingest([str(folder), str(lone)]).added) == ["b.txt", "lone.txt", "sub/a.md"]
+    (folder / "sub" / "a.md").write_text("甲城的特产是樱桃。", encoding="utf-8")
+    lone.unlink()
+    report = kb.refresh()
+    assert report.updated == ["sub/a.md"] and sorted(report.unchanged) == ["b.txt"]
+    assert [reason for _, reason in report.failed] == ["no such file or folder"]  # gone: reported, kept
+    assert sorted(d.doc_id for d in kb.documents()) == ["b.txt", "lone.txt", "sub/a.md"]
