@@ -159,9 +159,10 @@ GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, cal
 
 
 def admin_request(scope: Scope) -> bool:
-    """A request to an admin endpoint (web/admin.py), whatever its key: these have buckets of
-    their own, stricter than the query endpoints' (settings.admin_rate_limit_*), so guessing
-    keys is slow. ``GET /api/documents`` is the public list, not one of them."""
+    """A request to an admin endpoint (web/admin.py), with or without a key. Each one spends a
+    token of the general buckets; one that does not show the key also spends one of the far
+    smaller admin buckets (settings.admin_rate_limit_*; web/app.py), so guessing is slow.
+    ``GET /api/documents`` is the public list, not one of them."""
     path, method = scope.get("path", ""), scope.get("method", "")
     if path == "/api/documents":
         return method not in ("GET", "HEAD", "OPTIONS")
@@ -261,7 +262,9 @@ class RateLimitMiddleware:
     """429 + ``Retry-After`` once a client IP has used its tokens on a query endpoint.
 
     Limited: the query endpoints (RATE_LIMITED_PATHS, any method, so probing them costs too)
-    and every POST to Gradio's own API (its queue and predict endpoints, and the closed ones).
+    and every POST to Gradio's own API (its queue and predict endpoints, and the closed ones);
+    or what ``limited`` says (web/app.py adds the admin endpoints, and a second instance with
+    buckets of its own for admin requests without the key).
     Pages, static files, /api/health and /api/documents are cheap reads and are not limited.
     Checked before the request body is read.
     """
