@@ -227,7 +227,11 @@ def message_text(content: Any) -> str:
         content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
     if not isinstance(content, str):
         return ""
-    return html.unescape(re.sub(r"<[^>]*>", "", content)).strip()
+    shown = _ANSWER_DIV.search(content)  # an answer's own text, without the notice or check lines
+    return html.unescape(re.sub(r"<[^>]*>", "", shown.group(1) if shown else content)).strip()
+
+
+_ANSWER_DIV = re.compile(r'<div class="kb-(?:answer|refusal)">(.*?)</div>', re.S)
 
 
 def voted_turn(history: list[Message], index: Any) -> tuple[str, str] | None:

@@ -30,6 +30,17 @@ def test_a_vote_on_anything_but_an_answer_of_the_history_is_none():
     assert voted_turn([{"role": "assistant", "content": "x"}], 0) is None  # no question before it
 
 
+def test_the_answer_stored_is_its_text_without_the_notice_or_the_check_line():
+    from kbqa.types import Answer
+    from web.chat import render_answer
+
+    answer = Answer(question="q", text="答案 <一>[1]", found=True, citations=(), notice="理解为：锦州的开放数据资源是什么？",
+                    verification={"removed": 2})
+    shown = render_answer(answer, 1)
+    assert "理解为" in shown and "已删去" in shown
+    assert message_text(shown) == "答案 <一>[1]"
+
+
 def test_message_text_reads_gradios_normalised_parts():
     assert message_text([{"type": "text", "text": "<b>a</b> &amp;"}, {"type": "text", "text": "b"}]) == "a & b"
     assert message_text(None) == ""
