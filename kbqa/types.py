@@ -208,7 +208,12 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     passages: tuple[Passage, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
-    confidence: float = 0.0  # evidence score the refusal threshold was applied to
+    # The probability that the answer is right (the extractive answerer's presence model),
+    # which the refusal's operating point (Settings.answer_min_probability) was applied to.
+    confidence: float = 0.0
+    # With a refusal: the closest passages, one per document, as reading — not an answer
+    # (no [n] marks refer to them).
+    related: tuple[Passage, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -216,6 +221,7 @@ class Answer:
             "found": self.found,
             "confidence": round(self.confidence, 4),
             "citations": [c.to_dict() for c in self.citations],
+            "related": [p.to_dict() for p in self.related],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
 
