@@ -26,8 +26,14 @@ def available() -> bool:
 
 
 def load_questions(limit: int | None = None, path: Path = DEV_QA) -> list[Question]:
-    """Questions of a ``qa.jsonl`` (``id``, ``question``, ``answer``, ``doc_ids``): the dev set's by default."""
+    """Questions of a ``qa.jsonl`` (``id``, ``question``, ``answer``, ``doc_ids``): the dev set's by default.
+
+    A row with only ``id`` and ``question`` asks a dev question in other words (bench/heldout/):
+    its answer and gold documents are the dev set's, read here, never copied into the repo."""
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if any("answer" not in r for r in rows):
+        dev = {r["id"]: r for r in (json.loads(line) for line in DEV_QA.read_text(encoding="utf-8").splitlines() if line.strip())}
+        rows = [r if "answer" in r else dev[r["id"]] | {"question": r["question"]} for r in rows]
     questions = [Question(r["id"], r["question"], r["answer"], tuple(r["doc_ids"])) for r in rows]
     return questions[:limit] if limit else questions
 
