@@ -32,13 +32,6 @@ class CitationOut(OpenModel):
     score: float
 
 
-class AnswerOut(OpenModel):
-    answer: str = Field(description="answer text with [n] citation marks, or the refusal text")
-    found: bool
-    citations: list[CitationOut]
-    timings_ms: dict[str, float]
-
-
 class PassageOut(OpenModel):
     doc_id: str
     title: str
@@ -48,6 +41,17 @@ class PassageOut(OpenModel):
     start: int
     end: int
     score: float
+
+
+class AnswerOut(OpenModel):
+    answer: str = Field(description="answer text with [n] citation marks, or the refusal text (in the question's language)")
+    found: bool
+    confidence: float = Field(0.0, description="fitted probability that the answer is right; below the operating point: a refusal")
+    citations: list[CitationOut]
+    related: list[PassageOut] = Field(
+        default_factory=list, description="with a refusal: the closest passages, as reading, not as an answer"
+    )
+    timings_ms: dict[str, float]
 
 
 class SearchOut(OpenModel):
