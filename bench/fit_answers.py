@@ -17,8 +17,9 @@ by question, and write them to ``kbqa/models/answer_scorer.json`` with the trade
    curve is for questions the fitted models never saw. The operating point written to the
    model file is the lowest probability whose cross-validated refusal rate with the gold
    removed reaches ``--target-refusal``.
-5. The final models are fitted on all questions, in two variants: ``full`` and ``lexical``
-   (no e5 similarity features: for an answerer without an embedder).
+5. The final models are fitted on all questions, in three variants: ``full``, ``lexical`` (no
+   e5 similarity features: for an answerer without an embedder) and ``semantic`` (no overlap
+   features: for a question in another language than the documents').
 
 The dev store is the one ``python -m bench`` builds (same ``--workdir`` layout).
 """
@@ -219,7 +220,14 @@ def cross_validate(rows, names_c, names_q, folds, C, max_sentences=2, seed=0):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kbqa.answer_model import CANDIDATE_FEATURES, LEXICAL_DROP, QUESTION_FEATURES, QUESTION_LEXICAL_DROP
+    from kbqa.answer_model import (
+        CANDIDATE_FEATURES,
+        LEXICAL_DROP,
+        QUESTION_FEATURES,
+        QUESTION_LEXICAL_DROP,
+        QUESTION_SEMANTIC_DROP,
+        SEMANTIC_DROP,
+    )
 
     questions = evalset.load_questions()
     if args.features_cache and args.features_cache.exists():
@@ -235,6 +243,8 @@ def main(argv=None) -> int:
         "full": (CANDIDATE_FEATURES, QUESTION_FEATURES),
         "lexical": (tuple(n for n in CANDIDATE_FEATURES if n not in LEXICAL_DROP),
                     tuple(n for n in QUESTION_FEATURES if n not in QUESTION_LEXICAL_DROP)),
+        "semantic": (tuple(n for n in CANDIDATE_FEATURES if n not in SEMANTIC_DROP),
+                     tuple(n for n in QUESTION_FEATURES if n not in QUESTION_SEMANTIC_DROP)),
     }
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "questions": len(rows),
               "folds": args.folds, "C": args.C, "variants": {}}
@@ -276,7 +286,9 @@ def write_report(report, out: Path) -> None:
              "by question (every number is for questions the models were not fitted on).", ""]
     for variant, v in report["variants"].items():
         op = v["operating_point"]
-        lines += [f"### `{variant}` answerer" + (" (no embedder: no similarity features)" if variant == "lexical" else ""),
+        note = {"lexical": " (no embedder: no similarity features)",
+                "semantic": " (a question in another language: no word or character overlap features)"}.get(variant, "")
+        lines += [f"### `{variant}` answerer" + note,
                   "", f"A correct candidate is among the top-5 passages' candidates for {v['a_correct_candidate_exists']:.3f} "
                   f"of the questions (the ceiling). Operating point: {op['threshold']} (the lowest with ≥ 95% refused "
                   "with the gold removed).", "",

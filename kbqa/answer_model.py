@@ -21,7 +21,8 @@ operating point (``Settings.answer_min_probability``). Both are fitted, cross-va
 question, by ``python -m bench.fit_answers`` and stored in ``kbqa/models/answer_scorer.json``.
 
 Without an embedder (passages from some other retriever, or tests) the ``lexical`` variant of
-both models is used: fitted the same way with the similarity features left out.
+both models is used: fitted the same way with the similarity features left out. A question in
+another language than Chinese gets the ``semantic`` variant: no overlap features.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ QUESTION_FEATURES = (
     "foreign",
 )
 QUESTION_LEXICAL_DROP = ("best_sim", "top_dense")
+# A question in another language than the documents (English over Chinese) shares no words with
+# them: its ``semantic`` variant leaves out every feature of word or character overlap, and is
+# fitted on the dev set's questions the same way.
+SEMANTIC_DROP = ("coverage", "coverage_rel", "passage_coverage", "bigram_coverage", "novelty", "echo",
+                 "prev_coverage", "prev_plain_coverage", "defines", "subject_first", "foreign_sim")
+QUESTION_SEMANTIC_DROP = ("best_coverage", "best_passage_coverage", "top_passage_coverage", "foreign")
 
 # A news prefix ("2023-07-12 10:00，正文："), an agency dateline ("新华社南京2月14日电（记者 赵久龙）"),
 # "本报讯（记者 …）": no part of an answer.

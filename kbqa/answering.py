@@ -136,6 +136,13 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         """The fitted models; the ``lexical`` variant when there is no embedder to compare by."""
         return load_models(self.model_path)["full" if self.embedder is not None else "lexical"]
 
+    def model_for(self, question: str) -> AnswerModel:
+        """A question in another language shares no words with the documents: the ``semantic``
+        variant (no overlap features) judges it by meaning alone."""
+        if self.embedder is not None and is_foreign(question):
+            return load_models(self.model_path)["semantic"]
+        return self.model
+
     # --- Runnable ------------------------------------------------------------------------
     def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
         question = input["question"]
@@ -188,7 +195,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
 
     def decide(self, found: Candidates, model: AnswerModel | None = None) -> tuple[int, float]:
         """The chosen candidate's index and the probability that it answers the question."""
-        model = model or self.model
+        model = model or self.model_for(found.question)
         logits = model.chooser.logits(model.choose_columns(found.features))
         best = int(np.argmax(logits))
         row = presence_row(found, logits, best)

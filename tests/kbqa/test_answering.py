@@ -266,3 +266,16 @@ def test_sentence_vectors_are_embedded_once():
     assert embedder.calls == [("queries", 1), ("passages", 4)]
     answerer.answer("锦州的“三个开放”是什么？", [OPEN, BBQ], cut_question("锦州的“三个开放”是什么？"))
     assert embedder.calls[2:] == [("queries", 1)]  # the passages' sentences come from the cache
+
+
+def test_an_english_query_is_searched_by_the_dense_leg_alone(small_kb, monkeypatch):
+    # BM25 and the coverage rerank match words; an English question shares none with Chinese
+    # passages, so only the (multilingual) dense leg ranks them.
+    index = small_kb.searcher.lexical_index()
+    calls = []
+    real = type(index).search
+    monkeypatch.setattr(type(index), "search", lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    found = small_kb.search("What are the three openings of Jinzhou?")
+    assert found.passages and not calls and all(p.coverage == 0.0 for p in found.passages)
+    small_kb.search("锦州的“三个开放”是什么？")
+    assert calls
