@@ -64,7 +64,6 @@ from kbqa.types import Answer, Citation, Passage, QueryTerms
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
 NOT_FOUND_TEXT_EN = "Sorry, the knowledge base holds nothing that answers this question."
-EMPTY_QUESTION_TEXT_EN = "Please ask a specific question, e.g. What are Jinzhou's “three openings”?"
 
 MAX_RUN = 4  # sentences in a candidate run
 RELATED = 3  # passages listed with a refusal
@@ -172,9 +171,8 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         """The answer to ``question`` from ``passages`` (best first), judged by ``terms``."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        if not terms.weights and not is_foreign(question):
-            text = EMPTY_QUESTION_TEXT_EN if is_foreign(question) else EMPTY_QUESTION_TEXT
-            return self._refusal(question, passages, text, 0.0, t0, timings, related=False)
+        if not terms.weights and not is_foreign(question):  # "？？": nothing to ask about
+            return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0, timings, related=False)
         found = self.candidates(question, passages, terms, timings)
         if not found.candidates:
             return self._refusal(question, passages, not_found_text(question), 0.0, t0, timings)
