@@ -25,14 +25,31 @@ def available() -> bool:
     return DEV_CORPUS.is_file() and DEV_QA.is_file()
 
 
-def load_questions(limit: int | None = None) -> list[Question]:
-    rows = [json.loads(line) for line in DEV_QA.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_questions(limit: int | None = None, path: Path = DEV_QA) -> list[Question]:
+    """Questions of a ``qa.jsonl`` (``id``, ``question``, ``answer``, ``doc_ids``): the dev set's by default.
+
+    A row with only ``id`` and ``question`` asks a dev question in other words (bench/heldout/):
+    its answer and gold documents are the dev set's, read here, never copied into the repo."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if any("answer" not in r for r in rows):
+        dev = {r["id"]: r for r in (json.loads(line) for line in DEV_QA.read_text(encoding="utf-8").splitlines() if line.strip())}
+        rows = [r if "answer" in r else dev[r["id"]] | {"question": r["question"]} for r in rows]
     questions = [Question(r["id"], r["question"], r["answer"], tuple(r["doc_ids"])) for r in rows]
     return questions[:limit] if limit else questions
 
 
-def load_corpus() -> list[dict]:
-    return [json.loads(line) for line in DEV_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_corpus(path: Path = DEV_CORPUS) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def corpus_digest(corpus: Sequence[dict | str]) -> str:
+    """A short digest of a corpus (its documents, or its file names) for naming its store."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for d in corpus:
+        digest.update(json.dumps(d, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()[:10]
 
 
 def unique_in_order(items: Iterable[str]) -> list[str]:

@@ -1,55 +1,146 @@
-"""Extractive answering: compose a short answer from the retrieved passages' own sentences.
+"""Extractive answering: the answer is a retrieved passage's own sentence(s), chosen by a fitted
+model, or a refusal that lists the closest passages as related reading.
 
 No language model is needed, and nothing can be invented: every answer sentence is a
-sentence of a cited passage, quoted verbatim with its ``[n]`` mark. When the evidence does
-not cover the question's content terms well enough, the answer is a refusal (found=False).
+sentence of a cited passage, quoted verbatim (a leading dateline or run-on title trimmed) with
+its ``[n]`` mark.
 
-Sentences are scored against the question's ``QueryTerms``, cut and weighed once by the
-search (``SearchResult.terms``): the answerer does no segmentation or idf lookup of its own.
+1. Candidates: each sentence of the top ``passages_considered`` passages, and runs of two or
+   three adjacent ones (a list answer spans several).
+2. Each is described by features (``kbqa.answer_model``): the e5 similarity of question and
+   sentence (the embedder embeds the candidate sentences at query time), term coverage,
+   passage rank and scores, position, shape. A logistic model fitted on the dev set
+   (``chooser``) picks the most probable candidate.
+3. A second fitted model (``presence``) gives the probability that this candidate answers the
+   question; below ``min_probability`` the answer is a refusal, in the question's language,
+   with the closest passages as ``related`` (found=False, no ``[n]`` marks).
 
-The answerer is a LangChain ``Runnable``: ``invoke({"question": ..., "passages": [...],
-"terms": QueryTerms})``, where passages are ``Passage`` objects or the LangChain Documents
-``HybridRetriever`` returns. Without ``terms`` (passages from some other retriever) the
+The question's terms come with the search (``SearchResult.terms``): the answerer does no
+segmentation or idf lookup of its own. It is a LangChain ``Runnable``:
+``invoke({"question": ..., "passages": [...], "terms": QueryTerms})``; without ``terms`` the
 question is cut here and its words weigh alike.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_core.documents import Document as LCDocument
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from kbqa.evidence import SentenceCandidate, cite, confidence_of, score_sentences
+from kbqa.answer_model import (
+    CANDIDATE_FEATURES,
+    MODEL_PATH,
+    AnswerModel,
+    asks_for_list,
+    asks_for_number,
+    bigrams,
+    content_chars,
+    defines,
+    has_number,
+    is_echo,
+    is_foreign,
+    is_lead_in,
+    is_list_item,
+    load_models,
+    shape_is_heading,
+    subject_first,
+    subjects,
+    trim_lead,
+)
+from kbqa.embeddings import Embedder
+from kbqa.evidence import MIN_SENTENCE_CHARS, cite, coverage
 from kbqa.langchain_adapters import passage_from_langchain
-from kbqa.text import cut_question
+from kbqa.text import cut_question, split_sentences
 from kbqa.types import Answer, Citation, Passage, QueryTerms
 
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"
+NOT_FOUND_TEXT_EN = "Sorry, the knowledge base holds nothing that answers this question."
 
-_NEIGHBOUR_MIN_SCORE = 0.25  # a following sentence joins the answer only if it is on topic
+MAX_RUN = 4  # sentences in a candidate run
+RELATED = 3  # passages listed with a refusal
+
+
+def not_found_text(question: str) -> str:
+    return NOT_FOUND_TEXT_EN if is_foreign(question) else NOT_FOUND_TEXT
+
+
+@dataclass(frozen=True)
+class Sentence:
+    passage_index: int
+    position: int  # sentence number within the passage
+    start: int  # offsets into the cleaned document text, after trimming
+    end: int
+    text: str
+    trimmed: bool  # a dateline or run-on title was cut off its front
+
+
+@dataclass(frozen=True)
+class Candidate:
+    passage_index: int
+    sentences: tuple[Sentence, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.sentences)
+
+
+@dataclass
+class Candidates:
+    """A question's candidates with their features (column per name), before any model."""
+
+    question: str
+    candidates: list[Candidate]
+    features: dict[str, np.ndarray]
+    context: dict[str, float]  # question-level facts the presence model also reads
+    embedded: int = 0  # sentences embedded for this question
 
 
 class ExtractiveAnswerer(Runnable[dict, Answer]):
     def __init__(
         self,
         *,
-        refusal_threshold: float = 0.5,
-        max_sentences: int = 3,
-        max_chars: int = 240,
+        min_probability: float = 0.5,
+        embedder: Embedder | None = None,
         passages_considered: int = 5,
+        max_embedded: int = 40,
+        max_chars: int = 400,
+        model_path: Path = MODEL_PATH,
+        cache_size: int = 20_000,
     ):
-        if not 0.0 <= refusal_threshold <= 1.0:
-            raise ValueError("refusal_threshold must be within [0, 1]")
-        if max_sentences < 1 or max_chars < 20 or passages_considered < 1:
-            raise ValueError("max_sentences, max_chars and passages_considered are too small")
-        self.refusal_threshold = refusal_threshold
-        self.max_sentences = max_sentences
-        self.max_chars = max_chars
+        if not 0.0 <= min_probability <= 1.0:
+            raise ValueError("min_probability must be within [0, 1]")
+        if passages_considered < 1 or max_embedded < 0 or max_chars < 20:
+            raise ValueError("passages_considered, max_embedded and max_chars are too small")
+        self.min_probability = min_probability
+        self.embedder = embedder
         self.passages_considered = passages_considered
+        self.max_embedded = max_embedded
+        self.max_chars = max_chars
+        self.model_path = model_path
+        # Sentence vectors by text: a passage asked about twice is embedded once.
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    @cached_property
+    def model(self) -> AnswerModel:
+        """The fitted models; the ``lexical`` variant when there is no embedder to compare by."""
+        return load_models(self.model_path)["full" if self.embedder is not None else "lexical"]
+
+    def model_for(self, question: str) -> AnswerModel:
+        """A question in another language shares no words with the documents: the ``semantic``
+        variant (no overlap features) judges it by meaning alone."""
+        if self.embedder is not None and is_foreign(question):
+            return load_models(self.model_path)["semantic"]
+        return self.model
 
     # --- Runnable ------------------------------------------------------------------------
     def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
@@ -79,86 +170,232 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
     def answer(self, question: str, passages: Sequence[Passage], terms: QueryTerms) -> Answer:
         """The answer to ``question`` from ``passages`` (best first), judged by ``terms``."""
         t0 = time.perf_counter()
-        weights = terms.weights
-        if not weights:
-            return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0)
-        total = terms.total
-        considered = list(passages[: self.passages_considered])
-        candidates = [c for i, p in enumerate(considered) for c in score_sentences(i, p, weights, total)]
-        if not candidates:
-            return self._refusal(question, passages, NOT_FOUND_TEXT, 0.0, t0)
-        best = max(candidates, key=lambda c: c.score)
-        confidence = confidence_of(best, considered[best.passage_index], weights)
-        if confidence < self.refusal_threshold:
-            return self._refusal(question, passages, NOT_FOUND_TEXT, confidence, t0)
-        chosen = self._choose(candidates, best)
-        text, citations = _compose(chosen, considered)
+        timings: dict[str, float] = {}
+        if not terms.weights and not is_foreign(question):  # "？？": nothing to ask about
+            return self._refusal(question, passages, EMPTY_QUESTION_TEXT, 0.0, t0, timings, related=False)
+        found = self.candidates(question, passages, terms, timings)
+        if not found.candidates:
+            return self._refusal(question, passages, not_found_text(question), 0.0, t0, timings)
+        best, probability = self.decide(found)
+        if probability < self.min_probability:
+            return self._refusal(question, passages, not_found_text(question), probability, t0, timings)
+        text, citations = _compose(found.candidates[best], passages)
+        timings["answer_ms"] = (time.perf_counter() - t0) * 1000
         return Answer(
             question=question,
             text=text,
             found=True,
             citations=citations,
             passages=tuple(passages),
-            confidence=confidence,
-            timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
+            confidence=probability,
+            timings_ms=timings,
         )
 
-    def _choose(self, candidates: list[SentenceCandidate], best: SentenceCandidate) -> list[SentenceCandidate]:
-        """The best sentence, strong runners-up, and on-topic neighbours of what was chosen.
+    def decide(self, found: Candidates, model: AnswerModel | None = None) -> tuple[int, float]:
+        """The chosen candidate's index and the probability that it answers the question."""
+        model = model or self.model_for(found.question)
+        logits = model.chooser.logits(model.choose_columns(found.features))
+        best = int(np.argmax(logits))
+        row = presence_row(found, logits, best)
+        return best, float(model.presence.probabilities(model.presence_columns(row))[0])
 
-        Neighbours matter because a definition often follows the sentence that names the
-        thing asked about ("……分“三大步、六小步”。其中,“三大步”指……").
-        """
-        chosen = [best]
-        length = len(best.text)
+    def candidates(
+        self, question: str, passages: Sequence[Passage], terms: QueryTerms, timings: dict[str, float] | None = None
+    ) -> Candidates:
+        """Every candidate of the top passages with its features (no model involved)."""
+        considered = list(passages[: self.passages_considered])
+        weights = terms.weights
+        total = terms.total or 1.0
+        sentences = [s for i, p in enumerate(considered) for s in _sentences(i, p)]
+        t0 = time.perf_counter()
+        sims, embedded = self._similarities(question, sentences)
+        if timings is not None:
+            timings["sentence_embed_ms"] = (time.perf_counter() - t0) * 1000
+        sim_of = {(s.passage_index, s.position): sim for s, sim in zip(sentences, sims, strict=True)}
+        runs: list[Candidate] = []
+        for i in range(len(sentences)):
+            for length in range(1, MAX_RUN + 1):
+                run = sentences[i : i + length]
+                if len(run) < length or any(
+                    b.passage_index != a.passage_index or b.position != a.position + 1 for a, b in zip(run, run[1:])
+                ):
+                    break
+                if length > 1 and sum(len(s.text) for s in run) > self.max_chars:
+                    break
+                runs.append(Candidate(run[0].passage_index, tuple(run)))
+        foreign = is_foreign(question)
+        number = asks_for_number(question)
+        wants_list = asks_for_list(question)
+        asked = subjects(question, weights)
+        top_score = max((p.score for p in considered), default=1.0) or 1.0
+        passage_cov = [coverage(weights, p.chunk.with_context) for p in considered]
+        q_bigrams = bigrams(question)
+        q_chars = set(content_chars(question))
+        rows: dict[str, list[float]] = {name: [] for name in CANDIDATE_FEATURES}
+        best_sim = max(sims) if len(sims) else 0.0
 
-        def take(cand: SentenceCandidate) -> bool:
-            nonlocal length
-            if len(chosen) >= self.max_sentences or length + len(cand.text) > self.max_chars:
-                return False
-            if any(cand.passage_index == c.passage_index and cand.position == c.position for c in chosen):
-                return False
-            if any(cand.text == c.text for c in chosen):
-                return False
-            chosen.append(cand)
-            length += len(cand.text)
-            return True
+        def cover(text: str, p: Passage) -> float:
+            lowered = text.lower()
+            context = f"{p.chunk.title} {p.chunk.section}".lower()
+            return sum(w if t in lowered else 0.5 * w if t in context else 0.0 for t, w in weights.items()) / total
 
-        for cand in sorted(candidates, key=lambda c: c.score, reverse=True):
-            if cand.score >= 0.75 * best.score:
-                take(cand)
-        by_place = {(c.passage_index, c.position): c for c in candidates}
-        for anchor in list(chosen):
-            neighbour = by_place.get((anchor.passage_index, anchor.position + 1))
-            if neighbour is not None and neighbour.score >= _NEIGHBOUR_MIN_SCORE:
-                take(neighbour)
-        return chosen
+        previous: dict[tuple[int, int], Sentence] = {}
+        for a, b in zip(sentences, sentences[1:]):
+            if a.passage_index == b.passage_index:
+                previous[(b.passage_index, b.position)] = a
+        for cand in runs:
+            p = considered[cand.passage_index]
+            text = cand.text
+            cand_sims = [sim_of[(s.passage_index, s.position)] for s in cand.sentences]
+            n = len(cand.sentences)
+            first = cand.sentences[0]
+            prev = previous.get((first.passage_index, first.position))
+            chars = content_chars(text)
+            rows["sim"].append(float(np.mean(cand_sims)))
+            rows["sim_max"].append(float(max(cand_sims)))
+            rows["sim_rel"].append(float(max(cand_sims)) - best_sim)
+            rows["coverage"].append(cover(text, p))
+            rows["passage_coverage"].append(passage_cov[cand.passage_index])
+            rows["rank_prior"].append(1.0 / (1.0 + cand.passage_index))
+            rows["passage_score_rel"].append(p.score / top_score)
+            rows["passage_dense"].append(p.dense_score or 0.0)
+            rows["first_in_passage"].append(float(first.position == 0))
+            rows["first_chunk"].append(float(p.chunk.ordinal == 0))
+            rows["log_chars"].append(float(np.log1p(len(text))))
+            rows["short"].append(float(len(text) < 15))
+            rows["heading"].append(float(any(shape_is_heading(s.text) for s in cand.sentences)))
+            rows["dateline"].append(float(first.trimmed))
+            rows["number_wanted"].append(float(number and has_number(text)))
+            rows["list_marks"].append(sum(is_list_item(s.text) for s in cand.sentences) / n)
+            rows["run2"].append(float(n == 2))
+            rows["run3"].append(float(n == 3))
+            rows["run4"].append(float(n == 4))
+            rows["subject_first"].append(float(subject_first(first.text.lower(), asked)))
+            rows["defines"].append(sum(defines(s.text.lower(), asked) for s in cand.sentences) / n)
+            rows["list_run"].append(float(wants_list) * (n - 1))
+            rows["bigram_coverage"].append(len(q_bigrams & bigrams(text)) / len(q_bigrams) if q_bigrams else 0.0)
+            rows["novelty"].append(sum(c not in q_chars for c in chars) / len(chars) if chars else 0.0)
+            rows["echo"].append(float(is_echo(first.text, question)))
+            lead_in = prev is not None and is_lead_in(prev.text, question)
+            rows["prev_coverage"].append(cover(prev.text, p) if lead_in else 0.0)
+            rows["prev_sim"].append(sim_of[(prev.passage_index, prev.position)] if lead_in else 0.0)
+            rows["prev_plain_coverage"].append(cover(prev.text, p) if prev and not lead_in else 0.0)
+            rows["prev_echo"].append(float(is_echo(prev.text, question)) if prev else 0.0)
+        cov = np.asarray(rows["coverage"], np.float64)
+        rows["coverage_rel"] = list(cov - (cov.max() if len(cov) else 0.0))
+        rows["foreign_sim"] = [foreign * s for s in rows["sim_rel"]]
+        features = {name: np.asarray(rows[name], np.float64) for name in CANDIDATE_FEATURES}
+        context = {
+            "top_passage_coverage": passage_cov[0] if passage_cov else 0.0,
+            "top_dense": max((p.dense_score or 0.0 for p in considered), default=0.0),
+            "foreign": float(foreign),
+        }
+        return Candidates(question, runs, features, context, embedded)
 
-    @staticmethod
-    def _refusal(question: str, passages: Sequence[Passage], text: str, confidence: float, t0: float) -> Answer:
+    def _similarities(self, question: str, sentences: list[Sentence]) -> tuple[np.ndarray, int]:
+        """Cosine of the question and each sentence; sentences beyond ``max_embedded`` (by
+        passage rank) and every sentence without an embedder get 0."""
+        sims = np.zeros(len(sentences), np.float64)
+        if self.embedder is None or not sentences or not self.max_embedded:
+            return sims, 0
+        texts = [s.text for s in sentences[: self.max_embedded]]
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        vectors = [self.embedder.embed_queries([question])[0]]
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed_passages(missing), strict=True):
+                self._vectors[text] = vector
+                if len(self._vectors) > self._cache_size:
+                    self._vectors.popitem(last=False)
+        query = vectors[0]
+        for i, text in enumerate(texts):
+            self._vectors.move_to_end(text)
+            sims[i] = float(np.dot(self._vectors[text], query))
+        return sims, len(missing)
+
+    def _refusal(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        text: str,
+        probability: float,
+        t0: float,
+        timings: dict[str, float],
+        *,
+        related: bool = True,
+    ) -> Answer:
+        timings["answer_ms"] = (time.perf_counter() - t0) * 1000
         return Answer(
             question=question,
             text=text,
             found=False,
             passages=tuple(passages),
-            confidence=confidence,
-            timings_ms={"answer_ms": (time.perf_counter() - t0) * 1000},
+            confidence=probability,
+            timings_ms=timings,
+            related=_related(passages) if related else (),
         )
+
+
+def presence_row(found: Candidates, logits: np.ndarray, best: int) -> dict[str, float]:
+    """The question-level features of the presence model, given the chooser's ``logits``."""
+    chosen = found.candidates[best]
+    place = {(s.passage_index, s.position) for s in chosen.sentences}
+    others = [
+        logit
+        for cand, logit in zip(found.candidates, logits, strict=True)
+        if not place & {(s.passage_index, s.position) for s in cand.sentences}
+    ]
+    f = found.features
+    shares = np.exp(logits - logits[best])
+    return {
+        "best_share": float(1.0 / shares.sum()),
+        "best_logit": float(logits[best]),
+        "margin": float(logits[best] - max(others)) if others else 5.0,
+        "best_sim": float(f["sim_max"][best]),
+        "best_coverage": float(f["coverage"][best]),
+        "best_passage_coverage": float(f["passage_coverage"][best]),
+        "top_passage_coverage": found.context["top_passage_coverage"],
+        "top_dense": found.context["top_dense"],
+        "chosen_rank_prior": float(f["rank_prior"][best]),
+        "foreign": found.context["foreign"],
+    }
+
+
+def _sentences(index: int, passage: Passage) -> Iterator[Sentence]:
+    chunk = passage.chunk
+    for position, (start, end) in enumerate(split_sentences(chunk.text)):
+        raw = chunk.text[start:end]
+        text = raw.strip()
+        lead = trim_lead(text)
+        trimmed = text[lead:].lstrip()
+        if len(trimmed) < MIN_SENTENCE_CHARS:
+            continue
+        begin = chunk.start + start + len(raw) - len(raw.lstrip()) + (len(text) - len(trimmed))
+        yield Sentence(index, position, begin, begin + len(trimmed), trimmed, lead > 0)
+
+
+def _related(passages: Sequence[Passage]) -> tuple[Passage, ...]:
+    """The closest passages, one per document: what a refusal offers to read instead."""
+    seen: set[str] = set()
+    out: list[Passage] = []
+    for p in passages:
+        if p.chunk.doc_id not in seen:
+            seen.add(p.chunk.doc_id)
+            out.append(p)
+            if len(out) == RELATED:
+                break
+    return tuple(out)
 
 
 def as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
     return [p if isinstance(p, Passage) else passage_from_langchain(p) for p in items]
 
 
-def _compose(chosen: list[SentenceCandidate], passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
-    """Answer text with [n] marks; citations numbered by first use, one per passage."""
-    first_use: dict[int, int] = {}
-    for rank, cand in enumerate(chosen):
-        first_use.setdefault(cand.passage_index, rank)
-    # Passages in the order the answer first needs them; sentences in document order.
-    ordered = sorted(chosen, key=lambda c: (first_use[c.passage_index], c.start))
-    numbers, citations = cite((c.passage_index, passages[c.passage_index], (c.start, c.end)) for c in ordered)
-    return "".join(f"{c.text}[{numbers[c.passage_index]}]" for c in ordered), citations
+def _compose(chosen: Candidate, passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
+    """Answer text with a [n] mark after each sentence; one citation for the passage."""
+    passage = passages[chosen.passage_index]
+    numbers, citations = cite((chosen.passage_index, passage, (s.start, s.end)) for s in chosen.sentences)
+    n = numbers[chosen.passage_index]
+    return "".join(f"{s.text}[{n}]" for s in chosen.sentences), citations
 
 
 def _sentence_pieces(text: str) -> list[str]:

@@ -66,8 +66,9 @@ class KnowledgeBase:
     def extractive(self) -> ExtractiveAnswerer:
         from kbqa.answering import ExtractiveAnswerer
 
-        # The question's terms and weights come with each search result (found.terms).
-        return ExtractiveAnswerer(refusal_threshold=self.settings.refusal_threshold)
+        # The question's terms and weights come with each search result (found.terms); the
+        # embedder compares question and candidate sentences by meaning.
+        return ExtractiveAnswerer(min_probability=self.settings.answer_min_probability, embedder=self.embedder)
 
     @cached_property
     def chat_model(self) -> BaseChatModel | None:

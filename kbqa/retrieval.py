@@ -7,6 +7,7 @@ exposes it as a LangChain ``BaseRetriever`` so it composes into other chains.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -28,6 +29,7 @@ from kbqa.types import (
 )
 
 _EXCLUSION_DEPTH = 200
+_CJK = re.compile(r"[\u3400-\u9fff]")
 log = logging.getLogger(__name__)
 
 
@@ -237,7 +239,11 @@ class HybridSearcher:
         terms = cut.weighted(lexical.idf)
         t1 = time.perf_counter()
         lexical_hits: list[tuple[str, float]] = []
-        if self.lexical_weight:
+        # A question without Chinese characters (English over Chinese documents) shares no words
+        # with the passages: BM25 would rank whatever news happens to hold its English words and
+        # the coverage rerank would follow it. The dense leg (multilingual e5) alone finds them.
+        foreign = not _CJK.search(query)
+        if self.lexical_weight and not foreign:
             # Excluded documents may own many of the best chunks: look deeper, then drop them.
             depth = self.candidate_k + (_EXCLUSION_DEPTH if exclude_docs else 0)
             lexical_hits = [
@@ -252,7 +258,7 @@ class HybridSearcher:
             timings["embed_ms"] = (t3 - t2) * 1000
             timings["dense_ms"] = (time.perf_counter() - t3) * 1000
         t4 = time.perf_counter()
-        passages = self._fuse(dense_hits, lexical_hits, terms.weights, k)
+        passages = self._fuse(dense_hits, lexical_hits, {} if foreign else terms.weights, k)
         timings["lexical_ms"] = (t2 - t0) * 1000
         timings["lexical_sync_ms"] = (t1 - t0) * 1000
         timings["fuse_ms"] = (time.perf_counter() - t4) * 1000

@@ -208,7 +208,12 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     passages: tuple[Passage, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
-    confidence: float = 0.0  # evidence score the refusal threshold was applied to
+    # The probability that the answer is right (the extractive answerer's presence model),
+    # which the refusal's operating point (Settings.answer_min_probability) was applied to.
+    confidence: float = 0.0
+    # With a refusal: the closest passages, one per document, as reading — not an answer
+    # (no [n] marks refer to them).
+    related: tuple[Passage, ...] = ()
     # The question retrieval and answering used: ``question`` rewritten with the conversation's
     # earlier turns (kbqa/conversation.py); "" when no rewrite ran (then it is ``question``).
     standalone_question: str = ""
@@ -225,6 +230,7 @@ class Answer:
             "standalone_question": self.standalone_question or self.question,
             "confidence": round(self.confidence, 4),
             "citations": [c.to_dict() for c in self.citations],
+            "related": [p.to_dict() for p in self.related],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
         if self.verification is not None:

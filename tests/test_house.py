@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "kbqa.model_build", "kbqa.e5_onnx", "kbqa.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),
     ("retrieval", ("kbqa.retrieval", "kbqa.langchain_adapters")),
-    ("answering", ("kbqa.answering", "kbqa.briefing", "kbqa.llm_answering")),
+    ("answering", ("kbqa.answer_model", "kbqa.answering", "kbqa.briefing", "kbqa.llm_answering")),
     ("facade", ("kbqa.knowledge_base",)),
     ("faces", ("app", "ingest.__main__", "web", "web.*")),
     ("bench", ("bench", "bench.*")),

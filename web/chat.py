@@ -158,7 +158,13 @@ def render_answer(answer: Answer, turn: int) -> str:
     quoted from a document stays text."""
     notice = f'<div class="kb-notice">{html.escape(answer.notice)}</div>' if answer.notice else ""
     if not answer.found:
-        return f'{notice}<div class="kb-refusal">{html.escape(answer.text)}</div>'
+        related = "".join(
+            f'<li>{html.escape(p.chunk.title or p.chunk.doc_id)}：{html.escape(p.chunk.text[:80])}…</li>'
+            for p in answer.related
+        )
+        label = "Related passages (not an answer)" if answer.text.isascii() else "相关内容（不是答案）"
+        extra = f'<div class="kb-related">{label}<ul>{related}</ul></div>' if related else ""
+        return f'{notice}<div class="kb-refusal">{html.escape(answer.text)}</div>{extra}'
     cited = len(answer.citations)
 
     def link(match: re.Match[str]) -> str:

@@ -32,16 +32,6 @@ class CitationOut(OpenModel):
     score: float
 
 
-class AnswerOut(OpenModel):
-    answer: str = Field(description="answer text with [n] citation marks, or the refusal text")
-    found: bool
-    standalone_question: str = Field(
-        description="the question searched and answered: the question itself, or a follow-up rewritten with the history"
-    )
-    citations: list[CitationOut]
-    timings_ms: dict[str, float]
-
-
 class PassageOut(OpenModel):
     doc_id: str
     title: str
@@ -51,6 +41,20 @@ class PassageOut(OpenModel):
     start: int
     end: int
     score: float
+
+
+class AnswerOut(OpenModel):
+    answer: str = Field(description="answer text with [n] citation marks, or the refusal text (in the question's language)")
+    found: bool
+    standalone_question: str = Field(
+        description="the question searched and answered: the question itself, or a follow-up rewritten with the history"
+    )
+    confidence: float = Field(0.0, description="fitted probability that the answer is right; below the operating point: a refusal")
+    citations: list[CitationOut]
+    related: list[PassageOut] = Field(
+        default_factory=list, description="with a refusal: the closest passages, as reading, not as an answer"
+    )
+    timings_ms: dict[str, float]
 
 
 class SearchOut(OpenModel):

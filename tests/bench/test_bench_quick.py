@@ -76,3 +76,38 @@ def test_scale_run_resumes_and_measures_the_app(tmp_path):
     assert {"/api/search", "/api/ask"} <= set(app["latency"]) and app["app_rss_mb"] > 0
     assert app["first_answer_seconds_cold"] > 0 and app["first_answer_seconds_warm"] > 0
     assert "| sustained rate |" in out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_own_corpus_and_questions_measure_the_answers_and_write_them(tmp_path):
+    # An operator's own documents (a folder here: the seed article) and questions.
+    out = tmp_path / "results" / "seed"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--corpus", "kb", "--qa", "bench/heldout/seed_paraphrases.jsonl",
+         "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    answers = results["answers"]
+    assert answers["questions"] == 15 and "retrieval" not in results
+    assert answers["correct"] + answers["wrong"] + answers["refused"] == pytest.approx(1.0)
+    rows = [json.loads(line) for line in out.with_suffix(".answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 15 and {r["verdict"] for r in rows} <= {"correct", "wrong", "refused"}
+    assert all(r["gold_removed"]["found"] is False for r in rows)  # nothing else to answer from
+    assert "| ours: extractive answerer | 15 |" in out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_an_answer_is_judged_by_the_gold_answers_characters_and_documents():
+    from bench.answers import char_recall, judge
+    from kbqa.types import Answer, Chunk, Citation, Passage
+
+    q = evalset.Question("q1", "福建全省口罩日产量目标为多少？", "2000万个", ("doc-a", "doc-b"))
+    chunk = Chunk(doc_id="doc-b", ordinal=0, text="全省口罩日产量目标为2000万个。", start=0, end=16)
+    cited = (Citation.from_spans(1, Passage(chunk=chunk, score=1.0), [(0, 16)]),)
+    assert char_recall("目标2000万个[1]", q.answer) == 1.0 and char_recall("2000个", q.answer) == pytest.approx(5 / 6)
+    assert judge(Answer(q.question, "全省口罩日产量目标为2000万个。[1]", True, cited), q) == "correct"
+    assert judge(Answer(q.question, "日产量目标为1000个。[1]", True, cited), q) == "wrong"  # 4 of 6 characters
+    elsewhere = Chunk(doc_id="news", ordinal=0, text="2000万个", start=0, end=6)
+    other = (Citation.from_spans(1, Passage(chunk=elsewhere, score=1.0), [(0, 6)]),)
+    assert judge(Answer(q.question, "2000万个[1]", True, other), q) == "wrong"  # not a gold document
+    assert judge(Answer(q.question, "抱歉", False), q) == "refused"

@@ -259,8 +259,8 @@ def test_widget_on_another_origin_answers_when_allowed_and_fails_cleanly_when_no
 PAYLOADS = ['<script>window.__xss=1</script>', '<img src=x onerror="window.__xss=2">']
 XSS_ARTICLE = (
     '网页安全<svg onload="window.__xss=3">测试说明\n\n'
-    f"锦州数据开放平台的测试标记是{PAYLOADS[0]}这段文字。\n"
-    f"锦州数据开放平台的图片标记是{PAYLOADS[1]}这段文字。\n"
+    # One sentence holds both payloads: the answer quotes the answering sentence (issue 11).
+    f"锦州数据开放平台的测试标记是{PAYLOADS[0]}这段文字，图片标记是{PAYLOADS[1]}这段文字。\n"
 )
 XSS_QUESTION = "锦州数据开放平台的测试标记是什么？"
 MARKUP_QUESTION = '<img src=x onerror="window.__xss=4">是什么？'  # questions are echoed back
