@@ -236,7 +236,7 @@ class OnnxEmbedder(Embedder):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
-        self.name = name
+        self.name, self.folder = name, folder
         self.batch_tokens, self.max_batch = batch_tokens, max_batch
         self.query_prefix, self.passage_prefix = (E5_QUERY_PREFIX, E5_PASSAGE_PREFIX) if e5_prefixes else ("", "")
 
