@@ -136,3 +136,14 @@ def test_per_sequence_batches_do_not_move_a_vector(per_sequence: OnnxEmbedder) -
     again = per_sequence.embed_passages([sample[3], "x", sample[0] * 3])[0]
     assert np.abs(again - alone[3]).max() < 1e-5
 
+
+def test_side_by_side_sessions_give_the_same_vectors(per_sequence: OnnxEmbedder, make_settings) -> None:
+    """Batches run side by side on two single-thread sessions: the vectors of one session."""
+    from kbqa.model_build import E5_ONNX_FOLDER
+
+    folder = make_settings().model_cache / E5_ONNX_FOLDER
+    sample = texts()
+    one = OnnxEmbedder(folder, name="one", max_batch=1).embed_passages(sample)
+    two = OnnxEmbedder(folder, name="two", max_batch=1, threads=2, sessions=2)
+    assert np.abs(two.embed_passages(sample) - one).max() < 1e-6
+    assert len(two._idle) == 2  # the call really ran on the side-by-side sessions
