@@ -65,7 +65,7 @@ def make_embedder(settings: Settings) -> Embedder:
         # depend on its batch-mates (R@1 moved by 3 points between batchings on the dev set).
         # The batch-invariant graph (kbqa.e5_onnx.per_sequence_scales) gives the same vectors
         # batched but costs more CPU a passage in ONNX Runtime; one text a run on one
-        # single-thread session per core costs least (bench/results/embedders.md).
+        # single-thread session per core costs least (bench/results/ingest_speed.md).
         sessions = settings.embed_sessions or len(os.sched_getaffinity(0))
         return OnnxEmbedder(
             ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1, sessions=sessions
@@ -211,7 +211,10 @@ class OnnxEmbedder(Embedder):
     Texts are tokenized with the HF fast tokenizer and sorted by length; each batch pads only
     to its own longest text and holds at most ``batch_tokens`` padded tokens and ``max_batch``
     texts. Small batches win on CPU: ~1k tokens keep the activations in L2 (int8, 300-char
-    passages: 4 a batch ran at 41/s, 1 at 36/s, 16 at 35/s, 32 at 33/s).
+    passages: 4 a batch ran at 41/s, 1 at 36/s, 16 at 35/s, 32 at 33/s). Re-measured 2026-11-29
+    against one text a run on two single-thread sessions (``sessions=2``): the same passages/s
+    and 17% more CPU a passage (56.1 vs 48.0 ms; bench/results/ingest_speed.md), and with
+    batch-wide int8 scales a text's vector depends on its batch-mates.
     """
 
     def __init__(
@@ -250,8 +253,8 @@ class OnnxEmbedder(Embedder):
         # One session with every core for queries and short calls. With ``sessions`` > 1, a call
         # of several batches runs them side by side on that many more sessions, the threads split
         # between them (2 cores: two 1-thread sessions), so no op waits for the pool's other
-        # thread to wake up: the same vectors (same kernels, one text a batch), ~11% less CPU a
-        # passage (bench/results/embedders.md). They are made on the first such call (a process
+        # thread to wake up: the same vectors (same kernels, one text a batch), 10% less CPU a
+        # passage and 1.17x the dev ingest rate (bench/results/ingest_speed.md). They are made on the first such call (a process
         # that only embeds queries never holds them); each holds its own copy of the weights.
         self.session = session(threads)
         self._sessions, self._session_threads = sessions, max(1, threads // sessions)
