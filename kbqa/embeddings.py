@@ -254,8 +254,9 @@ class OnnxEmbedder(Embedder):
         # of several batches runs them side by side on that many more sessions, the threads split
         # between them (2 cores: two 1-thread sessions), so no op waits for the pool's other
         # thread to wake up: the same vectors (same kernels, one text a batch), 10% less CPU a
-        # passage and 1.17x the dev ingest rate (bench/results/ingest_speed.md). They are made on the first such call (a process
-        # that only embeds queries never holds them); each holds its own copy of the weights.
+        # passage and 1.17x the dev ingest rate (bench/results/ingest_speed.md). They are made on
+        # the first such call (a process that only embeds queries never holds them); each holds
+        # its own copy of the weights (~120 MB RSS).
         self.session = session(threads)
         self._sessions, self._session_threads = sessions, max(1, threads // sessions)
         self._make_session = session
