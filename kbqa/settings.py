@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     )
     embedder_model: str = Field("multilingual-e5-small", description="model name sent to an openai: endpoint")
     embed_batch_size: int = Field(32, ge=1, le=1024)
+    embed_sessions: int | None = Field(
+        None, ge=1, le=64,
+        description="e5-small-onnx: single-thread ONNX Runtime sessions embedding side by side (default: one per core)",
+    )
     model_cache: Path = Field(REPO_ROOT / ".kbdata" / "models", description="where built model folders live")
     lexical_cache: Path = Field(
         REPO_ROOT / ".kbdata" / "bm25",

@@ -98,3 +98,52 @@ def test_padded_batches_match_too(built: Path, embedder: Embedder, make_settings
     today = OnnxEmbedder(folder, name="today", max_batch=8).embed_passages(sample)
     mine = OnnxEmbedder(built, name="mine", max_batch=8).embed_passages(sample)
     assert (today * mine).sum(axis=1).min() >= 0.999
+
+
+# --------------------------------------------------------------------------- batch invariance
+
+
+@pytest.fixture(scope="module")
+def per_sequence(make_settings, embedder: Embedder) -> OnnxEmbedder:
+    """The batch-invariant twin of the default model, in batches of up to 16 texts."""
+    from kbqa.model_build import ensure_e5_onnx_per_sequence_folder
+
+    folder = ensure_e5_onnx_per_sequence_folder(make_settings().model_cache)
+    return OnnxEmbedder(folder, name="e5-small@onnx-int8", max_batch=16, batch_tokens=16 * 512)
+
+
+def test_per_sequence_alone_matches_todays_default(per_sequence: OnnxEmbedder, embedder: Embedder) -> None:
+    """One text a run, the rewritten graph does today's integer arithmetic: the same vectors."""
+    alone = OnnxEmbedder(per_sequence.folder, name="alone", max_batch=1)
+    sample = texts()
+    for kind in ("embed_queries", "embed_passages"):
+        cos = (getattr(alone, kind)(sample) * getattr(embedder, kind)(sample)).sum(axis=1)
+        assert cos.min() >= 0.9999, (kind, np.round(cos, 6).tolist())
+
+
+def test_per_sequence_batches_do_not_move_a_vector(per_sequence: OnnxEmbedder) -> None:
+    """A text alone and in a padded batch of 16 (short and long batch-mates): within 1e-5.
+
+    The default model fails this (batch-wide activation scales: cosine 0.997 and differences
+    of ~1e-2 in a batch of 16).
+    """
+    sample = texts()[:16]
+    alone = OnnxEmbedder(per_sequence.folder, name="alone", max_batch=1).embed_passages(sample)
+    batched = per_sequence.embed_passages(sample)
+    assert len(per_sequence._batches([len(s) for s in sample])) == 1  # really one padded batch
+    assert np.abs(batched - alone).max() < 1e-5
+    # The same text with other batch-mates, other padding widths.
+    again = per_sequence.embed_passages([sample[3], "x", sample[0] * 3])[0]
+    assert np.abs(again - alone[3]).max() < 1e-5
+
+
+def test_side_by_side_sessions_give_the_same_vectors(per_sequence: OnnxEmbedder, make_settings) -> None:
+    """Batches run side by side on two single-thread sessions: the vectors of one session."""
+    from kbqa.model_build import E5_ONNX_FOLDER
+
+    folder = make_settings().model_cache / E5_ONNX_FOLDER
+    sample = texts()
+    one = OnnxEmbedder(folder, name="one", max_batch=1).embed_passages(sample)
+    two = OnnxEmbedder(folder, name="two", max_batch=1, threads=2, sessions=2)
+    assert np.abs(two.embed_passages(sample) - one).max() < 1e-6
+    assert len(two._idle) == 2  # the call really ran on the side-by-side sessions
