@@ -89,15 +89,23 @@ def api_router(kb: KnowledgeBase) -> APIRouter:
     return router
 
 
-async def _sse_events(first: Answer, rest: Iterator[Answer]) -> AsyncIterator[JSONServerSentEvent]:
-    """``delta`` events with the new text of each partial answer, then ``answer``, then ``done``.
+async def text_deltas(first: Answer, rest: Iterator[Answer]) -> AsyncIterator[tuple[str, Answer]]:
+    """Each partial answer of ``ask_stream`` with the text it adds ("" when none), the final
+    answer last. Partial answers are prefixes of the final text, so a delta is the suffix.
+    The stream's work (retrieval, answering) runs in the threadpool."""
+    sent = ""
+    async for answer in iterate_in_threadpool(itertools.chain([first], rest)):
+        delta = answer.text[len(sent) :]  # "" unless the answer grew
+        if delta:
+            sent = answer.text
+        yield delta, answer
 
-    ask_stream's partial answers are prefixes of the final text, so a delta is the suffix.
-    """
-    sent, last = "", first
-    async for last in iterate_in_threadpool(itertools.chain([first], rest)):
-        if len(last.text) > len(sent):
-            yield JSONServerSentEvent({"text": last.text[len(sent) :]}, event="delta")
-            sent = last.text
+
+async def _sse_events(first: Answer, rest: Iterator[Answer]) -> AsyncIterator[JSONServerSentEvent]:
+    """``delta`` events with the new text of each partial answer, then ``answer``, then ``done``."""
+    last = first
+    async for delta, last in text_deltas(first, rest):
+        if delta:
+            yield JSONServerSentEvent({"text": delta}, event="delta")
     yield JSONServerSentEvent(last.to_dict(), event="answer")
     yield JSONServerSentEvent({}, event="done")

@@ -18,7 +18,6 @@ No ``from __future__ import annotations``: the request model is local (its lengt
 the KB's setting) and FastAPI must resolve the endpoint annotations as real objects.
 """
 
-import itertools
 import json
 import time
 import uuid
@@ -28,10 +27,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.types import Answer
+from web.api import text_deltas
 from web.errors import JSONErrorRoute, error_response
 from web.schemas import ERROR_RESPONSES, CitationOut, OpenModel
 
@@ -196,11 +196,10 @@ async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> 
         return ServerSentEvent(json.dumps(body, ensure_ascii=False))
 
     yield chunk({"role": "assistant", "content": ""})
-    sent, last = "", first
-    async for last in iterate_in_threadpool(itertools.chain([first], rest)):
-        if len(last.text) > len(sent):  # partial answers are prefixes of the final text
-            yield chunk({"content": last.text[len(sent):]})
-            sent = last.text
+    last = first
+    async for delta, last in text_deltas(first, rest):
+        if delta:
+            yield chunk({"content": delta})
     final = last.to_dict()
     extra = {key: final[key] for key in ("verification", "notice") if key in final}
     yield chunk({}, "stop", found=final["found"], standalone_question=final["standalone_question"],
