@@ -52,6 +52,11 @@ class BodyLimitMiddleware:
         response.headers["Connection"] = "close"  # the rest of the body is never read
         await response(scope, receive, send)
 
+    async def too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(408, f"请求内容发送太慢（the request body took over {self.timeout:g} s）")
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -71,9 +76,7 @@ class BodyLimitMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                response = error_response(408, f"请求内容发送太慢（the request body took over {self.timeout:g} s）")
-                response.headers["Connection"] = "close"
-                return await response(scope, receive, send)
+                return await self.too_slow(scope, receive, send)
             if message["type"] != "http.request":  # http.disconnect: the client is gone
                 return
             chunk = message.get("body", b"")
@@ -124,9 +127,7 @@ class BodyLimitMiddleware:
                 raise
             if refused.status == 413:
                 return await self.too_large(scope, receive, send, limit)
-            response = error_response(408, f"请求内容发送太慢（the request body took over {self.timeout:g} s）")
-            response.headers["Connection"] = "close"
-            await response(scope, receive, send)
+            await self.too_slow(scope, receive, send)
 
 
 class _BodyRefused(Exception):
