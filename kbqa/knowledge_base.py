@@ -26,15 +26,14 @@ from kbqa.types import STATE_OK, Answer, DocRecord, IngestReport, SearchResult
 # where they are first used, not here: a command that only lists or removes documents needs
 # none of them, and they are ~0.45 s of its start-up (python -m ingest --list, issue 13).
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import Runnable
 
     from ingest.pipeline import EventHook, IngestPipeline
-    from langchain_core.language_models import BaseChatModel
-
     from kbqa.answering import ExtractiveAnswerer
     from kbqa.briefing import Briefing
-    from kbqa.llm_answering import LLMAnswerer
     from kbqa.langchain_adapters import HybridRetriever
+    from kbqa.llm_answering import LLMAnswerer
 
 log = logging.getLogger(__name__)
 
