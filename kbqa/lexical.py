@@ -88,20 +88,21 @@ class LexicalIndex:
     def __len__(self) -> int:
         return self._n
 
-    def _doc_frequency(self, term: str) -> int:
+    def doc_frequency(self, term: str) -> int:
+        """How many chunks hold ``term`` (0: not in the index's vocabulary)."""
         term_id = self._vocab.get(term, len(self._df))  # bm25s appends its own "" token beyond df
         return int(self._df[term_id]) if term_id < len(self._df) else 0
 
     def idf(self, term: str) -> float:
         """BM25 idf; a term absent from the index gets the highest weight of all."""
-        df = self._doc_frequency(term)
+        df = self.doc_frequency(term)
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
     def search(self, terms: Sequence[str], k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best ``k`` chunks with a positive score."""
         if self._bm25 is None:
             return []
-        known = [t for t in terms if self._doc_frequency(t) > 0]
+        known = [t for t in terms if self.doc_frequency(t) > 0]
         if not known:
             return []
         scores = self._bm25.get_scores(known)

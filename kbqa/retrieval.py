@@ -17,12 +17,14 @@ from kbqa.embeddings import Embedder
 from kbqa.evidence import coverage
 from kbqa.lexical import LexicalCorpus, LexicalIndex
 from kbqa.store import ChunkStore
+from kbqa.crosslingual import translated_terms
 from kbqa.text import cut_question
 from kbqa.types import (
     STATE_OK,
     Chunk,
     DocRecord,
     Passage,
+    QueryTerms,
     SearchResult,
     chunk_doc_id,
     chunk_ordinal,
@@ -70,6 +72,7 @@ class HybridSearcher:
         refresh_seconds: float = 1.0,
         snapshot_path: Path | None = None,
         snapshot_every_seconds: float = 30.0,
+        translate_foreign: bool = True,
     ):
         # Defaults measured on ../shared/eval/dev (bench/, README "Retrieval design").
         if candidate_k < 1 or rrf_k < 1 or rerank_depth < 1:
@@ -89,6 +92,7 @@ class HybridSearcher:
         self.refresh_seconds = refresh_seconds
         self.snapshot_path = snapshot_path
         self.snapshot_every_seconds = snapshot_every_seconds
+        self.translate_foreign = translate_foreign
         self._corpus: LexicalCorpus | None = None
         self._saved_at = float("-inf")
         self._sync_lock = threading.Lock()  # one reader of the store's token rows at a time
@@ -232,18 +236,21 @@ class HybridSearcher:
         """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        cut = cut_question(query)
         lexical = self.lexical_index()
+        # A question without Chinese characters (English over Chinese documents) shares no words
+        # with the passages: its words are translated by dictionary into Chinese words the index
+        # holds (kbqa/crosslingual.py), and those are what BM25 and the coverage rerank see.
+        foreign = not _CJK.search(query)
+        if foreign and self.translate_foreign:
+            cut = translated_terms(query, lexical.doc_frequency)
+        else:
+            cut = QueryTerms(query) if foreign else cut_question(query)
         # Weighed once, by the index that ranks the passages: the answerer and the briefer take
         # these terms from the result instead of asking the searcher again.
         terms = cut.weighted(lexical.idf)
         t1 = time.perf_counter()
         lexical_hits: list[tuple[str, float]] = []
-        # A question without Chinese characters (English over Chinese documents) shares no words
-        # with the passages: BM25 would rank whatever news happens to hold its English words and
-        # the coverage rerank would follow it. The dense leg (multilingual e5) alone finds them.
-        foreign = not _CJK.search(query)
-        if self.lexical_weight and not foreign:
+        if self.lexical_weight and terms.search:
             # Excluded documents may own many of the best chunks: look deeper, then drop them.
             depth = self.candidate_k + (_EXCLUSION_DEPTH if exclude_docs else 0)
             lexical_hits = [
@@ -258,7 +265,7 @@ class HybridSearcher:
             timings["embed_ms"] = (t3 - t2) * 1000
             timings["dense_ms"] = (time.perf_counter() - t3) * 1000
         t4 = time.perf_counter()
-        passages = self._fuse(dense_hits, lexical_hits, {} if foreign else terms.weights, k)
+        passages = self._fuse(dense_hits, lexical_hits, terms.weights, k)
         timings["lexical_ms"] = (t2 - t0) * 1000
         timings["lexical_sync_ms"] = (t1 - t0) * 1000
         timings["fuse_ms"] = (time.perf_counter() - t4) * 1000
