@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import kbqa.text
+from kbqa.answer_model import BACKGROUND
 from kbqa.embeddings import Embedder
 from kbqa.evidence import coverage
 from kbqa.answering import EMPTY_QUESTION_TEXT, NOT_FOUND_TEXT, NOT_FOUND_TEXT_EN, ExtractiveAnswerer
@@ -263,19 +264,24 @@ def test_sentence_vectors_are_embedded_once():
     answerer = ExtractiveAnswerer(embedder=embedder, min_probability=0.0)
     question = "锦州什么时候举办烧烤节？"
     answerer.answer(question, [OPEN, BBQ], cut_question(question))
-    assert embedder.calls == [("queries", 1), ("passages", 4)]
+    # The question, the passages' 4 sentences, and once per answerer the background sentences.
+    assert embedder.calls == [("queries", 1), ("passages", 4), ("passages", len(BACKGROUND))]
     answerer.answer("锦州的“三个开放”是什么？", [OPEN, BBQ], cut_question("锦州的“三个开放”是什么？"))
-    assert embedder.calls[2:] == [("queries", 1)]  # the passages' sentences come from the cache
+    assert embedder.calls[3:] == [("queries", 1)]  # the passages' sentences come from the cache
 
 
-def test_an_english_query_is_searched_by_the_dense_leg_alone(small_kb, monkeypatch):
+def test_an_english_query_is_searched_by_its_translated_words(small_kb, monkeypatch):
     # BM25 and the coverage rerank match words; an English question shares none with Chinese
-    # passages, so only the (multilingual) dense leg ranks them.
+    # passages, so BM25 gets the Chinese words a dictionary gives for them (kbqa/crosslingual.py),
+    # and without any (translation off) only the (multilingual) dense leg ranks them.
     index = small_kb.searcher.lexical_index()
     calls = []
     real = type(index).search
-    monkeypatch.setattr(type(index), "search", lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    monkeypatch.setattr(type(index), "search", lambda self, *a, **k: calls.append(a[0]) or real(self, *a, **k))
+    found = small_kb.search("What are the three openings of Jinzhou?")
+    assert found.passages and calls == [found.terms.search] and {"锦州", "开放"} <= set(calls[0])
+    assert "三个开放" in found.passages[0].chunk.text and found.passages[0].coverage > 0
+    calls.clear()
+    monkeypatch.setattr(small_kb.searcher, "translate_foreign", False)
     found = small_kb.search("What are the three openings of Jinzhou?")
     assert found.passages and not calls and all(p.coverage == 0.0 for p in found.passages)
-    small_kb.search("锦州的“三个开放”是什么？")
-    assert calls
