@@ -25,7 +25,7 @@ Text is set through python-docx's run API (lxml escapes it); characters XML 1.0 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from io import BytesIO
 
 from docx import Document
@@ -36,6 +36,7 @@ from docx.opc.packuri import PackURI
 from docx.opc.part import XmlPart
 from docx.oxml import OxmlElement, parse_xml
 from docx.oxml.ns import nsdecls, qn
+from docx.oxml.text.run import CT_R
 from docx.shared import Pt
 from docx.text.paragraph import Paragraph
 
@@ -48,6 +49,9 @@ DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingm
 # Word's built-in style names (python-docx's default template defines neither).
 FOOTNOTE_TEXT = "footnote text"
 FOOTNOTE_REFERENCE = "footnote reference"
+# Styles are set by id: python-docx resolves a style name by scanning every style of the
+# template for the default one (~3 ms a call, ~0.5 s a briefing of 20 points).
+TITLE, HEADING, BULLET, NOTE_TEXT, NOTE_MARK = "Title", "Heading1", "ListBullet", "FootnoteText", "FootnoteReference"
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 # Settings that follow w:footnotePr in CT_Settings' schema order (Word rejects misplaced ones).
@@ -67,13 +71,13 @@ def briefing_docx(briefing: Briefing) -> bytes:
     document = Document()
     _prepare(document, briefing)
     footnotes = _Footnotes(document)
-    document.add_heading(_xml_text(briefing.title), level=0)
+    _style(document.add_paragraph(_xml_text(briefing.title)), TITLE)
     for text in briefing.lead:
         document.add_paragraph(_xml_text(text))
     for section in briefing.sections:
-        document.add_heading(_xml_text(section.heading), level=1)
+        _style(document.add_paragraph(_xml_text(section.heading)), HEADING)
         for point in section.points:
-            paragraph = document.add_paragraph(_xml_text(point.text), style="List Bullet")
+            paragraph = _style(document.add_paragraph(_xml_text(point.text)), BULLET)
             footnotes.cite(paragraph, point.n, _xml_text(briefing.notes[point.n - 1]))
     out = BytesIO()
     document.save(out)
@@ -86,19 +90,19 @@ def _prepare(document: WordDocument, briefing: Briefing) -> None:
     for lang in document.styles.element.xpath("w:docDefaults/w:rPrDefault/w:rPr/w:lang"):
         lang.set(qn("w:eastAsia"), "zh-CN")
     text = document.styles.add_style(FOOTNOTE_TEXT, WD_STYLE_TYPE.PARAGRAPH, builtin=True)
-    text.style_id = "FootnoteText"
+    text.style_id = NOTE_TEXT
     text.base_style = document.styles["Normal"]
     text.font.size = Pt(9)
     text.paragraph_format.space_after = Pt(0)
     reference = document.styles.add_style(FOOTNOTE_REFERENCE, WD_STYLE_TYPE.CHARACTER, builtin=True)
-    reference.style_id = "FootnoteReference"
+    reference.style_id = NOTE_MARK
     reference.font.superscript = True
     properties = document.core_properties
     properties.title = _xml_text(briefing.title)
     properties.subject = _xml_text(briefing.topic)
     properties.author = properties.last_modified_by = "知识库简报"
     properties.comments = ""
-    properties.created = properties.modified = datetime.now(timezone.utc).replace(microsecond=0)
+    properties.created = properties.modified = datetime.now(UTC).replace(microsecond=0)
     properties.revision = 1
 
 
@@ -126,8 +130,7 @@ class _Footnotes:
             self._write(n, note)
             bookmark = {qn("w:id"): str(n), qn("w:name"): _bookmark(n)}
             paragraph._p.append(OxmlElement("w:bookmarkStart", attrs=bookmark))
-            run = paragraph.add_run(style=FOOTNOTE_REFERENCE)
-            run._r.append(OxmlElement("w:footnoteReference", attrs={qn("w:id"): str(n)}))
+            _mark(paragraph).append(OxmlElement("w:footnoteReference", attrs={qn("w:id"): str(n)}))
             paragraph._p.append(OxmlElement("w:bookmarkEnd", attrs={qn("w:id"): str(n)}))
             self.written.add(n)
             return
@@ -137,21 +140,32 @@ class _Footnotes:
         instruction = OxmlElement("w:instrText", attrs={qn("xml:space"): "preserve"})
         instruction.text = f" NOTEREF {_bookmark(n)} \\f \\h "
         for child in (begin, instruction, separate, None, end):
-            run = paragraph.add_run(style=FOOTNOTE_REFERENCE)
+            run = _mark(paragraph)
             if child is None:
                 run.text = str(n)  # the field's result until Word updates it: the same number
             else:
-                run._r.append(child)
+                run.append(child)
 
     def _write(self, n: int, note: str) -> None:
         footnote = OxmlElement("w:footnote", attrs={qn("w:id"): str(n)})
         self.element.append(footnote)
         p = OxmlElement("w:p")
         footnote.append(p)
-        paragraph = Paragraph(p, self.document.part)  # the document part resolves style names
-        paragraph.style = FOOTNOTE_TEXT
-        paragraph.add_run(style=FOOTNOTE_REFERENCE)._r.append(OxmlElement("w:footnoteRef"))
+        paragraph = _style(Paragraph(p, self.document.part), NOTE_TEXT)
+        _mark(paragraph).append(OxmlElement("w:footnoteRef"))
         paragraph.add_run(f" {note}")
+
+
+def _style(paragraph: Paragraph, style_id: str) -> Paragraph:
+    paragraph._p.get_or_add_pPr().style = style_id
+    return paragraph
+
+
+def _mark(paragraph: Paragraph) -> CT_R:
+    """A new run of ``paragraph`` in the footnote reference style."""
+    run = paragraph.add_run()._r
+    run.get_or_add_rPr().style = NOTE_MARK
+    return run
 
 
 def _bookmark(n: int) -> str:
