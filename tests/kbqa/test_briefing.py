@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from kbqa.briefing import Briefer, Briefing, central, escape_markdown, figures
-from kbqa.embeddings import Embedder
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.text import cut_question
 from kbqa.types import Chunk, Passage
+from tests.kbqa.test_answering import ConceptEmbedder
 
 SEED_ID = "000_d3d8b424e3677781.txt"
 BULLET = re.compile(r"^- (.*)\[\^(\d+)\]$", re.M)
@@ -411,45 +411,20 @@ def test_central_favours_the_hub_and_the_relevant():
     assert central(np.eye(1), np.array([0.5])) == pytest.approx([1.0])
 
 
-class WordEmbedder(Embedder):
-    """Texts are near when they name the same words (one dimension each): a stand-in for e5
-    whose similarities are known exactly."""
-
-    name, dim = "words", 5
-    WORDS = ("政务", "医疗", "教育", "绿化", "港口")
-
-    def __init__(self):
-        self.calls: list[tuple[str, int]] = []
-
-    def embed_queries(self, texts):
-        self.calls.append(("queries", len(texts)))
-        return self._embed(texts)
-
-    def embed_passages(self, texts):
-        self.calls.append(("passages", len(texts)))
-        return self._embed(texts)
-
-    def _embed(self, texts):
-        out = np.full((len(texts), self.dim), 1e-3, np.float32)
-        for row, text in enumerate(texts):
-            for col, word in enumerate(self.WORDS):
-                out[row, col] += text.count(word)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-HUB = "锦州云计算中心承载全市的政务系统，也承载医疗系统和教育系统。"
+# ConceptEmbedder's concepts: 开放, 港口 and 海滨 make the hub like each spoke; 烧烤, the aside like none.
+HUB = "锦州云计算中心服务全市的开放平台，也服务港口系统和海滨景区。"
 SPOKES = [
-    "锦州云计算平台上的政务系统已经统一迁移完成并稳定运行。",
-    "锦州云计算平台上的医疗系统接入了全市的医院和社区诊所。",
-    "锦州云计算平台上的教育系统覆盖了全市所有的中小学校园。",
+    "锦州云计算平台上的开放平台已经统一迁移完成并稳定运行。",
+    "锦州云计算平台上的港口系统接入了全市的码头和物流公司。",
+    "锦州云计算平台上的海滨景区系统覆盖了全市所有的浴场。",
 ]
-ASIDE = "锦州云计算产业园的绿化工程今年春天已经全部顺利完工。"
+ASIDE = "锦州云计算产业园旁的烧烤街今年春天已经全部顺利开业。"
 
 
 def test_the_summary_is_the_most_central_sentences_one_per_passage():
     texts = [ASIDE, *SPOKES, HUB, HUB.replace("全市", "全城")]  # the last a near-copy of the hub
     passages = [_passage(f"d{i}", text) for i, text in enumerate(texts)]
-    embedder = WordEmbedder()
+    embedder = ConceptEmbedder()
     briefer = Briefer(refusal_threshold=0.5, embedder=embedder)
     briefing = briefer.run("锦州云计算", passages, lambda term: 1.0)
     summary = briefing.sections[0]
