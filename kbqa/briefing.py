@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 NOTHING_FOUND_TEXT = "知识库中没有关于“{topic}”的内容，无法生成简报。"
+TITLE = "简报：{topic}"
 LEAD_SECTION = "导语"  # heading for the part of a document above its first section heading
 SUMMARY_HEADING = "摘要"
 FIGURES_HEADING = "关键数据"
@@ -119,7 +120,7 @@ class Briefing:
 
     @property
     def title(self) -> str:
-        return f"简报：{self.topic}"
+        return TITLE.format(topic=self.topic)
 
     def to_dict(self) -> dict:
         return {
@@ -389,7 +390,7 @@ class Briefer:
         timings["brief_ms"] = (time.perf_counter() - t0) * 1000
         return Briefing(
             topic=topic,
-            markdown=_markdown(f"简报：{topic}", lead, sections, sources),
+            markdown=_markdown(TITLE.format(topic=topic), lead, sections, sources),
             sources=sources,
             found=bool(parts),
             timings_ms=timings,
