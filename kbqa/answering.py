@@ -24,7 +24,6 @@ question is cut here and its words weigh alike.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,7 +55,7 @@ from kbqa.answer_model import (
     subjects,
     trim_lead,
 )
-from kbqa.embeddings import Embedder
+from kbqa.embeddings import Embedder, SentenceVectors
 from kbqa.evidence import MIN_SENTENCE_CHARS, cite, coverage
 from kbqa.langchain_adapters import passage_from_langchain
 from kbqa.text import cut_question, split_sentences
@@ -127,9 +126,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         self.max_embedded = max_embedded
         self.max_chars = max_chars
         self.model_path = model_path
-        # Sentence vectors by text: a passage asked about twice is embedded once.
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
+        self._vectors = SentenceVectors(embedder, cache_size) if embedder is not None else None
 
     @cached_property
     def model(self) -> AnswerModel:
@@ -305,21 +302,13 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         the question's mean cosine with ``BACKGROUND``. Sentences beyond ``max_embedded`` (by
         passage rank) and every sentence without an embedder get 0."""
         sims = np.zeros(len(sentences), np.float64)
-        if self.embedder is None or not sentences or not self.max_embedded:
+        if self._vectors is None or not sentences or not self.max_embedded:
             return sims, 0, 0.0
         texts = [s.text for s in sentences[: self.max_embedded]]
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        vectors = [self.embedder.embed_queries([question])[0]]
-        if missing:
-            for text, vector in zip(missing, self.embedder.embed_passages(missing), strict=True):
-                self._vectors[text] = vector
-                if len(self._vectors) > self._cache_size:
-                    self._vectors.popitem(last=False)
-        query = vectors[0]
-        for i, text in enumerate(texts):
-            self._vectors.move_to_end(text)
-            sims[i] = float(np.dot(self._vectors[text], query))
-        return sims, len(missing), float((self._background @ np.asarray(query, np.float64)).mean())
+        query = self.embedder.embed_queries([question])[0]
+        vectors, embedded = self._vectors(texts)
+        sims[: len(texts)] = vectors @ query
+        return sims, embedded, float((self._background @ np.asarray(query, np.float64)).mean())
 
     def _refusal(
         self,

@@ -1,9 +1,13 @@
-"""Briefings for sales staff: a topic in, a structured Markdown briefing with footnoted sources out.
+"""Briefings for sales staff: a topic in, a briefing with footnoted sources out — a short
+summary, the key figures, then the points by source — as Markdown here and, from the same
+structure, as a Word file (web/docx_export.py).
 
-Extractive like the answerer (no language model, nothing invented): every bullet point is a
-sentence of a retrieved passage quoted verbatim (clipped at a clause with "…" when it is
-longer than ``max_chars_per_point``), followed by a GitHub-flavoured Markdown footnote
-``[^n]`` whose definition names the source: ``[^n]: title · date · section · source``.
+Extractive like the answerer (no language model, nothing invented): every point is a sentence
+of a retrieved passage quoted verbatim (clipped at a clause with "…" when it is longer than
+``max_chars_per_point``) with a footnote naming its source (``title · date · section ·
+source``). A ``Briefing`` keeps the structure — its lead lines, sections of points (each with
+its footnote number ``n``), the footnotes' plain text — and its GitHub-flavoured Markdown
+(``[^n]`` footnotes).
 
 How points are chosen from the passages retrieved for the topic:
 
@@ -13,18 +17,30 @@ How points are chosen from the passages retrieved for the topic:
 2. refusal as in the answerer: confidence = mean of the best sentence's coverage and its
    passage's; below ``refusal_threshold`` the briefing says the knowledge base holds nothing
    on the topic (``found=False``);
-3. points are taken best first among on-topic sentences (coverage >= ``min_coverage``, a
-   topic term in the sentence itself; no headings, no questions), at most
-   ``max_per_document`` per source document (per section when all come from one document),
-   skipping near-duplicates (character-bigram Jaccard >= ``near_duplicate``) of points
-   already taken;
-4. points are grouped under a heading per document (most relevant document first) or, when
-   they all come from one document, per section (in document order); within a group they
-   follow document order.
+3. key figures (关键数据, at most ``max_figures``): sentences carrying a figure — an amount, a
+   count, a percentage, a date (``figures``: 46家, 100多个, 1.2亿元, 百余, 2017年, 35%) — of
+   passages on the topic (their coverage with title and section >= ``min_coverage``; a figure
+   sentence rarely repeats the topic's words), the most relevant first: by the cosine of the
+   sentence's and the topic's vectors when there is an embedder, else by the sentence's score;
+4. summary (摘要, ``summary_points``): the most central of the on-topic sentences (coverage >=
+   ``min_coverage``, a topic term in the sentence itself; no headings, no questions) —
+   topic-biased LexRank (``central``): PageRank over the sentences' similarity graph (the
+   embedder's cosines, else character-bigram overlap), restarting at each sentence in
+   proportion to its score — at most one per passage;
+5. points (at most ``max_points``) are taken best first among the remaining on-topic
+   sentences, at most ``max_per_document`` per source document (per section when all come
+   from one document), and grouped under a heading per document (most relevant document
+   first) or, when they all come from one document, per section (in document order); within a
+   group they follow document order.
 
-Document text is untrusted: everything taken from a document (and the topic) is escaped so it
-renders as the literal text it is: it cannot open links, images, HTML, headings, lists, code
-or tables in the briefing.
+Nothing is said twice: a sentence that overlaps one already taken, or is a near-copy of one
+(character-bigram Jaccard >= ``near_duplicate``), is skipped, across the three parts. Footnotes
+are one per passage, numbered in order of first appearance (summary, figures, sections) and
+reused by every later point from the same passage.
+
+Document text is untrusted: in the Markdown everything taken from a document (and the topic)
+is escaped so it renders as the literal text it is: it cannot open links, images, HTML,
+headings, lists, code or tables in the briefing. The structure keeps the plain text.
 """
 
 from __future__ import annotations
@@ -35,6 +51,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
+from kbqa.embeddings import Embedder, SentenceVectors
 from kbqa.evidence import (
     SentenceCandidate,
     cite,
@@ -45,14 +64,43 @@ from kbqa.evidence import (
 from kbqa.text import cut_question, is_heading_line
 from kbqa.types import Chunk, Citation, Passage, QueryTerms
 
-__all__ = ["Briefer", "Briefing", "escape_markdown", "NOTHING_FOUND_TEXT"]
+__all__ = [
+    "NOTHING_FOUND_TEXT",
+    "BriefPoint",
+    "BriefSection",
+    "Briefer",
+    "Briefing",
+    "central",
+    "escape_markdown",
+    "figures",
+]
 
 NOTHING_FOUND_TEXT = "知识库中没有关于“{topic}”的内容，无法生成简报。"
+TITLE = "简报：{topic}"
 LEAD_SECTION = "导语"  # heading for the part of a document above its first section heading
+SUMMARY_HEADING = "摘要"
+FIGURES_HEADING = "关键数据"
+
+# MEAD's length cut-off, in characters: a short sentence like "以此对照锦州数字政府的建设模式。"
+# (16) points at others rather than saying something, yet is central to them all.
+MIN_SUMMARY_CHARS = 20
+FUSION_K = 10  # reciprocal rank fusion's constant, as retrieval's (HybridSearcher.rrf_k)
 
 _ELLIPSIS = "…"
 _CLAUSE_ENDS = "，,；;：:、"
 _QUESTION_ENDS = ("？", "?")
+
+
+@dataclass(frozen=True)
+class BriefPoint:
+    text: str  # the sentence as quoted (or its clipped head ending in "…"), plain text
+    n: int  # its footnote: Briefing.sources[n - 1], Briefing.notes[n - 1]
+
+
+@dataclass(frozen=True)
+class BriefSection:
+    heading: str  # plain text
+    points: tuple[BriefPoint, ...]
 
 
 @dataclass(frozen=True)
@@ -63,6 +111,16 @@ class Briefing:
     found: bool
     timings_ms: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.0  # evidence score the refusal threshold was applied to
+    # The same briefing as structure, plain text (what the Markdown escapes): the paragraphs
+    # under the title (generation time and basis, the source document; or the refusal), the
+    # sections (摘要, 关键数据, then by source or section) and the footnotes' text.
+    lead: tuple[str, ...] = ()
+    sections: tuple[BriefSection, ...] = ()
+    notes: tuple[str, ...] = ()  # footnote n is notes[n - 1]: "title · date · section · source"
+
+    @property
+    def title(self) -> str:
+        return TITLE.format(topic=self.topic)
 
     def to_dict(self) -> dict:
         return {
@@ -107,6 +165,72 @@ def _source_markdown(source: str) -> str:
     return escape_markdown(source)
 
 
+# --- figures and centrality -------------------------------------------------------------------
+
+_CN_NUMERAL = "零〇一二两三四五六七八九十百千万亿"
+_MEASURES = (
+    "个|家|条|座|位|名|人|户|项|所|台|套|部|件|次|批|届|支|种|类|间|栋|辆|架|艘|张|份|篇|本|场|期|"
+    "元|美元|吨|亩|公顷|平方米|平方公里|公里|千米|米|倍|年|月|日|天|周|小时|岁"
+)
+# An amount, a count, a percentage or a date. Not inside a word or a longer number (e5, 5G,
+# v1.2) and not an ordinal (第13个). Chinese numerals count only with a magnitude (百余家,
+# 三十余年, 近百座): "一把手", "三个开放", "六小步" are names, not figures; a bare number
+# (a hotline's 8890) needs a measure word after it.
+_FIGURE = re.compile(
+    rf"""
+    (?<![A-Za-z0-9.第])
+    (?:
+        \d+(?:\.\d+)?\s*[%％‰]                                            # 35%
+      | 百分之[{_CN_NUMERAL}点]+                                           # 百分之三十
+      | \d{{4}}-\d{{1,2}}-\d{{1,2}}                                        # 2023-08-05
+      | \d+(?:[.,]\d+)*\s*[余多]?\s*[十百千万亿]*\s*[余多]?\s*(?:{_MEASURES})  # 46家 100多个 1.2亿元 2017年
+      | [{_CN_NUMERAL}]*[十百千万亿][{_CN_NUMERAL}]*(?:[余多](?:{_MEASURES})?|(?:{_MEASURES}))  # 百余家 三十余年
+    )
+    """,
+    re.VERBOSE,
+)
+
+
+def figures(text: str) -> list[str]:
+    """The figures ``text`` states: amounts, counts, percentages, dates (46家, 100多个, 1.2亿元,
+    百余家, 2017年, 35%, 2023-08-05), in order."""
+    return [m.group() for m in _FIGURE.finditer(text)]
+
+
+def central(similarity: np.ndarray, relevance: np.ndarray, *, damping: float = 0.85, iterations: int = 100) -> np.ndarray:
+    """Topic-biased LexRank (Otterbacher et al. 2005; a personalised PageRank): how often a walk
+    over the sentences' similarity graph visits each sentence when at every step it follows an
+    edge (in proportion to its weight) with probability ``damping``, else restarts at a sentence
+    in proportion to its ``relevance``. Sums to 1.
+
+    Edge weights are the similarities above their median: e5's cosines crowd into 0.7-0.9, so
+    taken raw they would make every sentence about equally central.
+
+    A few lines of numpy, not networkx.pagerank: networkx is no dependency of the app (only
+    torch pulls it in, in the ``st`` extra), and the graph is a small dense matrix (at most
+    ``Briefer.max_embedded`` sentences).
+    """
+    n = len(relevance)
+    weights = np.array(similarity, dtype=np.float64).reshape(n, n)
+    off_diagonal = ~np.eye(n, dtype=bool)
+    if n > 1:
+        weights = np.maximum(weights - np.median(weights[off_diagonal]), 0.0)
+    weights[~off_diagonal] = 0.0
+    total = float(np.sum(relevance))
+    restart = np.asarray(relevance, np.float64) / total if total > 0 else np.full(n, 1.0 / max(n, 1))
+    out = weights.sum(axis=1, keepdims=True)
+    step = np.divide(weights, out, out=np.zeros_like(weights), where=out > 0)
+    dangling = out[:, 0] == 0  # a sentence like no other: the walk restarts from it
+    rank = restart
+    for _ in range(iterations):
+        new = damping * (rank @ step + rank[dangling].sum() * restart) + (1.0 - damping) * restart
+        converged = np.abs(new - rank).sum() < 1e-10
+        rank = new
+        if converged:
+            break
+    return rank
+
+
 # --- choosing points --------------------------------------------------------------------------
 
 
@@ -140,26 +264,80 @@ def _clip(cand: SentenceCandidate, limit: int) -> tuple[str, int]:
     return head + _ELLIPSIS, cand.start + len(head)
 
 
+class _Said:
+    """What a briefing says so far, across its parts: a sentence overlapping one of them (the
+    same sentence reached through two overlapping chunks) or a near-copy of one is not said
+    again."""
+
+    def __init__(self, near_duplicate: float, limit: int):
+        self.near_duplicate = near_duplicate
+        self.limit = limit
+        self.spans: list[tuple[str, int, int]] = []
+        self.shingles: list[set[str]] = []
+
+    def take(self, cand: SentenceCandidate, passage: Passage, keep: Callable[[str], object] = bool) -> _Point | None:
+        """The point for ``cand`` (clipped to the limit), unless it was said already or its
+        clipped text fails ``keep``."""
+        doc_id = passage.chunk.doc_id
+        if any(d == doc_id and s < cand.end and cand.start < e for d, s, e in self.spans):
+            return None
+        grams = _bigrams(cand.text)
+        if any(jaccard(grams, other) >= self.near_duplicate for other in self.shingles):
+            return None
+        text, end = _clip(cand, self.limit)
+        if not keep(text):
+            return None
+        self.spans.append((doc_id, cand.start, cand.end))
+        self.shingles.append(grams)
+        return _Point(cand, passage, text, end)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    summary: list[_Point]
+    figures: list[_Point]
+    points: list[_Point]
+
+    def __bool__(self) -> bool:
+        return bool(self.summary or self.figures or self.points)
+
+
 class Briefer:
-    """Composes a ``Briefing`` from passages retrieved for a topic (see module docstring)."""
+    """Composes a ``Briefing`` from passages retrieved for a topic (see module docstring).
+
+    ``embedder`` compares sentences by meaning (the summary's similarity graph, the figures'
+    relevance); without one, the summary's graph is character-bigram overlap and figures rank
+    by their sentence's score. The candidate sentences' vectors are kept by text
+    (``SentenceVectors``), so a topic briefed again embeds nothing new.
+    """
 
     def __init__(
         self,
         *,
+        embedder: Embedder | None = None,
+        summary_points: int = 3,
+        max_figures: int = 5,
         max_points: int = 8,
         max_per_document: int = 2,
         max_chars_per_point: int = 160,
+        max_embedded: int = 64,
         refusal_threshold: float = 0.8,
         min_coverage: float = 0.5,
         near_duplicate: float = 0.6,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ):
+        if not 2 <= summary_points <= 4:
+            raise ValueError("summary_points must be between 2 and 4")
+        if not 0 <= max_figures <= 20:
+            raise ValueError("max_figures must be between 0 and 20")
         if not 1 <= max_points <= 100:
             raise ValueError("max_points must be between 1 and 100")
         if not 1 <= max_per_document <= max_points:
             raise ValueError("max_per_document must be between 1 and max_points")
         if max_chars_per_point < 20:
             raise ValueError("max_chars_per_point must be at least 20")
+        if max_embedded < summary_points:
+            raise ValueError("max_embedded must be at least summary_points")
         for name, value in (
             ("refusal_threshold", refusal_threshold),
             ("min_coverage", min_coverage),
@@ -167,13 +345,18 @@ class Briefer:
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        self.embedder = embedder
+        self.summary_points = summary_points
+        self.max_figures = max_figures
         self.max_points = max_points
         self.max_per_document = max_per_document
         self.max_chars_per_point = max_chars_per_point
+        self.max_embedded = max_embedded
         self.refusal_threshold = refusal_threshold
         self.min_coverage = min_coverage
         self.near_duplicate = near_duplicate
         self.clock = clock
+        self._vectors = SentenceVectors(embedder) if embedder is not None else None
 
     def run(
         self, topic: str, passages: Sequence[Passage], terms: QueryTerms | Callable[[str], float]
@@ -182,6 +365,7 @@ class Briefer:
         topic's ``QueryTerms`` as the search weighed them (``SearchResult.terms``), or, for
         passages from elsewhere, a function weighing each of the topic's key words."""
         t0 = time.perf_counter()
+        timings: dict[str, float] = {}
         topic = topic.strip()
         passages = list(passages)
         if not isinstance(terms, QueryTerms):
@@ -195,121 +379,211 @@ class Briefer:
         if candidates:
             best = max(candidates, key=lambda c: c.score)
             confidence = confidence_of(best, passages[best.passage_index], weights)
-        points = self._choose(candidates, passages, weights) if confidence >= self.refusal_threshold else []
-        if points:
-            markdown, sources = self._compose(topic, points)
+        parts = _Parts([], [], [])
+        if confidence >= self.refusal_threshold:
+            parts = self._choose(topic, candidates, passages, weights, timings)
+        stamp = f"生成时间：{self.clock():%Y-%m-%d %H:%M}"
+        if parts:
+            lead, sections, sources = self._compose(parts, stamp)
         else:
-            markdown, sources = self._nothing(topic), ()
+            lead, sections, sources = (stamp, NOTHING_FOUND_TEXT.format(topic=topic)), (), ()
+        timings["brief_ms"] = (time.perf_counter() - t0) * 1000
         return Briefing(
             topic=topic,
-            markdown=markdown,
+            markdown=_markdown(TITLE.format(topic=topic), lead, sections, sources),
             sources=sources,
-            found=bool(points),
-            timings_ms={"brief_ms": (time.perf_counter() - t0) * 1000},
+            found=bool(parts),
+            timings_ms=timings,
             confidence=confidence,
+            lead=lead,
+            sections=sections,
+            notes=tuple(" · ".join(" ".join(f.split()) for f in _note_fields(c.passage.chunk)) for c in sources),
         )
 
+    # --- choosing ----------------------------------------------------------------------------
     def _choose(
-        self, candidates: list[SentenceCandidate], passages: list[Passage], weights: dict[str, float]
-    ) -> list[_Point]:
-        eligible = [c for c in candidates if c.coverage >= self.min_coverage and self._is_point(c, passages, weights)]
+        self,
+        topic: str,
+        candidates: list[SentenceCandidate],
+        passages: list[Passage],
+        weights: dict[str, float],
+        timings: dict[str, float],
+    ) -> _Parts:
+        statements = [c for c in candidates if self._is_statement(c, passages)]
         # Best first; among equals (coverage saturates at 1.0 often) the sentence that says
         # more, up to what fits in a point: "以此对照……的建设模式。" says little.
         limit = self.max_chars_per_point
-        eligible.sort(key=lambda c: (-round(c.score, 9), -min(len(c.text), limit), c.passage_index, c.position))
-        # One document: its sections are the groups, and the per-document cap applies to them.
-        by_section = len({passages[c.passage_index].chunk.doc_id for c in eligible}) == 1
+        statements.sort(key=lambda c: (-round(c.score, 9), -min(len(c.text), limit), c.passage_index, c.position))
+        on_topic = [c for c in statements if c.coverage >= self.min_coverage and coverage(weights, c.text) > 0]
+        # A figure sentence rarely names the topic ("将全市46家单位的……" leaves 锦州 to the
+        # title): any sentence on it at least through its title or section may state one.
+        figure_pool = [c for c in statements if c.coverage > 0 and figures(c.text)][: self.max_embedded]
+        summary_pool = [c for c in on_topic if len(c.text) >= MIN_SUMMARY_CHARS][: self.max_embedded]
+        said = _Said(self.near_duplicate, limit)
+        t0 = time.perf_counter()
+        figure_points = self._figures(topic, figure_pool, passages, said) if self.max_figures else []
+        summary = self._summary(summary_pool, passages, said)
+        if self._vectors is not None:
+            timings["sentence_embed_ms"] = (time.perf_counter() - t0) * 1000
+        return _Parts(summary, figure_points, self._points(on_topic, passages, said))
+
+    def _figures(
+        self, topic: str, pool: list[SentenceCandidate], passages: list[Passage], said: _Said
+    ) -> list[_Point]:
+        """Key figures, by reciprocal rank fusion (as retrieval fuses its two legs) of two
+        orders: relevance to the topic, and how many figures the sentence states. A sentence
+        of four counts ("46家单位的100多个业务系统……机房50个……104条") matters more than a
+        distance ("出关200公里"), and e5's cosines alone hardly tell them apart (0.91 and 0.92
+        for 数字锦州 on the seed). Relevance is the cosine of the topic and the sentence read
+        with its title and section (what it leaves to them, as chunks are embedded), else the
+        sentence's score."""
+        if not pool:
+            return []
+        if self._vectors is not None and self.embedder is not None:
+            chunks = [passages[c.passage_index].chunk for c in pool]
+            vectors, _ = self._vectors([f"{chunk.title} {chunk.section} {c.text}" for chunk, c in zip(chunks, pool)])
+            relevance = vectors @ self.embedder.embed_queries([topic])[0]
+        else:
+            relevance = np.array([c.score for c in pool])
+        counts = np.array([len(set(figures(c.text))) for c in pool])
+        by_relevance = np.empty(len(pool))
+        by_relevance[np.argsort(-relevance, kind="stable")] = np.arange(len(pool))
+        by_count = np.array([np.sum(counts > n) for n in counts])  # ties share the better rank
+        fused = 1.0 / (FUSION_K + 1 + by_relevance) + 1.0 / (FUSION_K + 1 + by_count)
         taken: list[_Point] = []
-        shingles: list[set[str]] = []
+        for i in np.argsort(-fused, kind="stable"):
+            if len(taken) >= self.max_figures:
+                break
+            cand = pool[i]
+            point = said.take(cand, passages[cand.passage_index], keep=figures)  # a figure survives the clipping
+            if point is not None:
+                taken.append(point)
+        return taken
+
+    def _summary(self, pool: list[SentenceCandidate], passages: list[Passage], said: _Said) -> list[_Point]:
+        """The most central sentences (``central``: the embedder's cosines, else character-
+        bigram overlap; restarts in proportion to their scores), one per passage."""
+        if not pool:
+            return []
+        if self._vectors is not None:
+            vectors, _ = self._vectors([c.text for c in pool])
+            similarity = vectors @ vectors.T
+        else:
+            grams = [_bigrams(c.text) for c in pool]
+            similarity = np.array([[jaccard(a, b) for b in grams] for a in grams])
+        rank = central(similarity, np.array([c.score for c in pool]))
+        taken: list[_Point] = []
+        used: set[int] = set()
+        for i in np.argsort(-rank, kind="stable"):
+            if len(taken) >= self.summary_points:
+                break
+            cand = pool[i]
+            if cand.passage_index in used:
+                continue
+            point = said.take(cand, passages[cand.passage_index])
+            if point is not None:
+                taken.append(point)
+                used.add(cand.passage_index)
+        return taken
+
+    def _points(self, on_topic: list[SentenceCandidate], passages: list[Passage], said: _Said) -> list[_Point]:
+        """The sections' points: best first, capped per document (per section when all come
+        from one document)."""
+        by_section = len({passages[c.passage_index].chunk.doc_id for c in on_topic}) == 1
+        taken: list[_Point] = []
         per_group: dict[object, int] = {}
-        for cand in eligible:
+        for cand in on_topic:
             if len(taken) >= self.max_points:
                 break
             passage = passages[cand.passage_index]
-            doc_id = passage.chunk.doc_id
-            group = (doc_id, passage.chunk.section) if by_section else doc_id
+            group = (passage.chunk.doc_id, passage.chunk.section) if by_section else passage.chunk.doc_id
             if per_group.get(group, 0) >= self.max_per_document:
                 continue
-            # The same sentence reached through two overlapping chunks, or a near-copy of it.
-            if any(p.passage.chunk.doc_id == doc_id and p.candidate.start < cand.end and cand.start < p.candidate.end
-                   for p in taken):
-                continue
-            grams = _bigrams(cand.text)
-            if any(jaccard(grams, other) >= self.near_duplicate for other in shingles):
-                continue
-            text, end = _clip(cand, self.max_chars_per_point)
-            taken.append(_Point(cand, passage, text, end))
-            shingles.append(grams)
-            per_group[group] = per_group.get(group, 0) + 1
+            point = said.take(cand, passage)
+            if point is not None:
+                taken.append(point)
+                per_group[group] = per_group.get(group, 0) + 1
         return taken
 
     @staticmethod
-    def _is_point(cand: SentenceCandidate, passages: list[Passage], weights: dict[str, float]) -> bool:
-        """A statement that itself names part of the topic: no heading or title line, no
-        question, not a sentence on topic only through the heading it sits under."""
+    def _is_statement(cand: SentenceCandidate, passages: list[Passage]) -> bool:
+        """No heading or title line, no question."""
         chunk = passages[cand.passage_index].chunk
         return (
             not cand.text.endswith(_QUESTION_ENDS)
             and not is_heading_line(cand.text)
             and cand.text != chunk.title.strip()
-            and coverage(weights, cand.text) > 0
         )
 
-    def _header(self, topic: str) -> list[str]:
-        return [f"# 简报：{escape_markdown(topic)}", "", f"生成时间：{self.clock():%Y-%m-%d %H:%M}"]
-
-    def _nothing(self, topic: str) -> str:
-        lines = self._header(topic) + ["", escape_markdown(NOTHING_FOUND_TEXT.format(topic=topic)), ""]
-        return "\n".join(lines)
-
-    def _compose(self, topic: str, points: list[_Point]) -> tuple[str, tuple[Citation, ...]]:
+    # --- composing ---------------------------------------------------------------------------
+    @staticmethod
+    def _compose(parts: _Parts, stamp: str) -> tuple[tuple[str, ...], tuple[BriefSection, ...], tuple[Citation, ...]]:
+        """The lead (``stamp`` and the basis; the source document when there is one), the
+        sections in reading order, and the footnotes' citations."""
+        points = parts.points
         documents = list(dict.fromkeys(p.passage.chunk.doc_id for p in points))  # most relevant first
-        one_document = len(documents) == 1
         in_document_order = sorted(points, key=lambda p: p.candidate.start)
         groups: dict[object, list[_Point]] = {}
-        if one_document:  # sections in document order
+        if len(documents) == 1:  # sections in document order
             for p in in_document_order:
                 groups.setdefault(p.passage.chunk.section, []).append(p)
         else:  # documents by relevance, points in document order
             for doc_id in documents:
                 groups[doc_id] = [p for p in in_document_order if p.passage.chunk.doc_id == doc_id]
+        named: list[tuple[str, list[_Point]]] = [(SUMMARY_HEADING, parts.summary), (FIGURES_HEADING, parts.figures)]
+        for group in groups.values():
+            chunk = group[0].passage.chunk
+            if len(documents) == 1:
+                heading = " ".join(chunk.section.split()) or LEAD_SECTION
+            else:
+                heading = _title_with_date(chunk)
+            named.append((heading, group))
+        named = [(heading, group) for heading, group in named if group]
 
         # Footnotes: one per passage, numbered in order of first appearance.
         numbers, citations = cite(
-            (p.passage.chunk.chunk_id, p.passage, (p.candidate.start, p.end)) for group in groups.values() for p in group
+            (p.passage.chunk.chunk_id, p.passage, (p.candidate.start, p.end)) for _, group in named for p in group
         )
-
-        lines = self._header(topic)
-        basis = f"依据：知识库中 {len(documents)} 篇文档的 {len(numbers)} 段原文；每条要点均为原文摘录，脚注注明出处。"
-        lines[-1] += f" · {basis}"
-        if one_document:
-            chunk = points[0].passage.chunk
-            lines += ["", f"来源文档：{_title_with_date(chunk)}"]
-        for group in groups.values():
-            chunk = group[0].passage.chunk
-            if one_document:
-                heading = escape_markdown(chunk.section) if chunk.section.strip() else LEAD_SECTION
-            else:
-                heading = _title_with_date(chunk)
-            lines += ["", f"## {heading}", ""]
-            lines += [f"- {escape_markdown(p.text)}[^{numbers[p.passage.chunk.chunk_id]}]" for p in group]
-        lines.append("")
-        lines += [f"[^{c.n}]: {_footnote(c.passage.chunk)}" for c in citations]
-        lines.append("")
-        return "\n".join(lines), citations
+        sections = tuple(
+            BriefSection(heading, tuple(BriefPoint(p.text, numbers[p.passage.chunk.chunk_id]) for p in group))
+            for heading, group in named
+        )
+        said = [p for _, group in named for p in group]
+        cited_documents = list(dict.fromkeys(p.passage.chunk.doc_id for p in said))
+        lead = [f"{stamp} · 依据：知识库中 {len(cited_documents)} 篇文档的 {len(numbers)} 段原文；每条要点均为原文摘录，脚注注明出处。"]
+        if len(cited_documents) == 1:
+            lead.append(f"来源文档：{_title_with_date(said[0].passage.chunk)}")
+        return tuple(lead), sections, citations
 
 
 def _title_with_date(chunk: Chunk) -> str:
-    title = escape_markdown(chunk.title.strip() or chunk.doc_id)
-    return f"{title}（{escape_markdown(chunk.date)}）" if chunk.date and chunk.date.strip() else title
+    title = " ".join((chunk.title.strip() or chunk.doc_id).split())
+    return f"{title}（{chunk.date.strip()}）" if chunk.date and chunk.date.strip() else title
 
 
-def _footnote(chunk: Chunk) -> str:
-    """``title · date · section · source``, the empty ones left out. The source (or, without
-    one, the document id) is always there: a definition of a single word would read as a link
-    reference definition ("[^1]: target") to Markdown renderers that know no footnotes."""
-    fields = [escape_markdown(chunk.title.strip() or chunk.doc_id)]
-    fields += [escape_markdown(part) for part in (chunk.date or "", chunk.section) if part.strip()]
-    source = chunk.source.strip()
-    fields.append(_source_markdown(source) if source else escape_markdown(chunk.doc_id))
-    return " · ".join(fields)
+def _note_fields(chunk: Chunk) -> list[str]:
+    """``title, date, section, source``, the empty ones left out. The source (or, without one,
+    the document id) is always there: a Markdown definition of a single word would read as a
+    link reference definition ("[^1]: target") to renderers that know no footnotes."""
+    fields = [chunk.title.strip() or chunk.doc_id]
+    fields += [part for part in (chunk.date or "", chunk.section) if part.strip()]
+    fields.append(chunk.source.strip() or chunk.doc_id)
+    return fields
+
+
+def _markdown(
+    title: str, lead: tuple[str, ...], sections: tuple[BriefSection, ...], sources: tuple[Citation, ...]
+) -> str:
+    lines = [f"# {escape_markdown(title)}"]
+    for paragraph in lead:
+        lines += ["", escape_markdown(paragraph)]
+    for section in sections:
+        lines += ["", f"## {escape_markdown(section.heading)}", ""]
+        lines += [f"- {escape_markdown(point.text)}[^{point.n}]" for point in section.points]
+    lines.append("")
+    if sources:
+        for citation in sources:
+            *fields, source = _note_fields(citation.passage.chunk)
+            lines.append(f"[^{citation.n}]: {' · '.join([*map(escape_markdown, fields), _source_markdown(source)])}")
+        lines.append("")
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,34 @@ class LazyEmbedder(Embedder):
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self.load().embed_passages(texts)
+
+
+class SentenceVectors:
+    """Passage vectors of short texts (candidate sentences), kept by text for the ``size`` most
+    recently used: a sentence compared again (another question on the same passage, a topic
+    briefed twice) is embedded once. The answerer and the briefer each keep one."""
+
+    def __init__(self, embedder: Embedder, size: int = 20_000):
+        self.embedder = embedder
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # requests run in a thread pool; the model call stays outside it
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """(len(texts), dim) unit rows for ``texts``, and how many of them had to be embedded."""
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            known |= dict(zip(missing, self.embedder.embed_passages(missing), strict=True))
+        with self._lock:
+            for text in dict.fromkeys(texts):
+                self._vectors[text] = known[text]
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        rows = [known[t] for t in texts]
+        return (np.stack(rows) if rows else np.zeros((0, self.embedder.dim), np.float32)), len(missing)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ingest.pipeline import EventHook, IngestPipeline
     from kbqa.answering import ExtractiveAnswerer
-    from kbqa.briefing import Briefing
+    from kbqa.briefing import Briefer, Briefing
     from kbqa.langchain_adapters import HybridRetriever
     from kbqa.llm_answering import LLMAnswerer
 
@@ -68,6 +68,14 @@ class KnowledgeBase:
         # The question's terms and weights come with each search result (found.terms); the
         # embedder compares question and candidate sentences by meaning.
         return ExtractiveAnswerer(min_probability=self.settings.answer_min_probability, embedder=self.embedder)
+
+    @cached_property
+    def briefer(self) -> Briefer:
+        from kbqa.briefing import Briefer
+
+        # The embedder compares the candidate sentences by meaning (the summary's centrality,
+        # the key figures' relevance to the topic); their vectors are kept across briefings.
+        return Briefer(refusal_threshold=self.settings.refusal_threshold, embedder=self.embedder)
 
     @cached_property
     def chat_model(self) -> BaseChatModel | None:
@@ -335,17 +343,15 @@ class KnowledgeBase:
         yield replace(previous, question=question, standalone_question=standalone, timings_ms=timings)
 
     def brief(self, topic: str, k: int = 20) -> Briefing:
-        """A Markdown briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py):
-        verbatim sentences grouped by source, each with a footnote; found=False when the
-        knowledge base holds nothing on it (the answerer's refusal threshold)."""
+        """A briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py): a summary of
+        the most central sentences, the key figures, then verbatim sentences grouped by source,
+        each with a footnote; as Markdown and as structure (``Briefing.sections``, ``notes``).
+        found=False when the knowledge base holds nothing on it (the refusal threshold)."""
         topic = self._check(topic, "question")
         t0 = time.perf_counter()
         with self._reaching():
             found = self.searcher.search(topic, self._k(k))
-        from kbqa.briefing import Briefer
-
-        briefer = Briefer(refusal_threshold=self.settings.refusal_threshold)
-        briefing = briefer.run(topic, found.passages, found.terms)
+        briefing = self.briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return replace(briefing, timings_ms=timings)

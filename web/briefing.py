@@ -1,4 +1,5 @@
-"""Briefing endpoints: ``POST /api/brief`` (JSON) and ``GET /api/brief.md`` (a Markdown download).
+"""Briefing endpoints: ``POST /api/brief`` (JSON), and ``GET /api/brief.md`` and
+``GET /api/brief.docx`` (the briefing as a Markdown or a Word download; web/docx_export.py).
 
 ``briefing_router(kb)`` returns an ``APIRouter`` the app includes with
 ``app.include_router(briefing_router(kb))``; it has to be included before web/app.py's
@@ -18,7 +19,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from kbqa.briefing import Briefing
 from kbqa.knowledge_base import KnowledgeBase
+from web.docx_export import DOCX_MEDIA_TYPE, briefing_docx
 from web.errors import JSONErrorRoute
 from web.schemas import ERROR_RESPONSES, CitationOut, K, OpenModel, question_text
 
@@ -27,15 +30,18 @@ _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 _FILENAME_CHARS = 60
 
 
-def briefing_filename(topic: str) -> str:
-    """``<topic>.md`` with characters no file system accepts replaced and the length bounded."""
+def briefing_filename(topic: str, extension: str = "md") -> str:
+    """``<topic>.<extension>`` with characters no file system accepts replaced and the length
+    bounded."""
     name = " ".join(_UNSAFE_FILENAME.sub("_", topic).split())[:_FILENAME_CHARS].strip(" ._")
-    return f"{name or '简报'}.md"
+    return f"{name or '简报'}.{extension}"
 
 
 def content_disposition(filename: str) -> str:
-    """RFC 6266/5987: an ASCII fallback name for old clients, the UTF-8 name for the rest."""
-    return f"attachment; filename=\"briefing.md\"; filename*=UTF-8''{quote(filename, safe='')}"
+    """RFC 6266/5987: an ASCII fallback name for old clients (``briefing.<extension>``), the
+    UTF-8 name for the rest."""
+    fallback = "briefing." + filename.rsplit(".", 1)[-1]
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def briefing_router(kb: KnowledgeBase) -> APIRouter:
@@ -68,8 +74,20 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
 
     @router.post("/api/brief", response_model=BriefOut, responses=errors)
     def brief(req: BriefRequest) -> dict:
-        """A briefing on a topic: verbatim sentences of the sources, grouped by document, footnoted."""
+        """A briefing on a topic: a summary, the key figures, then points by source — every point a
+        verbatim sentence of a source, footnoted."""
         return _brief(req.topic, req.k).to_dict()
+
+    def download(briefing: Briefing, body: bytes | str, media_type: str, extension: str) -> Response:
+        return Response(
+            body,
+            media_type=media_type,
+            headers={
+                "Content-Disposition": content_disposition(briefing_filename(briefing.topic, extension)),
+                "X-Content-Type-Options": "nosniff",
+                "X-Briefing-Found": "true" if briefing.found else "false",
+            },
+        )
 
     @router.get(
         "/api/brief.md",
@@ -81,14 +99,18 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
         """The briefing on ``topic`` as a ``.md`` download (``X-Briefing-Found`` says whether
         the knowledge base held anything on it)."""
         briefing = _brief(query.topic, query.k)
-        return Response(
-            briefing.markdown,
-            media_type="text/markdown; charset=utf-8",
-            headers={
-                "Content-Disposition": content_disposition(briefing_filename(briefing.topic)),
-                "X-Content-Type-Options": "nosniff",
-                "X-Briefing-Found": "true" if briefing.found else "false",
-            },
-        )
+        return download(briefing, briefing.markdown, "text/markdown; charset=utf-8", "md")
+
+    @router.get(
+        "/api/brief.docx",
+        response_class=Response,
+        responses={200: {"content": {DOCX_MEDIA_TYPE: {}}, "description": "the briefing as a Word file"}}
+        | {422: errors[422]},
+    )
+    def brief_word(query: Annotated[BriefQuery, Query()]) -> Response:
+        """The briefing on ``topic`` as a ``.docx`` download: Word headings and bullet lists,
+        the sources as real Word footnotes (``X-Briefing-Found`` as for the ``.md``)."""
+        briefing = _brief(query.topic, query.k)
+        return download(briefing, briefing_docx(briefing), DOCX_MEDIA_TYPE, "docx")
 
     return router

@@ -6,7 +6,7 @@ chatbot renders its messages without Markdown so answer sentences show exactly a
 
 The second tab, "简报", turns a topic into a briefing (kbqa/briefing.py): Markdown whose
 document text is already escaped, rendered with Gradio's HTML sanitizer on, shown raw for
-copying, and offered as a .md download.
+copying, and offered as .md and Word (.docx) downloads.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ NO_SOURCES_HTML = '<p class="kb-none">提问后，这里会列出答案引用的
 
 BRIEF_EXAMPLES = ["锦州数字政府建设", "锦州云计算产业"]
 NO_BRIEF_MARKDOWN = "输入主题后点击“生成简报”：简报的每条要点都是知识库原文，并以脚注注明出处。"
-NO_DOWNLOAD_HTML = '<span class="kb-download kb-download-off">下载简报（.md）</span>'
+DOWNLOADS = (("md", "下载简报（.md）"), ("docx", "下载 Word（.docx）"))
+NO_DOWNLOAD_HTML = " ".join(f'<span class="kb-download kb-download-off">{label}</span>' for _, label in DOWNLOADS)
 # Turns a visitor keeps on the page (user + assistant messages); older ones scroll away.
 MAX_HISTORY_MESSAGES = 40
 MAX_SOURCE_TURNS = 20  # answers whose sources the panel keeps
@@ -120,12 +121,15 @@ def _source_link(source: str) -> str:
     return html.escape(source)
 
 
-def download_link(topic: str) -> str:
-    """The briefing's .md download: a link to ``GET /api/brief.md`` (relative, so it works
-    under any mount path). The briefing is composed again there, so nothing is written to
-    Gradio's cache for it."""
-    href = html.escape(f"api/brief.md?topic={quote(topic, safe='')}", quote=True)
-    return f'<a class="kb-download" href="{href}" download>下载简报（.md）</a>'
+def download_links(topic: str) -> str:
+    """The briefing's downloads: links to ``GET /api/brief.md`` and ``GET /api/brief.docx``
+    (relative, so they work under any mount path). The briefing is composed again there, so
+    nothing is written to Gradio's cache for it."""
+    links = []
+    for extension, label in DOWNLOADS:
+        href = html.escape(f"api/brief.{extension}?topic={quote(topic, safe='')}", quote=True)
+        links.append(f'<a class="kb-download" href="{href}" download>{label}</a>')
+    return " ".join(links)
 
 
 def render_sources(answer: Answer, turn: int = 1) -> str:
@@ -305,7 +309,7 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         except QuestionError as exc:
             message = escape_markdown(f"抱歉，这个主题无法处理：{exc}。请修改后重试。")
             return message, "", NO_DOWNLOAD_HTML
-        return render_briefing(briefing.markdown), briefing.markdown, download_link(briefing.topic)
+        return render_briefing(briefing.markdown), briefing.markdown, download_links(briefing.topic)
 
     # delete_cache: a backstop for the private cache (web/gradio_guard.py's own_cache), which
     # nothing writes to — anything that ever lands there is gone within the hour.
@@ -372,7 +376,7 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         with gr.Tab("简报", id="kb-tab-brief"):
             gr.Markdown(
                 "## 简报\n输入主题，生成一份简报：每条要点都是知识库原文的摘录，脚注注明出处；"
-                "可复制 Markdown 或下载 .md 文件。"
+                "可复制 Markdown，或下载 .md / Word 文件。"
             )
             with gr.Row():
                 topic = gr.Textbox(

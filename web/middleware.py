@@ -154,7 +154,8 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 
 
 RATE_LIMITED_PATHS = frozenset(
-    {"/api/ask", "/api/ask/stream", "/api/search", "/api/brief", "/api/brief.md", "/v1/chat/completions"}
+    {"/api/ask", "/api/ask/stream", "/api/search", "/api/brief", "/api/brief.md", "/api/brief.docx",
+     "/v1/chat/completions"}
 )
 GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, call/, api/, upload ...
 

@@ -7,12 +7,14 @@ import html
 import re
 from datetime import datetime
 
+import numpy as np
 import pytest
 
-from kbqa.briefing import Briefer, Briefing, escape_markdown
+from kbqa.briefing import Briefer, Briefing, central, escape_markdown, figures
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.text import cut_question
 from kbqa.types import Chunk, Passage
+from tests.kbqa.test_answering import ConceptEmbedder
 
 SEED_ID = "000_d3d8b424e3677781.txt"
 BULLET = re.compile(r"^- (.*)\[\^(\d+)\]$", re.M)
@@ -45,6 +47,22 @@ def assert_well_formed(briefing: Briefing) -> None:
             assert chunk.start <= start < end <= chunk.end
 
 
+def assert_structure_matches_markdown(briefing: Briefing) -> None:
+    """The structure (what the Word file is made of) says what the Markdown says, unescaped;
+    footnotes are numbered in order of first appearance across summary, figures and sections."""
+    md = briefing.markdown
+    assert md.startswith(f"# {escape_markdown(briefing.title)}\n")
+    for paragraph in briefing.lead:
+        assert f"\n{escape_markdown(paragraph)}\n" in md
+    assert re.findall(r"^## (.+)$", md, re.M) == [escape_markdown(s.heading) for s in briefing.sections]
+    assert bullets(briefing) == [(p.text, p.n) for s in briefing.sections for p in s.points]
+    assert list(dict.fromkeys(p.n for s in briefing.sections for p in s.points)) == list(range(1, len(briefing.sources) + 1))
+    assert len(briefing.notes) == len(briefing.sources)
+    for n, definition in FOOTNOTE.findall(md):
+        note = briefing.notes[int(n) - 1]
+        assert unescape(re.sub(r"<(https?://[^>]+)>$", r"\1", definition)) == note  # autolinks aside
+
+
 def render(markdown: str) -> str:
     markdown_it = pytest.importorskip("markdown_it")
     return markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(markdown)
@@ -62,12 +80,18 @@ def test_briefing_on_the_seed(seed_kb):
     assert len(points) >= 3
     assert_well_formed(briefing)
     assert all(c.passage.chunk.doc_id == SEED_ID for c in briefing.sources)
-    # One document: its sections are the groups, in document order, at most two points each.
+    # A summary of 2-4 points and the key figures first, each point stating one.
     headings = re.findall(r"^## (.+)$", md, re.M)
+    assert headings[:2] == ["摘要", "关键数据"] == [s.heading for s in briefing.sections[:2]]
+    blocks = re.split(r"^## .+$", md, flags=re.M)[1:]
+    assert 2 <= len(BULLET.findall(blocks[0])) <= 4
+    assert BULLET.findall(blocks[1]) and all(figures(unescape(text)) for text, _ in BULLET.findall(blocks[1]))
+    # Then one document: its sections are the groups, in document order, at most two points each.
+    headings = headings[2:]
     assert len(headings) >= 2 and "数字政府的方法论" in headings
     first_offset = [min(c.start for c in briefing.sources if c.passage.chunk.section == h) for h in headings]
     assert first_offset == sorted(first_offset)
-    for block in re.split(r"^## .+$", md, flags=re.M)[1:]:
+    for block in blocks[2:]:
         assert 1 <= len(BULLET.findall(block)) <= 2
     for _, definition in FOOTNOTE.findall(md):
         assert definition.startswith("数字锦州的味道 · 2023-08-05 · ")
@@ -78,7 +102,25 @@ def test_briefing_on_the_seed(seed_kb):
     data = briefing.to_dict()
     assert set(data) == {"topic", "found", "markdown", "sources", "timings_ms"}
     assert data["sources"][0]["title"] == "数字锦州的味道" and data["sources"][0]["n"] == 1
-    assert briefing.timings_ms["total_ms"] > 0 and "search_ms" in briefing.timings_ms
+    assert briefing.timings_ms["total_ms"] > 0 and {"search_ms", "sentence_embed_ms"} <= set(briefing.timings_ms)
+    assert_structure_matches_markdown(briefing)
+
+
+@pytest.mark.parametrize("topic", ["数字锦州", "锦州 数字政府"])
+def test_key_figures_on_the_seed(seed_kb, topic):
+    """The complaint of issue #12: the seed's counts — 46 units, 100+ systems, 133 medical
+    institutions — belong in the briefing's key figures."""
+    briefing = seed_kb.brief(topic)
+    assert briefing.found
+    key_figures = briefing.sections[1]
+    assert key_figures.heading == "关键数据"
+    said = [p.text for p in key_figures.points]
+    assert any("46家单位的100多个业务系统" in text for text in said), said
+    assert any("133家医疗机构" in text for text in said), said
+    assert not any("出关200公里" in text for text in said[:2])  # a distance is no key figure of 数字锦州
+    block = briefing.markdown.split("## 关键数据\n", 1)[1].split("\n## ", 1)[0]
+    assert "将全市46家单位的100多个业务系统" in block and "全市133家医疗机构" in block
+    assert_well_formed(briefing)
 
 
 def test_topic_outside_the_kb(seed_kb):
@@ -133,6 +175,7 @@ def test_document_markup_comes_out_escaped(evil_kb):
     briefing = evil_kb.brief("绿洲科技公司")
     assert briefing.found
     assert_well_formed(briefing)
+    assert_structure_matches_markdown(briefing)
     md = briefing.markdown
     said = "\n".join(s for s, _ in bullets(briefing))
     # The nasty sentences were chosen (so the checks below are about them) ...
@@ -215,22 +258,26 @@ def test_points_grouped_per_document_with_caps_duplicates_and_clipping():
     assert_well_formed(briefing)
     md = briefing.markdown
     assert "生成时间：2024-05-06 07:08" in md
-    # Documents by relevance, titled with their dates; the off-topic one is absent.
-    assert re.findall(r"^## (.+)$", md, re.M) == ["甲报告（2024-01-02）", "乙报告", "d"]
+    # The summary: b's long sentence, the one on-topic sentence long enough to summarise. Then
+    # the documents by relevance, titled with their dates; the off-topic one is absent.
+    assert re.findall(r"^## (.+)$", md, re.M) == ["摘要", "甲报告（2024-01-02）", "d"]
+    assert_structure_matches_markdown(briefing)
     points = bullets(briefing)
     by_doc = [briefing.sources[n - 1].passage.chunk.doc_id for _, n in points]
     assert by_doc.count("a") == 2  # max_per_document
     # b's first sentence is a near-copy of a's: only its long sentence is there, clipped at a clause.
     b_points = [s for s, n in points if briefing.sources[n - 1].passage.chunk.doc_id == "b"]
+    assert [p.text for p in briefing.sections[0].points] == b_points
     assert len(b_points) == 1 and b_points[0].endswith("…") and len(b_points[0]) <= 160
     assert b_points[0][:-1] in "另外，" + LONG and b_points[0][-2] not in "，、"
     # Footnotes: http(s) sources are autolinks, anything else escaped text.
     definitions = dict(FOOTNOTE.findall(md))
-    assert definitions["1"] == "甲报告 · 2024-01-02 · <https://example.gov.cn/a.html>"
+    assert definitions["1"] == "乙报告 · <https://example.gov.cn/b.html>"
+    assert definitions["2"] == "甲报告 · 2024-01-02 · <https://example.gov.cn/a.html>"
     assert definitions[str(len(definitions))] == "d · javascript:alert\\(1\\)"
     # Offsets are document offsets.
-    first = briefing.sources[0]
-    assert first.spans[0][0] >= 100 and first.quote.startswith("锦州云计算")
+    a = briefing.sources[1]
+    assert a.spans[0][0] >= 100 and a.quote.startswith("锦州云计算")
 
 
 def test_one_document_groups_by_section_in_document_order():
@@ -252,7 +299,8 @@ def test_refusal_and_settings():
     assert not Briefer().run("？？", passages, lambda term: 1.0).found  # no content words
     assert not Briefer().run("锦州云计算", [], lambda term: 1.0).found
     for bad in ({"max_points": 0}, {"max_per_document": 0}, {"max_per_document": 9}, {"max_chars_per_point": 5},
-                {"refusal_threshold": 1.5}, {"near_duplicate": -0.1}, {"min_coverage": 2}):
+                {"refusal_threshold": 1.5}, {"near_duplicate": -0.1}, {"min_coverage": 2}, {"summary_points": 1},
+                {"summary_points": 5}, {"max_figures": -1}, {"max_embedded": 1}):
         with pytest.raises(ValueError):
             Briefer(**bad)
 
@@ -282,27 +330,31 @@ def test_sources_are_exact_spans_and_points_the_sentences_themselves():
         "锦州云计算", [PLATFORM, CENTRE], cut_question("锦州云计算"))
     assert briefing.found
     assert_well_formed(briefing)
-    assert [(c.n, c.passage) for c in briefing.sources] == [(1, CENTRE), (2, PLATFORM)]  # in the order shown
+    # Summary, then key figures (a tie of the two orders: the better-scored sentence first),
+    # numbered as they are shown: PLATFORM's footnote is used again by its second sentence.
+    assert [s.heading for s in briefing.sections] == ["摘要", "关键数据"]
+    assert [(c.n, c.passage) for c in briefing.sources] == [(1, PLATFORM), (2, CENTRE)]
     assert [[CLOUD_DOC[s:e] for s, e in c.spans] for c in briefing.sources] == [
-        ["锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。"],
         ["锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。", "锦州云计算平台已接入120个政务系统。"],
+        ["锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。"],
     ]
-    assert briefing.sources[1].quote == PLATFORM.chunk.text  # quotes stay raw; only the Markdown is escaped
+    assert briefing.sources[0].quote == PLATFORM.chunk.text  # quotes stay raw; only the Markdown is escaped
     assert bullets(briefing) == [
-        ("锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。", 1),
-        ("锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。", 2),
-        ("锦州云计算平台已接入120个政务系统。", 2),
+        ("锦州云计算平台采用*分布式*架构，支持<b>弹性</b>扩展。", 1),
+        ("锦州云计算平台已接入120个政务系统。", 1),
+        ("锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。", 2),
     ]
+    assert_structure_matches_markdown(briefing)
 
 
 def test_escapes_markup_and_nothing_else():
     briefing = Briefer(refusal_threshold=0.5).run("锦州云计算", [PLATFORM, CENTRE], cut_question("锦州云计算"))
     lines = briefing.markdown.splitlines()
     # Plain text (digits, decimal points, Chinese punctuation and quotes) is left as it is...
-    assert "- 锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。[^1]" in lines
-    assert "- 锦州云计算平台已接入120个政务系统。[^2]" in lines
+    assert "- 锦州云计算中心投资2.5亿元，占地100亩，服务“三个开放”。[^2]" in lines
+    assert "- 锦州云计算平台已接入120个政务系统。[^1]" in lines
     # ...and only Markdown/HTML syntax gets a backslash.
-    assert "- 锦州云计算平台采用\\*分布式\\*架构，支持\\<b\\>弹性\\</b\\>扩展。[^2]" in lines
+    assert "- 锦州云计算平台采用\\*分布式\\*架构，支持\\<b\\>弹性\\</b\\>扩展。[^1]" in lines
 
 
 def test_the_terms_weights_decide_the_refusal():
@@ -317,3 +369,110 @@ def test_the_terms_weights_decide_the_refusal():
     assert not rare.found and rare.confidence == pytest.approx(3 / 12) and rare.sources == ()
     # A weighing function instead of terms gives the same briefing as the terms it weighs.
     assert briefer.run(topic, [PLATFORM, CENTRE], lambda word: 1.0).markdown == alike.markdown
+
+
+# --- summary and key figures, on hand-made passages -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("百余家华为生态伙伴", ["百余家"]),
+        ("全市133家医疗机构", ["133家"]),
+        ("46个单位", ["46个"]),
+        ("投资1.2亿元", ["1.2亿元"]),
+        ("100多个业务系统", ["100多个"]),
+        ("增长35%，占比12.5％", ["35%", "12.5％"]),
+        ("2017年签约，2023-08-05发布", ["2017年", "2023-08-05"]),
+        ("三十余年过去，近百座城市", ["三十余年", "百座"]),
+        ("百分之三十的企业", ["百分之三十"]),
+        ("1,200人参加", ["1,200人"]),
+        # Names, ordinals and numbers inside words are no figures.
+        ("一把手工程、三个开放、三大步六小步、一号受理、十分重要", []),
+        ("第13个、第十个、5G网络、e5模型、8890政务便民热线", []),
+    ],
+)
+def test_figures(text, found):
+    assert figures(text) == found
+
+
+def test_central_favours_the_hub_and_the_relevant():
+    # A star: sentence 0 is like each of 1-3, which are like nothing else.
+    star = np.eye(4)
+    star[0, 1:] = star[1:, 0] = 0.8
+    rank = central(star, np.ones(4))
+    assert rank.sum() == pytest.approx(1.0) and rank.argmax() == 0 and rank[1] == pytest.approx(rank[3])
+    # Two pairs, alike but for relevance: the walk restarts more at the second pair.
+    pairs = np.array([[1, 0.9, 0, 0], [0.9, 1, 0, 0], [0, 0, 1, 0.9], [0, 0, 0.9, 1.0]])
+    rank = central(pairs, np.array([1.0, 1.0, 3.0, 3.0]))
+    assert rank[2] > rank[0] and rank[2] == pytest.approx(rank[3])
+    # A sentence like no other (a dangling node) still gets its restart share; one sentence, all of it.
+    assert central(np.eye(3), np.array([1.0, 1.0, 2.0])) == pytest.approx([0.25, 0.25, 0.5])
+    assert central(np.eye(1), np.array([0.5])) == pytest.approx([1.0])
+
+
+# ConceptEmbedder's concepts: 开放, 港口 and 海滨 make the hub like each spoke; 烧烤, the aside like none.
+HUB = "锦州云计算中心服务全市的开放平台，也服务港口系统和海滨景区。"
+SPOKES = [
+    "锦州云计算平台上的开放平台已经统一迁移完成并稳定运行。",
+    "锦州云计算平台上的港口系统接入了全市的码头和物流公司。",
+    "锦州云计算平台上的海滨景区系统覆盖了全市所有的浴场。",
+]
+ASIDE = "锦州云计算产业园旁的烧烤街今年春天已经全部顺利开业。"
+
+
+def test_the_summary_is_the_most_central_sentences_one_per_passage():
+    texts = [ASIDE, *SPOKES, HUB, HUB.replace("全市", "全城")]  # the last a near-copy of the hub
+    passages = [_passage(f"d{i}", text) for i, text in enumerate(texts)]
+    embedder = ConceptEmbedder()
+    briefer = Briefer(refusal_threshold=0.5, embedder=embedder)
+    briefing = briefer.run("锦州云计算", passages, lambda term: 1.0)
+    summary = briefing.sections[0]
+    assert summary.heading == "摘要"
+    said = [p.text for p in summary.points]
+    assert said[0] in (HUB, HUB.replace("全市", "全城")) and len(said) == 3  # the hub first, said once
+    assert set(said[1:]) <= set(SPOKES) and ASIDE not in said  # the aside is like nothing else
+    # Nothing said twice: the rest are the sections' points, the near-copy of the hub not among them.
+    rest = [p.text for s in briefing.sections[1:] for p in s.points]
+    assert not set(rest) & set(said) and HUB not in rest and HUB.replace("全市", "全城") not in rest
+    assert_well_formed(briefing)
+    assert_structure_matches_markdown(briefing)
+    # Briefed again, nothing new is embedded but the topic.
+    calls = len(embedder.calls)
+    assert briefer.run("锦州云计算", passages, lambda term: 1.0).markdown.split("\n", 3)[3] == briefing.markdown.split("\n", 3)[3]
+    assert all(kind == "queries" for kind, _ in embedder.calls[calls:])
+
+
+def test_without_an_embedder_the_summary_is_central_by_shared_words():
+    passages = [_passage(f"d{i}", text) for i, text in enumerate([ASIDE, *SPOKES, HUB])]
+    briefing = Briefer(refusal_threshold=0.5).run("锦州云计算", passages, lambda term: 1.0)
+    said = [p.text for p in briefing.sections[0].points]
+    assert briefing.sections[0].heading == "摘要" and len(said) == 3 and ASIDE not in said
+    assert "sentence_embed_ms" not in briefing.timings_ms
+
+
+def test_key_figures_fuse_relevance_and_how_many_figures_a_sentence_states():
+    passages = [
+        _passage("a", "锦州云计算平台已接入120个政务系统。锦州云计算平台采用分布式架构，支持弹性扩展。"),
+        _passage("b", "锦州云计算在2017年启动。锦州云计算第1期工程已经完工。"),
+        _passage("c", "锦州云计算中心占地100亩，投资2.5亿元。"),
+        _passage("d", "锦州云计算中心服务46家单位的300多个系统，腾退机房50个。"),
+        _passage("e", "本市烧烤店共有300家，夜市200多个。"),  # figures, but nothing of the topic
+        _passage("f", "锦州云计算产业的规模" + "，".join(["持续扩大"] * 40) + "，达到500亿元。"),  # clipped away
+    ]
+    briefing = Briefer(refusal_threshold=0.5, max_chars_per_point=60).run("锦州云计算", passages, lambda term: 1.0)
+    key_figures = next(s for s in briefing.sections if s.heading == "关键数据")
+    # Fused ranks: the best-scored sentence first, then d's, fourth by score but stating three
+    # figures; then b's and c's (tied: by score). The ordinal 第1期 is no figure; the off-topic
+    # sentence and the one whose figure the clipping would cut are left out.
+    assert [p.text for p in key_figures.points] == [
+        "锦州云计算平台已接入120个政务系统。",
+        "锦州云计算中心服务46家单位的300多个系统，腾退机房50个。",
+        "锦州云计算在2017年启动。",
+        "锦州云计算中心占地100亩，投资2.5亿元。",
+    ]
+    assert_well_formed(briefing)
+    assert_structure_matches_markdown(briefing)
+    # A briefer with no figures section.
+    assert "关键数据" not in [s.heading for s in Briefer(refusal_threshold=0.5, max_figures=0).run(
+        "锦州云计算", passages, lambda term: 1.0).sections]

@@ -22,6 +22,7 @@ from kbqa.embeddings import (
     Embedder,
     EmbeddingServerError,
     OpenAIEmbedder,
+    SentenceVectors,
     make_embedder,
 )
 from kbqa.extras import require
@@ -321,3 +322,16 @@ def test_unknown_embedder_lists_valid_forms(spec: str) -> None:
 def test_missing_extra_says_what_to_install() -> None:
     with pytest.raises(ImportError, match=r"pip install '\.\[st\]'"):
         require("kbqa_no_such_module", "st")
+
+
+def test_sentence_vectors_embed_each_text_once_and_keep_the_latest(char_embedder) -> None:
+    vectors = SentenceVectors(char_embedder, size=2)
+    rows, embedded = vectors(["甲句", "乙句", "甲句"])
+    assert embedded == 2 and char_embedder.calls == [("passages", 2)]  # a repeated text is embedded once
+    assert np.array_equal(rows[0], rows[2]) and np.array_equal(rows, char_embedder.embed_passages(["甲句", "乙句", "甲句"]))
+    char_embedder.calls.clear()
+    assert vectors(["乙句"])[1] == 0 and char_embedder.calls == []  # kept
+    assert vectors(["丙句"])[1] == 1  # 甲句, used longest ago, makes room
+    assert vectors(["乙句", "甲句"])[1] == 1
+    rows, embedded = vectors([])
+    assert rows.shape == (0, char_embedder.dim) and embedded == 0

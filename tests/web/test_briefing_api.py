@@ -1,17 +1,27 @@
 """The briefing endpoints over real HTTP: a FastAPI app holding only ``briefing_router(seed_kb)``,
-served by uvicorn on a free loopback port (the ``serve`` helper of tests/web/conftest.py)."""
+served by uvicorn on a free loopback port (the ``serve`` helper of tests/web/conftest.py); the
+Word download read back by python-docx and by mammoth."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from urllib.parse import quote
 
+import docx
 import httpx
+import mammoth
 import pytest
+from docx.opc.constants import CONTENT_TYPE as CT
+from docx.opc.constants import RELATIONSHIP_TYPE as RT
+from docx.oxml.ns import qn
 from fastapi import FastAPI
+from lxml import etree
 
 from web.briefing import briefing_router
+from web.docx_export import DOCX_MEDIA_TYPE
 
 TOPIC = "锦州数字政府建设"
 
@@ -113,20 +123,105 @@ def test_get_markdown_download(client):
     assert body.split("\n", 3)[3] == as_json.split("\n", 3)[3]
 
 
-def test_get_markdown_filename_is_safe(client):
-    r = client.get("/api/brief.md", params={"topic": '火星/殖民:"计划"?'})
+@pytest.mark.parametrize("extension", ["md", "docx"])
+def test_get_download_filename_is_safe(client, extension):
+    r = client.get(f"/api/brief.{extension}", params={"topic": '火星/殖民:"计划"?'})
     assert r.status_code == 200 and r.headers["x-briefing-found"] == "false"
-    assert "filename*=UTF-8''" + quote("火星_殖民_计划.md", safe="") in r.headers["content-disposition"]
-    assert "没有关于" in r.text
+    disposition = r.headers["content-disposition"]
+    assert f'filename="briefing.{extension}"' in disposition
+    assert "filename*=UTF-8''" + quote(f"火星_殖民_计划.{extension}", safe="") in disposition
+    text = r.text if extension == "md" else "\n".join(p.text for p in docx.Document(BytesIO(r.content)).paragraphs)
+    assert "没有关于" in text
 
 
+@pytest.mark.parametrize("path", ["/api/brief.md", "/api/brief.docx"])
 @pytest.mark.parametrize(
     "params",
     [{}, {"topic": ""}, {"topic": "  "}, {"topic": TOPIC, "k": "0"}, {"topic": TOPIC, "k": "abc"},
      {"topic": TOPIC, "unknown": "1"}, {"topic": "x" * 2001}],
     ids=lambda p: repr(p)[:40],
 )
-def test_get_bad_requests_are_4xx_json(client, params):
-    r = client.get("/api/brief.md", params=params)
+def test_get_bad_requests_are_4xx_json(client, path, params):
+    r = client.get(path, params=params)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/json" and r.json()["error"]
+
+
+# --- the Word file ----------------------------------------------------------------------------
+
+W_ID = qn("w:id")
+
+
+def footnotes_of(document) -> list:
+    """The footnotes part's notes (not its separators), found as Word finds them: through the
+    document part's relationship of the footnotes type."""
+    (part,) = [rel.target_part for rel in document.part.rels.values() if rel.reltype == RT.FOOTNOTES]
+    assert part.content_type == CT.WML_FOOTNOTES and part.partname == "/word/footnotes.xml"
+    # python-docx reads the part back as bytes (it has no footnote API); plain lxml parses them
+    # (python-docx's element classes would give each run's text twice to itertext()).
+    root = etree.fromstring(part.blob)
+    return [note for note in root.findall(qn("w:footnote")) if int(note.get(W_ID)) > 0]
+
+
+@pytest.mark.parametrize("topic", ["锦州 数字政府", "数字锦州"])
+def test_get_word_download(client, topic):
+    r = client.get("/api/brief.docx", params={"topic": topic, "k": 20})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == DOCX_MEDIA_TYPE
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-briefing-found"] == "true"
+    disposition = r.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="briefing.docx";')
+    assert disposition.endswith(f"filename*=UTF-8''{quote(topic + '.docx', safe='')}")
+    briefing = client.post("/api/brief", json={"topic": topic, "k": 20}).json()
+    sources = briefing["sources"]
+
+    document = docx.Document(BytesIO(r.content))
+    paragraphs = document.paragraphs
+    assert paragraphs[0].text == f"简报：{topic}" and paragraphs[0].style.name == "Title"
+    assert paragraphs[1].text.startswith("生成时间：")
+    # Word headings and bullet lists, as the Markdown's headings and bullets.
+    headings = [p.text for p in paragraphs if p.style.name == "Heading 1"]
+    assert headings == re.findall(r"^## (.+)$", briefing["markdown"], re.MULTILINE)
+    assert headings[:2] == ["摘要", "关键数据"]
+    bullets = [p for p in paragraphs if p.style.name == "List Bullet"]
+    shown = re.findall(r"^- (.*)\[\^(\d+)\]$", briefing["markdown"], re.MULTILINE)
+    assert bullets and len(bullets) == len(shown)
+    for bullet, (text, n) in zip(bullets, shown, strict=True):
+        assert bullet.runs[0].text == re.sub(r"\\(.)", r"\1", text)  # the sentence itself, unescaped
+    key_figures = bullets[len(re.findall(r"^- ", briefing["markdown"].split("## 关键数据")[0], re.MULTILINE)):]
+    assert any("46家单位的100多个业务系统" in b.text for b in key_figures)
+    assert any("133家医疗机构" in b.text for b in key_figures)
+
+    # Real footnotes, one per source, naming title, date, section and the document.
+    notes = footnotes_of(document)
+    assert [int(note.get(W_ID)) for note in notes] == [s["n"] for s in sources]
+    for note, source in zip(notes, sources, strict=True):
+        text = "".join(note.itertext()).strip()
+        assert text == " · ".join(source[f] for f in ("title", "date", "section", "source") if source[f])
+        assert source["source"] == "000_d3d8b424e3677781.txt"  # as it is: no "\\_" of the Markdown
+        assert note.find(f".//{qn('w:footnoteRef')}") is not None
+    # Each referenced once, in order; a source cited again is a NOTEREF field to that reference.
+    body = document.element.body
+    assert [int(ref.get(W_ID)) for ref in body.iter(qn("w:footnoteReference"))] == [s["n"] for s in sources]
+    marks = [int(n) for _, n in shown]
+    again = [n for i, n in enumerate(marks) if n in marks[:i]]
+    assert [t.text for t in body.iter(qn("w:instrText"))] == [f" NOTEREF _RefNote{n} \\f \\h " for n in again]
+    # No Markdown in the Word text.
+    texts = [p.text for p in paragraphs] + ["".join(note.itertext()) for note in notes]
+    assert not any("[^" in t or "\\" in t or t.lstrip().startswith(("#", "- ")) for t in texts)
+
+    # A second reader (mammoth) resolves every reference to its note.
+    converted = mammoth.convert_to_html(BytesIO(r.content))
+    assert not [m for m in converted.messages if m.type == "error"]
+    for source in sources:
+        assert f'id="footnote-ref-{source["n"]}"' in converted.value and f'<li id="footnote-{source["n"]}">' in converted.value
+
+
+def test_get_word_download_of_a_refusal(client):
+    r = client.get("/api/brief.docx", params={"topic": "火星殖民计划"})
+    assert r.status_code == 200 and r.headers["x-briefing-found"] == "false"
+    document = docx.Document(BytesIO(r.content))
+    texts = [p.text for p in document.paragraphs]
+    assert texts[0] == "简报：火星殖民计划" and texts[1].startswith("生成时间：")
+    assert texts[2:] == ["知识库中没有关于“火星殖民计划”的内容，无法生成简报。"]  # what the .md says
+    assert footnotes_of(document) == [] and not list(document.element.body.iter(qn("w:footnoteReference")))

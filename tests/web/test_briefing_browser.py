@@ -1,11 +1,14 @@
 """The 简报 tab in headless Chromium against the real app on the seed KB: the topic in, the
-briefing rendered (footnote marks as superscripts, no links or images), the .md downloadable."""
+briefing rendered (footnote marks as superscripts, no links or images), the .md and the Word
+file downloadable."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import docx
 import pytest
+from docx.oxml.ns import qn
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,12 +43,23 @@ def test_briefing_tab(app_url, tmp_path):
             assert view.locator("li").count() >= 3
             assert view.locator("a, img, script, iframe").count() == 0
             assert "数字锦州的味道 · 2023-08-05" in view.inner_text()
+            links = page.locator("#kb-brief-download a.kb-download")
+            assert links.count() == 2
             with page.expect_download() as download:
-                page.locator("#kb-brief-download a.kb-download").click()  # a link to GET /api/brief.md
+                links.nth(0).click()  # a link to GET /api/brief.md
             assert download.value.suggested_filename == f"{TOPIC}.md"
             saved = tmp_path / "brief.md"
             download.value.save_as(saved)
             assert saved.read_text(encoding="utf-8").startswith(f"# 简报：{TOPIC}\n")
+            with page.expect_download() as download:
+                links.nth(1).click()  # a link to GET /api/brief.docx
+            assert download.value.suggested_filename == f"{TOPIC}.docx"
+            saved = tmp_path / "brief.docx"
+            download.value.save_as(saved)
+            document = docx.Document(str(saved))
+            assert document.paragraphs[0].text == f"简报：{TOPIC}"
+            assert "关键数据" in [p.text for p in document.paragraphs if p.style.name == "Heading 1"]
+            assert list(document.element.body.iter(qn("w:footnoteReference")))  # Word's own footnotes
             assert errors == []
         finally:
             browser.close()

@@ -74,8 +74,10 @@ def test_briefing_tab_handler(seed_kb):
     # The KB's briefing, but for the generation time (its minute may have turned meanwhile).
     assert source.split("\n", 3)[3] == seed_kb.brief("锦州数字政府建设").markdown.split("\n", 3)[3]
     assert "<sup>[1]</sup>" in shown and "[^1]" not in shown
-    # The download is a link to GET /api/brief.md for the topic: no file is written for it.
-    assert download == '<a class="kb-download" href="api/brief.md?topic=%E9%94%A6%E5%B7%9E%E6%95%B0%E5%AD%97%E6%94%BF%E5%BA%9C%E5%BB%BA%E8%AE%BE" download>下载简报（.md）</a>'
+    # The downloads are links to GET /api/brief.md and /api/brief.docx for the topic: no file is written for them.
+    topic = "%E9%94%A6%E5%B7%9E%E6%95%B0%E5%AD%97%E6%94%BF%E5%BA%9C%E5%BB%BA%E8%AE%BE"
+    assert download == (f'<a class="kb-download" href="api/brief.md?topic={topic}" download>下载简报（.md）</a> '
+                        f'<a class="kb-download" href="api/brief.docx?topic={topic}" download>下载 Word（.docx）</a>')
     # Too long a topic: the reason, and nothing to download; an empty one changes nothing.
     shown, source, download = make_briefing("x" * 3000)
     assert "无法处理" in shown and source == "" and download == NO_DOWNLOAD_HTML
