@@ -401,3 +401,85 @@ def test_document_markup_shows_as_text_in_the_widget(page, js_errors, xss_url):
     assert_not_executed(page, ".panel")
     assert js_errors == []
 
+
+def widget_ask(page, question: str) -> None:
+    page.locator(".panel textarea").fill(question)
+    page.locator(".panel textarea").press("Enter")
+
+
+def test_widget_sends_its_conversation_and_shows_how_it_understood_a_follow_up(page, js_errors, app_url):
+    import json
+
+    from playwright.sync_api import expect
+
+    page.goto(app_url + "/widget", wait_until="load")
+    page.locator(".fab").click()
+    with page.expect_request(lambda r: r.url.endswith("/api/ask")) as first:
+        widget_ask(page, SEED_QUESTION)
+    answers = page.locator(".panel .a")
+    expect(answers.first).to_contain_text("开放数据资源")
+    assert json.loads(first.value.post_data) == {"question": SEED_QUESTION, "history": []}
+    first_answer = first.value.response().json()["answer"]
+    with page.expect_request(lambda r: r.url.endswith("/api/ask")) as second:
+        widget_ask(page, "其中第二个开放是什么？")
+    expect(answers).to_have_count(2)
+    assert json.loads(second.value.post_data) == {
+        "question": "其中第二个开放是什么？",
+        "history": [{"role": "user", "content": SEED_QUESTION}, {"role": "assistant", "content": first_answer}],
+    }
+    expect(answers.nth(1)).to_contain_text("鼓励企业利用锦州市非涉密类政务数据资源")
+    expect(page.locator(".panel .understood")).to_have_text("理解为：锦州的开放数据资源是什么？")
+    expect(page.locator(".panel .understood")).to_have_count(1)  # a question that stood alone: no line
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "widget-follow-up.png"))
+    assert js_errors == []
+
+
+def test_widget_keeps_its_conversation_within_the_apps_bounds(page, js_errors, make_settings, embedder, start_app):
+    """A knowledge base that takes 2 earlier messages: the widget sends the last question and
+    answer only, and every follow-up is answered (no 422 for too long a history)."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from kbqa.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase(make_settings(max_history_messages=2, rate_limit_per_minute=0), embedder=embedder)
+    kb.ensure_seeded()
+    page.goto(start_app(kb) + "/widget", wait_until="load")
+    page.locator(".fab").click()
+    questions = [SEED_QUESTION, "华为与锦州在2017年签署了什么协议？", "其中第二个开放是什么？"]
+    bodies = []
+    for question in questions:
+        with page.expect_request(lambda r: r.url.endswith("/api/ask")) as request:
+            widget_ask(page, question)
+        expect(page.locator(".panel form button")).to_be_enabled()  # the reply is in
+        bodies.append(json.loads(request.value.post_data))
+    assert [len(b["history"]) for b in bodies] == [0, 2, 2]
+    assert bodies[2]["history"][0] == {"role": "user", "content": questions[1]}
+    expect(page.locator(".panel .a.err")).to_have_count(0)
+    assert js_errors == []
+
+
+@pytest.mark.parametrize("html_tag, script_tag, lang", [
+    ('<html lang="en-US">', '<script src="/widget.js" defer></script>', "en"),
+    ('<html lang="zh-CN">', '<script src="/widget.js" data-lang="en" defer></script>', "en"),
+    ("<html>", '<script src="/widget.js" defer></script>', "zh"),
+])
+def test_widget_labels_follow_data_lang_or_the_pages_lang(page, js_errors, app_url, html_tag, script_tag, lang):
+    from playwright.sync_api import expect
+
+    # A page of the app's own origin, served by the browser itself: the widget's script and
+    # answers come from the app.
+    body = f'<!doctype html>{html_tag}<head><meta charset="utf-8"><title>x</title></head><body><p>x</p>{script_tag}</body></html>'
+    page.route(app_url + "/embedding-page", lambda route: route.fulfill(body=body, content_type="text/html; charset=utf-8"))
+    page.goto(app_url + "/embedding-page", wait_until="load")
+    fab = page.locator(".fab")
+    expect(fab).to_have_text({"en": "Ask", "zh": "问答"}[lang])
+    fab.click()
+    expect(page.locator(".panel form button")).to_have_text({"en": "Send", "zh": "发送"}[lang])
+    expect(page.locator(".panel textarea")).to_have_attribute(
+        "placeholder", {"en": "Ask a question, press Enter", "zh": "输入问题，回车发送"}[lang])
+    widget_ask(page, "锦州2024年的GDP是多少？")
+    expect(page.locator(".panel .a")).to_contain_text("抱歉")  # the answer speaks its question's language
+    assert js_errors == []
