@@ -7,6 +7,7 @@ store, the pipeline and the answerers only through it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from kbqa.chroma import connect_store, reaching
 from kbqa.conversation import Message, as_messages, rewrite
 from kbqa.embeddings import Embedder, LazyEmbedder
+from kbqa.examples import candidate_questions
 from kbqa.locks import IngestLockError
 from kbqa.retrieval import HybridSearcher
 from kbqa.settings import Settings
@@ -60,6 +62,9 @@ class KnowledgeBase:
             candidate_k=self.settings.candidate_k,
             snapshot_path=self.store.lexical_snapshot_path(self.settings.lexical_cache),
         )
+        # example_questions' last result: ((revision, n, max_asks), questions)
+        self._examples: tuple[tuple[str, int, int], list[str]] | None = None
+        self._examples_lock = threading.Lock()
 
     @cached_property
     def extractive(self) -> ExtractiveAnswerer:
@@ -341,6 +346,37 @@ class KnowledgeBase:
         timings = {"rewrite_ms": rewrite_ms} | found.timings_ms | previous.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         yield replace(previous, question=question, standalone_question=standalone, timings_ms=timings)
+
+    def example_questions(self, n: int = 4, *, max_asks: int = 12, sample_chunks: int = 200) -> list[str]:
+        """Up to ``n`` questions this knowledge base answers, to offer visitors: made from what
+        it holds (headings, quoted terms and titles of its first ``sample_chunks`` chunks;
+        kbqa/examples.py), the first ``max_asks`` asked (~20 ms each on the seed), and of those
+        answered with a citation the ``n`` answered with the most confidence, in the
+        candidates' order. They are asked of the extractive answerer even when a chat model
+        answers: offering examples costs no chat-model call. Computed once per content of the
+        store (its revision), so a page may ask on every load."""
+        with self._examples_lock:  # concurrent page loads: one computes, the others reuse it
+            with self._reaching():
+                key = (self.store.revision(), n, max_asks)
+                if self._examples is not None and self._examples[0] == key:
+                    return list(self._examples[1])
+                candidates = candidate_questions(self.store.first_chunks(sample_chunks))[:max_asks]
+            answered: dict[str, Answer] = {}  # by answer text: two questions with one answer are one example
+            for question in candidates:
+                with self._reaching():
+                    found = self.searcher.search(question, self.settings.top_k)
+                answer = self.extractive.invoke(
+                    {"question": question, "passages": found.passages, "terms": found.terms}
+                )
+                if not (answer.found and answer.citations):
+                    continue
+                same = answered.get(answer.text)
+                if same is None or answer.confidence > same.confidence:
+                    answered[answer.text] = answer
+            best = {a.question for a in sorted(answered.values(), key=lambda a: a.confidence, reverse=True)[:n]}
+            kept = [question for question in candidates if question in best]
+            self._examples = (key, kept)
+            return list(kept)
 
     def brief(self, topic: str, k: int = 20) -> Briefing:
         """A briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py): a summary of

@@ -201,6 +201,12 @@ class ChunkStore:
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
         }
 
+    def first_chunks(self, limit: int) -> list[Chunk]:
+        """Up to ``limit`` chunks in the store's own order (one read, however large the store):
+        a sample of what it holds, for example questions."""
+        got = self._chunks.get(include=["metadatas", "documents"], limit=limit)
+        return [chunk_from_record(text, meta) for text, meta in zip(got["documents"], got["metadatas"])]
+
     def query(self, vector: np.ndarray, k: int, *, exclude_docs: Collection[str] = ()) -> list[tuple[Chunk, float]]:
         """Nearest chunks by cosine similarity, best first."""
         n = min(k, self._chunks.count())

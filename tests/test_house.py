@@ -26,7 +26,7 @@ PACKAGES = ("kbqa", "ingest", "web", "bench")
 # map mirrors this table (``test_readme_mirrors_the_layer_table``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("kbqa", "kbqa.types", "kbqa.settings", "kbqa.text", "kbqa.evidence", "kbqa.extras",
-                "kbqa.conversation", "kbqa.verification", "kbqa.crosslingual")),
+                "kbqa.conversation", "kbqa.verification", "kbqa.crosslingual", "kbqa.examples")),
     ("store", ("kbqa.chroma", "kbqa.store", "kbqa.locks", "kbqa.schema", "kbqa.lexical", "kbqa.embeddings",
                "kbqa.model_build", "kbqa.e5_onnx", "kbqa.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),

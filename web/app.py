@@ -112,7 +112,7 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     def no_such_endpoint(request: Request, path: str) -> JSONResponse:
         return error_response(404, f"no such endpoint: {request.method} {request.url.path} (see /docs)")
 
-    app.include_router(widget_router())
+    app.include_router(widget_router(kb.settings.max_history_messages, kb.settings.max_history_chars))
 
     # Mounted last: a mount at "/" matches every path, so the API routes must come first.
     # run_history=False: Gradio would otherwise keep every question in the browser and offer

@@ -7,13 +7,18 @@ chatbot renders its messages without Markdown so answer sentences show exactly a
 The second tab, "简报", turns a topic into a briefing (kbqa/briefing.py): Markdown whose
 document text is already escaped, rendered with Gradio's HTML sanitizer on, shown raw for
 copying, and offered as .md and Word (.docx) downloads.
+
+The example questions come from the knowledge base (``KnowledgeBase.example_questions``, on
+each page load) and are asked on click. The page's wording is Chinese or English
+(web/i18n.py), switched by a button; the language lives in the session (``gr.State``) like the
+conversation.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -24,21 +29,25 @@ from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbqa.types import Answer
 from web.admin_tab import admin_tab
 from web.feedback import FeedbackStore
+from web.i18n import LANGUAGES, TEXTS, Lang, as_lang, text
 
-EXAMPLES = [
-    "锦州的“三个开放”是什么？",
-    "数字政府建设的“三大步”和“六小步”分别指什么？",
-    "华为与锦州在2017年签署了什么协议？",
-    "锦州有多少家单位的业务系统迁移上了华为云？",
-    "锦州2024年的GDP是多少？",
-]
 
-NO_SOURCES_HTML = '<p class="kb-none">提问后，这里会列出答案引用的原文段落。</p>'
+def no_sources_html(lang: Lang = "zh") -> str:
+    return f'<p class="kb-none">{text(lang, "no_sources")}</p>'
+
+
+DOWNLOADS = (("md", "download"), ("docx", "download_docx"))  # extension, i18n key
+
+
+def no_download_html(lang: Lang = "zh") -> str:
+    return " ".join(f'<span class="kb-download kb-download-off">{text(lang, key)}</span>' for _, key in DOWNLOADS)
+
+
+NO_SOURCES_HTML = no_sources_html()
+EXAMPLE_QUESTIONS = 4  # how many the page offers (KnowledgeBase.example_questions)
 
 BRIEF_EXAMPLES = ["锦州数字政府建设", "锦州云计算产业"]
-NO_BRIEF_MARKDOWN = "输入主题后点击“生成简报”：简报的每条要点都是知识库原文，并以脚注注明出处。"
-DOWNLOADS = (("md", "下载简报（.md）"), ("docx", "下载 Word（.docx）"))
-NO_DOWNLOAD_HTML = " ".join(f'<span class="kb-download kb-download-off">{label}</span>' for _, label in DOWNLOADS)
+NO_DOWNLOAD_HTML = no_download_html()
 # Turns a visitor keeps on the page (user + assistant messages); older ones scroll away.
 MAX_HISTORY_MESSAGES = 40
 MAX_SOURCE_TURNS = 20  # answers whose sources the panel keeps
@@ -72,7 +81,8 @@ Turn = tuple[int, str, str, str, str]
 CHAT_CSS = """
 #kb-chat .kb-refusal { color: var(--body-text-color-subdued); border-left: 3px solid var(--color-accent-soft);
   padding-left: 0.6rem; }
-#kb-chat .kb-refusal::before { content: "未找到答案 · "; font-weight: 600; }
+#kb-chat .kb-refusal::before { font-weight: 600; }
+#kb-bar { justify-content: flex-end; }
 #kb-chat .kb-notice, #kb-chat .kb-checked { font-size: 0.85rem; color: var(--body-text-color-subdued); }
 #kb-chat a.kb-cite { text-decoration: none; font-weight: 600; color: var(--color-accent); padding: 0 1px; }
 #kb-chat a.kb-cite:hover { text-decoration: underline; }
@@ -80,7 +90,10 @@ CHAT_CSS = """
 #kb-sources .kb-q { font-size: 0.9rem; margin: 0 0 0.5rem; color: var(--body-text-color-subdued); }
 #kb-sources .kb-standalone { font-weight: normal; }
 #kb-sources .kb-flash { outline: 2px solid var(--color-accent); transition: outline-color 1.5s; }
-"""
+""" + "".join(  # a refusal's badge, in the page's language when it was shown (Gradio strips data-*)
+    f'#kb-chat .kb-refusal.kb-ui-{lang}::before {{ content: "{TEXTS[lang]["refusal_badge"]} · "; }}\n'
+    for lang in LANGUAGES
+)
 CHAT_HEAD = """<script>
 document.addEventListener("click", function (event) {
   var link = event.target.closest && event.target.closest("a.kb-cite");
@@ -121,22 +134,22 @@ def _source_link(source: str) -> str:
     return html.escape(source)
 
 
-def download_links(topic: str) -> str:
+def download_links(topic: str, lang: Lang = "zh") -> str:
     """The briefing's downloads: links to ``GET /api/brief.md`` and ``GET /api/brief.docx``
     (relative, so they work under any mount path). The briefing is composed again there, so
     nothing is written to Gradio's cache for it."""
     links = []
-    for extension, label in DOWNLOADS:
+    for extension, key in DOWNLOADS:
         href = html.escape(f"api/brief.{extension}?topic={quote(topic, safe='')}", quote=True)
-        links.append(f'<a class="kb-download" href="{href}" download>{label}</a>')
+        links.append(f'<a class="kb-download" href="{href}" download>{text(lang, key)}</a>')
     return " ".join(links)
 
 
-def render_sources(answer: Answer, turn: int = 1) -> str:
+def render_sources(answer: Answer, turn: int = 1, lang: Lang = "zh") -> str:
     """Answer ``turn``'s sources: ``[n] title · date · section · source`` and the passage with
     the cited spans highlighted; item ``n`` has the id ``kb-src-<turn>-<n>`` its mark links to."""
     if not answer.found or not answer.citations:
-        return NO_SOURCES_HTML
+        return no_sources_html(lang)
     items = []
     for c in (citation.to_dict() for citation in answer.citations):
         meta = [f'<span class="kb-title">{html.escape(c["title"] or c["doc_id"])}</span>']
@@ -155,48 +168,54 @@ def render_sources(answer: Answer, turn: int = 1) -> str:
 _MARK = re.compile(r"\[(\d+)\]")
 
 
-def render_answer(answer: Answer, turn: int) -> str:
+def refusal_html(message: str, lang: Lang = "zh") -> str:
+    """A refusal's text in the chat's refusal style, its badge (CHAT_CSS) in ``lang``."""
+    return f'<div class="kb-refusal kb-ui-{as_lang(lang)}">{html.escape(message)}</div>'
+
+
+def render_answer(answer: Answer, turn: int, lang: Lang = "zh") -> str:
     """An answer as the chat shows it: the text escaped, each ``[n]`` a link to its source in
     the panel (``kb-src-<turn>-<n>``; the page's script opens and flashes it); a refusal in
     its own style. Only marks that name one of the answer's citations become links: a "[3]"
-    quoted from a document stays text."""
+    quoted from a document stays text. The page's own wording around it is in ``lang``; the
+    answer's text is in the question's language."""
     notice = f'<div class="kb-notice">{html.escape(answer.notice)}</div>' if answer.notice else ""
     if not answer.found:
         related = "".join(
             f'<li>{html.escape(p.chunk.title or p.chunk.doc_id)}：{html.escape(p.chunk.text[:80])}…</li>'
             for p in answer.related
         )
-        label = "Related passages (not an answer)" if answer.text.isascii() else "相关内容（不是答案）"
-        extra = f'<div class="kb-related">{label}<ul>{related}</ul></div>' if related else ""
-        return f'{notice}<div class="kb-refusal">{html.escape(answer.text)}</div>{extra}'
+        extra = f'<div class="kb-related">{text(lang, "related")}<ul>{related}</ul></div>' if related else ""
+        return f"{notice}{refusal_html(answer.text, lang)}{extra}"
     cited = len(answer.citations)
 
     def link(match: re.Match[str]) -> str:
         n = int(match.group(1))
         if not 1 <= n <= cited:
             return match.group(0)
-        return f'<a class="kb-cite" href="#kb-src-{turn}-{n}" title="查看引用 [{n}]">[{n}]</a>'
+        return f'<a class="kb-cite" href="#kb-src-{turn}-{n}" title="{text(lang, "cite_title", n=n)}">[{n}]</a>'
 
     checked = ""
     if answer.verification and answer.verification.get("removed"):
         removed = answer.verification["removed"]
-        checked = f'<div class="kb-checked">已删去 {removed} 句知识库原文无法支持的内容。</div>'
+        checked = f'<div class="kb-checked">{text(lang, "removed", n=removed)}</div>'
     return f'{notice}<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>{checked}'
 
 
-def render_turns(turns: list[Turn]) -> str:
+def render_turns(turns: list[Turn], lang: Lang = "zh") -> str:
     """The sources panel: every answer's sources, newest first, under its question (and, for
     a follow-up, the standalone question it was understood as)."""
     if not turns:
-        return NO_SOURCES_HTML
+        return no_sources_html(lang)
     sections = []
     for turn, question, sources, _, standalone in reversed(turns):
         understood = ""
         if standalone and standalone != question.strip():
-            understood = f'<span class="kb-standalone">（理解为：{html.escape(standalone)}）</span>'
+            understood = text(lang, "understood", question=html.escape(standalone))
+            understood = f'<span class="kb-standalone">{understood}</span>'
         sections.append(
-            f'<section class="kb-turn" id="kb-turn-{turn}"><h4 class="kb-q">第 {turn} 问：{html.escape(question)}'
-            f"{understood}</h4>{sources}</section>"
+            f'<section class="kb-turn" id="kb-turn-{turn}"><h4 class="kb-q">{text(lang, "turn", n=turn)}'
+            f"{html.escape(question)}{understood}</h4>{sources}</section>"
         )
     return "".join(sections)
 
@@ -241,7 +260,7 @@ def message_text(content: Any) -> str:
     return html.unescape(re.sub(r"<[^>]*>", "", shown.group(1) if shown else content)).strip()
 
 
-_ANSWER_DIV = re.compile(r'<div class="kb-(?:answer|refusal)">(.*?)</div>', re.S)
+_ANSWER_DIV = re.compile(r'<div class="kb-(?:answer|refusal)[ "][^>]*>(.*?)</div>', re.DOTALL)
 
 
 def voted_turn(history: list[Message], index: Any) -> tuple[str, str] | None:
@@ -278,10 +297,10 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         feedback.add(*turn, liked)
 
     def respond(
-        question: str, history: list[Message], turns: list[Turn]
+        question: str, history: list[Message], turns: list[Turn], lang: Lang
     ) -> Iterator[tuple[str, list[Message], list[Turn], list[Message], str]]:
-        # The conversation lives on the server (gr.State): the event's only input from the page
-        # is the question's text (web/gradio_guard.py).
+        # The conversation and the language live on the server (gr.State): the event's only
+        # input from the page is the question's text (web/gradio_guard.py).
         if not question.strip():  # an empty submit is a no-op, not a question
             yield question, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
@@ -292,71 +311,107 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
             earlier = earlier[2:]  # the oldest question and answer go first
         try:
             for answer in kb.ask_stream(question, history=earlier):
-                shown = [*history, {"role": "assistant", "content": render_answer(answer, turn)}]
-                record = (turn, question, render_sources(answer, turn), answer.text, answer.standalone_question)
+                shown = [*history, {"role": "assistant", "content": render_answer(answer, turn, lang)}]
+                record = (turn, question, render_sources(answer, turn, lang), answer.text, answer.standalone_question)
                 shown_turns = [*turns, record][-MAX_SOURCE_TURNS:]
-                yield "", shown, shown_turns, shown, render_turns(shown_turns)
+                yield "", shown, shown_turns, shown, render_turns(shown_turns, lang)
         except QuestionError as exc:
-            message = f"抱歉，这个问题无法处理：{exc}。请修改后重试。"
-            shown = [*history, {"role": "assistant", "content": f'<div class="kb-refusal">{html.escape(message)}</div>'}]
-            yield "", shown, turns, shown, render_turns(turns)
+            message = text(lang, "question_error", error=exc)
+            shown = [*history, {"role": "assistant", "content": refusal_html(message, lang)}]
+            yield "", shown, turns, shown, render_turns(turns, lang)
 
-    def make_briefing(topic: str) -> tuple[str, str, str]:
+    def ask_example(
+        index: int, history: list[Message], turns: list[Turn], lang: Lang, offered: list[str]
+    ) -> Iterator[tuple[str, list[Message], list[Turn], list[Message], str]]:
+        # The page sends the example's index; the question is the one this session was offered.
+        if type(index) is not int or not 0 <= index < len(offered):
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        yield from respond(offered[index], history, turns, lang)
+
+    def make_briefing(topic: str, lang: Lang) -> tuple[str, str, str, str]:
         if not topic.strip():  # an empty click is a no-op
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             briefing = kb.brief(topic)
         except QuestionError as exc:
-            message = escape_markdown(f"抱歉，这个主题无法处理：{exc}。请修改后重试。")
-            return message, "", NO_DOWNLOAD_HTML
-        return render_briefing(briefing.markdown), briefing.markdown, download_links(briefing.topic)
+            return escape_markdown(text(lang, "topic_error", error=exc)), "", no_download_html(lang), ""
+        return (
+            render_briefing(briefing.markdown),
+            briefing.markdown,
+            download_links(briefing.topic, lang),
+            briefing.topic,
+        )
 
     # delete_cache: a backstop for the private cache (web/gradio_guard.py's own_cache), which
     # nothing writes to — anything that ever lands there is gone within the hour.
     with gr.Blocks(title="知识库问答", delete_cache=(600, 3600)) as demo:
         history = gr.State([])
         turns = gr.State([])
-        with gr.Tab("问答", id="kb-tab-chat"):
-            gr.Markdown(
-                "# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源，"
-                "点击 [n] 查看引用原文（宽屏在右侧，手机在下方）。"
-            )
+        language = gr.State("zh")  # the page's language (web/i18n.py)
+        offered = gr.State([])  # the example questions this session shows, by index
+        briefed = gr.State("")  # the topic of the briefing shown ("": none yet)
+        with gr.Row(elem_id="kb-bar"):
+            switch = gr.Button(text("zh", "switch"), elem_id="kb-lang", size="sm", scale=0, min_width=90)
+        with gr.Tab(text("zh", "tab_chat"), id="kb-tab-chat") as chat_tab:
+            intro = gr.Markdown(text("zh", "intro"))
             question = gr.Textbox(
-                label="问题",
-                placeholder="输入问题，按回车发送",
+                label=text("zh", "question_label"),
+                placeholder=text("zh", "question_placeholder"),
                 show_label=False,
                 elem_id="kb-question",
                 scale=5,
                 max_lines=4,
                 autofocus=True,
-                render=False,  # placed under the chat below; the examples above it fill it
+                render=False,  # placed under the chat below
             )
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=320):
                     # Above the chat, so that on a phone the sources follow the input box directly.
-                    gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+                    # Filled on page load from the knowledge base (KnowledgeBase.example_questions).
+                    examples = gr.Dataset(
+                        components=[question],
+                        samples=[],
+                        type="index",
+                        label=text("zh", "examples_label"),
+                        elem_id="kb-examples",
+                        visible=False,
+                    )
                     chatbot = gr.Chatbot(
-                        label="对话",
+                        label=text("zh", "chat_label"),
                         elem_id="kb-chat",
                         height=480,
                         render_markdown=False,  # messages are escaped HTML (see module docstring)
                         feedback_options=("Like", "Dislike") if feedback is not None else None,
                         buttons=["copy"],
-                        placeholder="请在下方输入问题，或点击上方的示例问题。",
+                        placeholder=text("zh", "chat_placeholder"),
                     )
                     with gr.Row():
                         question.render()
-                        send = gr.Button("发送", variant="primary", elem_id="kb-send", scale=1, min_width=80)
+                        send = gr.Button(
+                            text("zh", "send"), variant="primary", elem_id="kb-send", scale=1, min_width=80
+                        )
                 # min_width: below two columns' worth (a phone), the row wraps and the sources
                 # come under the chat.
                 with gr.Column(scale=2, min_width=320):
-                    gr.Markdown("### 引用来源")
+                    sources_heading = gr.Markdown(text("zh", "sources_heading"))
                     sources = gr.HTML(NO_SOURCES_HTML, elem_id="kb-sources", css_template=_SOURCES_CSS, max_height=640)
+            chat_outputs = [question, history, turns, chatbot, sources]
+            # Registered before "ask", which stays the page's second event (fn_index 1).
+            examples.click(
+                ask_example,
+                inputs=[examples, history, turns, language, offered],
+                outputs=chat_outputs,
+                show_progress="minimal",
+                api_name="ask_example",
+                api_visibility="private",
+                concurrency_limit=8,
+            )
             gr.on(
                 [question.submit, send.click],
                 respond,
-                inputs=[question, history, turns],
-                outputs=[question, history, turns, chatbot, sources],
+                inputs=[question, history, turns, language],
+                outputs=chat_outputs,
                 show_progress="minimal",
                 api_name="ask",
                 # Gradio runs one call per event at a time by default: 32 visitors queued behind
@@ -370,42 +425,44 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
             # The chat's trash button clears what the page shows; the server's copy goes too, or
             # the next answer would bring the old conversation back.
             chatbot.clear(
-                lambda: ([], [], NO_SOURCES_HTML), outputs=[history, turns, sources], api_name="clear",
+                lambda lang: ([], [], no_sources_html(lang)),
+                inputs=[language],
+                outputs=[history, turns, sources],
+                api_name="clear",
                 api_visibility="private",
             )
-        with gr.Tab("简报", id="kb-tab-brief"):
-            gr.Markdown(
-                "## 简报\n输入主题，生成一份简报：每条要点都是知识库原文的摘录，脚注注明出处；"
-                "可复制 Markdown，或下载 .md / Word 文件。"
-            )
+        with gr.Tab(text("zh", "tab_brief"), id="kb-tab-brief") as brief_tab:
+            brief_intro = gr.Markdown(text("zh", "brief_intro"))
             with gr.Row():
                 topic = gr.Textbox(
-                    label="主题",
-                    placeholder="例如：锦州数字政府建设",
+                    label=text("zh", "topic_label"),
+                    placeholder=text("zh", "topic_placeholder"),
                     show_label=False,
                     elem_id="kb-brief-topic",
                     scale=5,
                     max_lines=2,
                 )
-                make = gr.Button("生成简报", variant="primary", elem_id="kb-brief-make", scale=1, min_width=100)
-            gr.Examples(BRIEF_EXAMPLES, inputs=topic, label="示例主题")
+                make = gr.Button(
+                    text("zh", "make_brief"), variant="primary", elem_id="kb-brief-make", scale=1, min_width=100
+                )
+            brief_examples = gr.Examples(BRIEF_EXAMPLES, inputs=topic, label=text("zh", "brief_examples_label"))
             download = gr.HTML(NO_DOWNLOAD_HTML, elem_id="kb-brief-download", css_template=_DOWNLOAD_CSS)
             briefing_view = gr.Markdown(
-                NO_BRIEF_MARKDOWN,
+                text("zh", "no_brief"),
                 elem_id="kb-brief",
                 sanitize_html=True,  # the briefer escapes document text; the sanitizer stays on too
                 latex_delimiters=[],  # "$$" in a document is text, not math
                 container=True,
             )
-            with gr.Accordion("Markdown 原文（复制后可粘贴到文档或编辑器）", open=False):
+            with gr.Accordion(text("zh", "brief_source"), open=False) as brief_source:
                 briefing_source = gr.Code(
                     language="markdown", interactive=False, show_label=False, elem_id="kb-brief-source"
                 )
         gr.on(
             [topic.submit, make.click],
             make_briefing,
-            inputs=[topic],
-            outputs=[briefing_view, briefing_source, download],
+            inputs=[topic, language],
+            outputs=[briefing_view, briefing_source, download, briefed],
             show_progress="minimal",
             api_name="brief",
             # The page's own event, not a second public API: HTTP clients have /api/brief, and
@@ -414,4 +471,62 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         )
         if admin:
             admin_tab()
+
+        # The page's wording in a language: each component with its wording (web/i18n.py).
+        wording: dict[Any, Callable[[Lang], Any]] = {
+            switch: lambda lang: gr.update(value=text(lang, "switch")),
+            chat_tab: lambda lang: gr.update(label=text(lang, "tab_chat")),
+            intro: lambda lang: text(lang, "intro"),
+            question: lambda lang: gr.update(
+                label=text(lang, "question_label"), placeholder=text(lang, "question_placeholder")
+            ),
+            examples: lambda lang: gr.update(label=text(lang, "examples_label")),
+            chatbot: lambda lang: gr.update(label=text(lang, "chat_label"), placeholder=text(lang, "chat_placeholder")),
+            send: lambda lang: gr.update(value=text(lang, "send")),
+            sources_heading: lambda lang: text(lang, "sources_heading"),
+            brief_tab: lambda lang: gr.update(label=text(lang, "tab_brief")),
+            brief_intro: lambda lang: text(lang, "brief_intro"),
+            topic: lambda lang: gr.update(label=text(lang, "topic_label"), placeholder=text(lang, "topic_placeholder")),
+            make: lambda lang: gr.update(value=text(lang, "make_brief")),
+            brief_examples.dataset: lambda lang: gr.update(label=text(lang, "brief_examples_label")),
+            brief_source: lambda lang: gr.update(label=text(lang, "brief_source")),
+        }
+        # And what the page shows that depends on the session too: the sources panel, and the
+        # briefing's placeholder and download (a briefing shown keeps its text).
+        shown_outputs = [sources, briefing_view, download]
+
+        def shown_in(lang: Lang, turns: list[Turn], briefed: str) -> list[Any]:
+            if briefed:
+                return [render_turns(turns, lang), gr.skip(), download_links(briefed, lang)]
+            return [render_turns(turns, lang), text(lang, "no_brief"), no_download_html(lang)]
+
+        def switch_language(lang: Lang, turns: list[Turn], briefed: str) -> list[Any]:
+            lang = "zh" if lang == "en" else "en"
+            return [lang, *(update(lang) for update in wording.values()), *shown_in(lang, turns, briefed)]
+
+        switch.click(
+            switch_language,
+            inputs=[language, turns, briefed],
+            outputs=[language, *wording, *shown_outputs],
+            show_progress="hidden",
+            api_name="language",
+            api_visibility="private",
+        )
+
+        def load_page(request: gr.Request) -> Iterator[dict[Any, Any]]:
+            # ?lang=en opens the page in English (it is built in Chinese); else the language is
+            # left alone, so a slow load can't undo a switch made meanwhile. The examples come
+            # after: the knowledge base's own, computed once per content of the store.
+            if request.query_params.get("lang") == "en":
+                yield {language: "en"} | {block: update("en") for block, update in wording.items()}
+            questions = kb.example_questions(EXAMPLE_QUESTIONS)
+            yield {offered: questions, examples: gr.update(samples=[[q] for q in questions], visible=bool(questions))}
+
+        demo.load(
+            load_page,
+            outputs=[language, offered, *wording],
+            show_progress="hidden",
+            api_name="load_page",
+            api_visibility="private",
+        )
     return demo

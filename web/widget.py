@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The script's line that holds the history bounds; the served script carries the app's own.
+_LIMITS = re.compile(r"var LIMITS = \{[^}\n]*\}; // filled in by web/widget\.py")
 
 _WIDGET_DEMO = """<!doctype html>
 <html lang="zh-CN">
@@ -28,12 +32,24 @@ code,pre{background:#f4f4f5;border-radius:4px;padding:.1rem .3rem}</style></head
 """
 
 
-def widget_router() -> APIRouter:
+def widget_script(max_history_messages: int, max_history_chars: int) -> str:
+    """static/widget.js with these bounds on the conversation it sends (the app's settings:
+    a widget that sent more would get a 422 on its next follow-up)."""
+    script = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+    limits = json.dumps({"messages": max_history_messages, "chars": max_history_chars})
+    script, found = _LIMITS.subn(lambda _: f"var LIMITS = {limits}; // filled in by web/widget.py", script)
+    if found != 1:
+        raise RuntimeError("static/widget.js has no LIMITS line for web/widget.py to fill in")
+    return script
+
+
+def widget_router(max_history_messages: int, max_history_chars: int) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    script = widget_script(max_history_messages, max_history_chars)
 
     @router.api_route("/widget.js", methods=["GET", "HEAD"])
-    def widget_js() -> FileResponse:
-        return FileResponse(STATIC_DIR / "widget.js", media_type="text/javascript; charset=utf-8")
+    def widget_js() -> Response:
+        return Response(script, media_type="text/javascript; charset=utf-8")
 
     @router.api_route("/widget", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def widget_demo() -> str:

@@ -154,6 +154,20 @@ def test_widget_docs_and_ui_are_served(client):
     assert client.get("/").status_code == 200  # the Gradio chat page
 
 
+def test_the_widget_script_carries_the_knowledge_bases_history_bounds(client, seed_kb):
+    """widget.js trims the conversation it sends to the bounds /api/ask enforces, as served."""
+    from web.widget import STATIC_DIR, widget_script
+
+    served = client.get("/widget.js").text
+    limits = {"messages": seed_kb.settings.max_history_messages, "chars": seed_kb.settings.max_history_chars}
+    assert f"var LIMITS = {json.dumps(limits)}; // filled in by web/widget.py" in served
+    script = widget_script(2, 300)
+    assert 'var LIMITS = {"messages": 2, "chars": 300}; // filled in by web/widget.py' in script
+    assert script.replace('{"messages": 2, "chars": 300}', "X") == (STATIC_DIR / "widget.js").read_text(
+        encoding="utf-8"
+    ).replace("{ messages: 40, chars: 12000 }", "X")  # nothing else of the script changes
+
+
 def _json(body):
     return {"json": body}
 

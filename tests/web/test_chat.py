@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from kbqa.types import Answer, Chunk, Citation, Passage
 from web.chat import NO_SOURCES_HTML, render_sources
 
@@ -70,7 +72,8 @@ def test_briefing_tab_handler(seed_kb):
 
     demo = build_chat(seed_kb)
     (make_briefing,) = [f.fn for f in demo.fns.values() if f.api_name == "brief"]
-    shown, source, download = make_briefing("锦州数字政府建设")
+    shown, source, download, briefed = make_briefing("锦州数字政府建设", "zh")
+    assert briefed == "锦州数字政府建设"  # the session's briefing: its download link follows the language
     # The KB's briefing, but for the generation time (its minute may have turned meanwhile).
     assert source.split("\n", 3)[3] == seed_kb.brief("锦州数字政府建设").markdown.split("\n", 3)[3]
     assert "<sup>[1]</sup>" in shown and "[^1]" not in shown
@@ -79,9 +82,13 @@ def test_briefing_tab_handler(seed_kb):
     assert download == (f'<a class="kb-download" href="api/brief.md?topic={topic}" download>下载简报（.md）</a> '
                         f'<a class="kb-download" href="api/brief.docx?topic={topic}" download>下载 Word（.docx）</a>')
     # Too long a topic: the reason, and nothing to download; an empty one changes nothing.
-    shown, source, download = make_briefing("x" * 3000)
-    assert "无法处理" in shown and source == "" and download == NO_DOWNLOAD_HTML
-    assert all(update == {"__type__": "update"} for update in make_briefing("   "))
+    shown, source, download, briefed = make_briefing("x" * 3000, "zh")
+    assert "无法处理" in shown and source == "" and download == NO_DOWNLOAD_HTML and briefed == ""
+    assert all(update == {"__type__": "update"} for update in make_briefing("   ", "zh"))
+    # In English: the page's wording, the reason as the knowledge base gave it.
+    shown, _, download, _ = make_briefing("x" * 3000, "en")
+    assert shown.startswith("Sorry, this topic can't be processed") and "Download briefing (.md)" in download
+    assert ">Download briefing (.md)</a>" in make_briefing("锦州数字政府建设", "en")[2]
 
 
 def test_a_notice_and_removed_sentences_are_shown_with_the_answer():
@@ -107,3 +114,64 @@ def test_the_conversation_sent_with_a_question_is_the_plain_text_of_earlier_turn
     assert conversation(turns, 2) == conversation(turns, 40)[2:] and conversation(turns, 0) == []
     panel = render_turns(turns)
     assert panel.count("理解为") == 1 and "理解为：锦州的开放数据资源是什么？" in panel
+
+
+# --- the page's language (web/i18n.py) ----------------------------------------------------------
+
+
+def test_both_languages_word_the_same_things():
+    from web.i18n import LANGUAGES, TEXTS
+
+    keys = {lang: set(TEXTS[lang]) for lang in LANGUAGES}
+    assert keys["zh"] == keys["en"]
+    for key in keys["zh"]:  # the same values to fill in, and no Chinese left in the English
+        assert re.findall(r"\{\w+\}", TEXTS["zh"][key]) == re.findall(r"\{\w+\}", TEXTS["en"][key]), key
+        assert key == "switch" or key == "topic_placeholder" or not re.search(r"[\u4e00-\u9fff]", TEXTS["en"][key]), key
+
+
+def test_the_wording_around_an_answer_follows_the_page_and_the_answer_its_question():
+    from web.chat import message_text, render_answer, render_turns
+
+    refusal = Answer("锦州2024年的GDP是多少？", "抱歉，知识库中没有找到能回答这个问题的内容。", False,
+                     related=(Passage(Chunk("d.txt", 0, "锦州的文字", 0, 5, title="标题"), 0.5),))
+    english = render_answer(refusal, 1, "en")
+    assert 'class="kb-refusal kb-ui-en"' in english and "Related passages (not an answer)" in english
+    assert "抱歉，知识库中没有找到" in english  # the answer's own text stays in its question's language
+    assert 'class="kb-refusal kb-ui-zh"' in render_answer(refusal, 1, "zh") and "相关内容（不是答案）" in render_answer(refusal, 1)
+    assert message_text(english) == "抱歉，知识库中没有找到能回答这个问题的内容。"  # what a vote stores
+    checked = Answer("q", "答案。[1]", True, citations=answer().citations, verification={"removed": 2})
+    shown = render_answer(checked, 3, "en")
+    assert 'title="Show source [1]"' in shown and "Removed 2 sentence(s)" in shown
+    turns = [(1, "其中第二个呢？", "<ol>…</ol>", "…", "锦州的开放数据资源是什么？")]
+    assert render_turns(turns, "en").startswith('<section class="kb-turn" id="kb-turn-1"><h4 class="kb-q">Q1: 其中第二个呢？')
+    assert "(understood as: 锦州的开放数据资源是什么？)" in render_turns(turns, "en")
+    assert "Ask a question" in render_turns([], "en") and render_turns([]) == NO_SOURCES_HTML
+
+
+def test_the_refusal_badge_is_styled_in_each_language():
+    from web.chat import CHAT_CSS
+
+    assert '.kb-refusal.kb-ui-zh::before { content: "未找到答案 · "; }' in CHAT_CSS
+    assert '.kb-refusal.kb-ui-en::before { content: "No answer · "; }' in CHAT_CSS
+
+
+def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
+    """The language event as Gradio calls it: every component it names gets its wording, the
+    sources panel is drawn again in the new language, a briefing shown stays."""
+    from web.chat import build_chat
+
+    demo = build_chat(seed_kb)
+    (fn,) = [f for f in demo.fns.values() if f.api_name == "language"]
+    turns = [(1, "锦州的“三个开放”是什么？", "<ol>…</ol>", "…", "锦州的“三个开放”是什么？")]
+    lang, *updates = fn.fn("zh", turns, "")
+    assert lang == "en" and len(updates) == len(fn.outputs) - 1
+    labels = {str(u.get("label") or u.get("value") or "") for u in updates if isinstance(u, dict)}
+    labels |= {u for u in updates if isinstance(u, str)}
+    assert {"中文", "Ask", "Briefing", "Send", "Example questions (click to ask)", "Make briefing"} <= labels
+    panel, briefing_view, download = updates[-3:]
+    assert "Q1: 锦州的“三个开放”是什么？" in panel and briefing_view.startswith("Enter a topic")
+    assert "Download briefing (.md)" in download and "href" not in download
+    _, *updates = fn.fn("en", turns, "锦州数字政府建设")
+    panel, briefing_view, download = updates[-3:]
+    assert "第 1 问：" in panel and briefing_view == {"__type__": "update"}  # the briefing shown stays
+    assert download.startswith('<a class="kb-download" href="api/brief.md?topic=') and "下载简报（.md）" in download

@@ -176,15 +176,89 @@ def test_chat_refuses_and_reports_bad_questions_in_the_conversation(page, js_err
     from playwright.sync_api import expect
 
     open_chat(page, app_url)
-    page.get_by_text("锦州2024年的GDP是多少？").click()  # the example fills the textbox
-    expect(page.locator("#kb-question textarea")).to_have_value("锦州2024年的GDP是多少？")
-    page.locator("#kb-send").click()
+    ask(page, "锦州2024年的GDP是多少？")
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("没有找到")
     expect(page.locator("#kb-sources mark")).to_have_count(0)
     expect(page.locator("#kb-sources")).not_to_contain_text("数字锦州的味道")
 
     ask(page, "问" * 2500)  # longer than max_question_chars: a QuestionError, shown as a message
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("抱歉，这个问题无法处理")
+    assert js_errors == []
+
+
+def test_an_example_from_the_knowledge_base_is_asked_on_click(page, js_errors, app_url, seed_kb):
+    from playwright.sync_api import expect
+
+    open_chat(page, app_url)
+    offered = page.locator("#kb-examples button")
+    expect(offered).to_have_count(4)  # filled on load from the knowledge base, not a fixed list
+    assert [b.inner_text().strip() for b in offered.all()] == seed_kb.example_questions(4)
+    first = offered.nth(1).inner_text().strip()
+    offered.nth(1).click()  # one click asks: no textbox to fill, no send
+    expect(page.locator("#kb-chat .message.user").last).to_contain_text(first)
+    reply = page.locator("#kb-chat .message.bot").last
+    expect(reply.locator("a.kb-cite", has_text="[1]").first).to_be_visible()
+    expect(page.locator("#kb-src-1-1")).to_contain_text("数字锦州的味道")
+    expect(page.locator("#kb-question textarea")).to_have_value("")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-example.png"))
+    assert js_errors == []
+
+
+def refusal_badge(page) -> str:
+    return page.evaluate(
+        """() => getComputedStyle(document.querySelectorAll('#kb-chat .kb-refusal')[
+                 document.querySelectorAll('#kb-chat .kb-refusal').length - 1], '::before').content"""
+    )
+
+
+def test_the_english_switch_rewords_the_page_and_answers_still_show(page, js_errors, app_url):
+    from playwright.sync_api import expect
+
+    open_chat(page, app_url)
+    ask(page, SEED_QUESTION)
+    expect(page.locator("#kb-chat .message.bot").last).to_contain_text("开放数据资源")
+    page.locator("#kb-lang").click()
+    expect(page.locator("#kb-send")).to_have_text("Send")
+    expect(page.locator("#kb-lang")).to_have_text("中文")
+    expect(page.get_by_role("tab", name="Ask")).to_be_visible()
+    expect(page.get_by_role("tab", name="Briefing")).to_be_visible()
+    expect(page.locator("#kb-question textarea")).to_have_attribute("placeholder", "Type a question and press Enter")
+    expect(page.get_by_text("Example questions (click to ask)")).to_be_visible()
+    expect(page.locator("#kb-turn-1 .kb-q")).to_contain_text("Q1: ")  # the sources panel, drawn again
+    # An English question: the reply shows, in English, with the page's English badge.
+    ask(page, "What was Jinzhou's GDP in 2024?")
+    reply = page.locator("#kb-chat .message.bot").nth(1)
+    expect(reply).to_contain_text("Sorry, the knowledge base holds nothing")
+    expect(reply).to_contain_text("Related passages (not an answer)")
+    assert refusal_badge(page) == '"No answer · "'
+    # A Chinese question in the English page: answered and cited as ever, under "Q3".
+    ask(page, "华为与锦州在2017年签署了什么协议？")
+    expect(page.locator("#kb-chat .message.bot").nth(2).locator("a.kb-cite").first).to_have_attribute(
+        "title", "Show source [1]")
+    expect(page.locator("#kb-turn-3 .kb-q")).to_contain_text("Q3: 华为与锦州")
+    page.get_by_role("tab", name="Briefing").click()
+    expect(page.locator("#kb-brief-make")).to_have_text("Make briefing")
+    expect(page.locator("#kb-brief-download")).to_contain_text("Download briefing (.md)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-english-brief.png"))
+    page.get_by_role("tab", name="Ask").click()
+    page.screenshot(path=str(ARTIFACTS / "chat-english.png"))
+    page.locator("#kb-lang").click()  # and back
+    expect(page.locator("#kb-send")).to_have_text("发送")
+    expect(page.locator("#kb-turn-3 .kb-q")).to_contain_text("第 3 问：")
+    ask(page, "锦州2024年的GDP是多少？")
+    expect(page.locator("#kb-chat .kb-refusal")).to_have_count(2)
+    assert refusal_badge(page) == '"未找到答案 · "'
+    assert js_errors == []
+
+
+def test_the_page_opens_in_english_with_lang_en(page, js_errors, app_url):
+    from playwright.sync_api import expect
+
+    page.goto(app_url + "/?lang=en", wait_until="load")
+    expect(page.locator("#kb-send")).to_have_text("Send")
+    expect(page.locator("#kb-examples button")).to_have_count(4)
     assert js_errors == []
 
 
@@ -325,4 +399,87 @@ def test_document_markup_shows_as_text_in_the_widget(page, js_errors, xss_url):
     expect(page.locator(".panel .a")).to_have_count(2)
     expect(page.locator(".panel .q").last).to_have_text(MARKUP_QUESTION)
     assert_not_executed(page, ".panel")
+    assert js_errors == []
+
+
+def widget_ask(page, question: str) -> None:
+    page.locator(".panel textarea").fill(question)
+    page.locator(".panel textarea").press("Enter")
+
+
+def test_widget_sends_its_conversation_and_shows_how_it_understood_a_follow_up(page, js_errors, app_url):
+    import json
+
+    from playwright.sync_api import expect
+
+    page.goto(app_url + "/widget", wait_until="load")
+    page.locator(".fab").click()
+    with page.expect_request(lambda r: r.url.endswith("/api/ask")) as first:
+        widget_ask(page, SEED_QUESTION)
+    answers = page.locator(".panel .a")
+    expect(answers.first).to_contain_text("开放数据资源")
+    assert json.loads(first.value.post_data) == {"question": SEED_QUESTION, "history": []}
+    first_answer = first.value.response().json()["answer"]
+    with page.expect_request(lambda r: r.url.endswith("/api/ask")) as second:
+        widget_ask(page, "其中第二个开放是什么？")
+    expect(answers).to_have_count(2)
+    assert json.loads(second.value.post_data) == {
+        "question": "其中第二个开放是什么？",
+        "history": [{"role": "user", "content": SEED_QUESTION}, {"role": "assistant", "content": first_answer}],
+    }
+    expect(answers.nth(1)).to_contain_text("鼓励企业利用锦州市非涉密类政务数据资源")
+    expect(page.locator(".panel .understood")).to_have_text("理解为：锦州的开放数据资源是什么？")
+    expect(page.locator(".panel .understood")).to_have_count(1)  # a question that stood alone: no line
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "widget-follow-up.png"))
+    assert js_errors == []
+
+
+def test_widget_keeps_its_conversation_within_the_apps_bounds(page, js_errors, make_settings, embedder, start_app):
+    """A knowledge base that takes 2 earlier messages: the widget sends the last question and
+    answer only, and every follow-up is answered (no 422 for too long a history)."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from kbqa.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase(make_settings(max_history_messages=2, rate_limit_per_minute=0), embedder=embedder)
+    kb.ensure_seeded()
+    page.goto(start_app(kb) + "/widget", wait_until="load")
+    page.locator(".fab").click()
+    questions = [SEED_QUESTION, "华为与锦州在2017年签署了什么协议？", "其中第二个开放是什么？"]
+    bodies = []
+    for question in questions:
+        with page.expect_request(lambda r: r.url.endswith("/api/ask")) as request:
+            widget_ask(page, question)
+        expect(page.locator(".panel form button")).to_be_enabled()  # the reply is in
+        bodies.append(json.loads(request.value.post_data))
+    assert [len(b["history"]) for b in bodies] == [0, 2, 2]
+    assert bodies[2]["history"][0] == {"role": "user", "content": questions[1]}
+    expect(page.locator(".panel .a.err")).to_have_count(0)
+    assert js_errors == []
+
+
+@pytest.mark.parametrize("html_tag, script_tag, lang", [
+    ('<html lang="en-US">', '<script src="/widget.js" defer></script>', "en"),
+    ('<html lang="zh-CN">', '<script src="/widget.js" data-lang="en" defer></script>', "en"),
+    ("<html>", '<script src="/widget.js" defer></script>', "zh"),
+])
+def test_widget_labels_follow_data_lang_or_the_pages_lang(page, js_errors, app_url, html_tag, script_tag, lang):
+    from playwright.sync_api import expect
+
+    # A page of the app's own origin, served by the browser itself: the widget's script and
+    # answers come from the app.
+    body = f'<!doctype html>{html_tag}<head><meta charset="utf-8"><title>x</title></head><body><p>x</p>{script_tag}</body></html>'
+    page.route(app_url + "/embedding-page", lambda route: route.fulfill(body=body, content_type="text/html; charset=utf-8"))
+    page.goto(app_url + "/embedding-page", wait_until="load")
+    fab = page.locator(".fab")
+    expect(fab).to_have_text({"en": "Ask", "zh": "问答"}[lang])
+    fab.click()
+    expect(page.locator(".panel form button")).to_have_text({"en": "Send", "zh": "发送"}[lang])
+    expect(page.locator(".panel textarea")).to_have_attribute(
+        "placeholder", {"en": "Ask a question, press Enter", "zh": "输入问题，回车发送"}[lang])
+    widget_ask(page, "锦州2024年的GDP是多少？")
+    expect(page.locator(".panel .a")).to_contain_text("抱歉")  # the answer speaks its question's language
     assert js_errors == []

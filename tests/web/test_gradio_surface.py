@@ -45,7 +45,7 @@ def attack_bodies(path: str | Path) -> list[tuple[str, dict]]:
     for data in (["锦州", in_history], [ref, None], [[ref], None]):
         bodies.append(("/gradio_api/queue/join", {"data": data, "fn_index": 1, "session_hash": "attacker"}))
     bodies.append(("/gradio_api/queue/join",
-                   {"data": ["x", None, None], "fn_index": 1, "session_hash": "a", "event_data": ref}))
+                   {"data": ["x", None, None, None], "fn_index": 1, "session_hash": "a", "event_data": ref}))
     return bodies
 
 
@@ -118,7 +118,7 @@ def test_gradio_writes_nothing_to_its_cache(seed_kb, start_app, planted):
         for path, body in attack_bodies(planted):
             client.post(path, json=body)
         brief = next(d["id"] for d in client.get("/config").json()["dependencies"] if d["api_name"] == "brief")
-        for fn_index, data in ((1, [SEED_QUESTION, None, None]), (brief, ["锦州数字政府建设"])):
+        for fn_index, data in ((1, [SEED_QUESTION, None, None, None]), (brief, ["锦州数字政府建设", None])):
             joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": "s1"})
             assert joined.status_code == 200, joined.text
             with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": "s1"}) as stream:
@@ -147,8 +147,8 @@ def test_the_chat_event_works_through_gradio_client(app_url):
         ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": -1, "session_hash": "a"}, 404),
         ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": "1", "session_hash": "a"}, 404),
         ("/gradio_api/queue/join", {"data": ["x", None], "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [123, None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [None, None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [123, None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", {"data": "x", "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", {"data": ["x"], "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", [1, 2], 422),
@@ -187,7 +187,7 @@ def test_error_events_do_not_leak_internals(app_url, seed_kb, monkeypatch):
 
     monkeypatch.setattr(seed_kb, "ask_stream", broken)
     with httpx.Client(base_url=app_url, timeout=30) as client:
-        event_id = client.post("/gradio_api/call/ask", json={"data": [SEED_QUESTION, None, None]}).json()["event_id"]
+        event_id = client.post("/gradio_api/call/ask", json={"data": [SEED_QUESTION, None, None, None]}).json()["event_id"]
         text = client.get(f"/gradio_api/call/ask/{event_id}").text
     assert "event: error" in text
     assert "internal detail" not in text and "NoneType" not in text and "/srv/secret" not in text
@@ -210,7 +210,7 @@ def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
         assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
         assert INPUT_TYPES == {gr.Textbox: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
         assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
-            sorted(["ask", "brief", "clear", "load_example", "load_example_1", *extra])
+            sorted(["ask", "ask_example", "brief", "clear", "language", "load_example", "load_page", *extra])
         )  # the admin tab adds no event: its script calls the JSON API
         assert isinstance(demo, gr.Blocks)
 
@@ -241,7 +241,7 @@ def test_a_vote_stores_the_servers_own_question_and_answer(vote_app):
 
     url, fn_index, db = vote_app
     with httpx.Client(base_url=url, timeout=60) as client:
-        run_event(client, "voter", {"data": [SEED_QUESTION, None, None], "fn_index": 1})
+        run_event(client, "voter", {"data": [SEED_QUESTION, None, None, None], "fn_index": 1})
         # The page's value says anything; what is stored is the server's history at that index.
         vote = {"index": 1, "value": ["<b>forged answer</b>"], "liked": False}
         line = run_event(client, "voter", {"data": [None], "fn_index": fn_index, "event_data": vote})
@@ -274,3 +274,26 @@ def test_a_vote_carries_gradios_like_data_and_nothing_else(vote_app, event_data)
     body = {"data": ["x"], "fn_index": fn_index, "session_hash": "v2",
             "event_data": {"index": 1, "value": "x", "liked": True}}
     assert httpx.post(url + "/gradio_api/queue/join", json=body, timeout=30).status_code == 422
+
+
+def test_an_example_is_asked_by_its_index_and_the_language_switch_takes_state_only(app_url):
+    """The page's example click and 中文/English switch through the guard: an example is an
+    index into the questions this session's page load offered (an index it was not offered
+    asks nothing), the switch sends nothing but state slots; anything else is a 4xx."""
+    with httpx.Client(base_url=app_url, timeout=60) as client:
+        events = {d["api_name"]: d["id"] for d in client.get("/config").json()["dependencies"]}
+        example, language, load = events["ask_example"], events["language"], events["load_page"]
+        assert '"success":true' in run_event(client, "ex", {"data": [], "fn_index": load}).replace(" ", "")
+        line = run_event(client, "ex", {"data": [0, None, None, None, None], "fn_index": example})
+        assert '"success":true' in line.replace(" ", "") and "kb-cite" in line and "kb-src-1-1" in line
+        line = run_event(client, "ex", {"data": [None, None, None], "fn_index": language})
+        assert "Ask" in line and "Briefing" in line and "Q1: " in line  # the panel drawn again, in English
+        line = run_event(client, "ex", {"data": [99, None, None, None, None], "fn_index": example})
+        assert '"success":true' in line.replace(" ", "") and "kb-cite" not in line  # not offered: nothing asked
+        for data in (["锦州", None, None, None, None], [{"path": "/etc/passwd"}, None, None, None, None],
+                     [0, "zh", None, None, None], [0, None, None, None, ["x"]]):
+            response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": example, "session_hash": "ex"})
+            assert response.status_code == 422, (data, response.text)
+        for data in (["en", None, None], [None, [], None]):
+            response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": language, "session_hash": "ex"})
+            assert response.status_code == 422, (data, response.text)

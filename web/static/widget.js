@@ -2,8 +2,14 @@
  * Knowledge-base QA widget: <script src="http://HOST:PORT/widget.js" defer></script>
  *
  * Adds a floating "问答" button that opens a small panel. Questions go to POST /api/ask on
- * the server this script was loaded from; answers show clickable [n] marks that expand the
- * cited passage (title, date, section, the passage with the cited sentences highlighted).
+ * the server this script was loaded from, with the panel's conversation so far as "history"
+ * (so follow-ups work; within the server's bounds, filled in below when it serves this file);
+ * answers show clickable [n] marks that expand the cited passage (title, date, section, the
+ * passage with the cited sentences highlighted), and the question as the server understood a
+ * follow-up ("理解为：…").
+ *
+ * Labels are Chinese, or English with data-lang="en" on the script tag or <html lang="en…">
+ * on the page.
  *
  * A page on another origin can only read the answers if the server allows that origin
  * (CORS): list it in the server's allowed_origins (KB_ALLOWED_ORIGINS). Out of the box only
@@ -21,6 +27,17 @@
   var script = document.currentScript;
   var origin = script && script.src ? new URL(script.src, location.href).origin : location.origin;
   var ASK_URL = origin + "/api/ask";
+  // The app's bounds on "history" (settings.max_history_messages / max_history_chars).
+  var LIMITS = { messages: 40, chars: 12000 }; // filled in by web/widget.py
+
+  var TEXTS = {
+    zh: { open: "问答", title: "知识库问答", close: "关闭", placeholder: "输入问题，回车发送", send: "发送",
+          pending: "正在查找…", error: "出错了：", understood: "理解为：" },
+    en: { open: "Ask", title: "Knowledge-base Q&A", close: "Close", placeholder: "Ask a question, press Enter",
+          send: "Send", pending: "Searching…", error: "Something went wrong: ", understood: "Understood as: " },
+  };
+  var lang = (script && script.getAttribute("data-lang")) || document.documentElement.lang || "";
+  var T = /^en\b/i.test(lang) ? TEXTS.en : TEXTS.zh;
 
   var CSS = [
     ":host { all: initial; }",
@@ -38,6 +55,7 @@
     ".a { margin: 4px 0 10px; background: #f3f4f6; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap; }",
     ".a.none, .a.err { color: #6b7280; }",
     ".a.err { color: #b91c1c; }",
+    ".understood { margin: -2px 0 4px; font-size: 12px; color: #6b7280; }",
     ".cite { border: 0; background: none; color: #c2410c; font-weight: 600; cursor: pointer; padding: 0 1px; font-size: inherit; }",
     ".cite[aria-expanded=true] { text-decoration: underline; }",
     ".src { margin-top: 6px; padding: 6px 8px; border-left: 3px solid #fb923c; background: #fff; font-size: 13px; }",
@@ -120,24 +138,24 @@
   var root = host.attachShadow({ mode: "open" });
   root.appendChild(el("style", null, CSS));
 
-  var fab = el("button", "fab", "问答");
+  var fab = el("button", "fab", T.open);
   fab.type = "button";
   fab.setAttribute("aria-expanded", "false");
   var panel = el("div", "panel");
   panel.setAttribute("role", "dialog");
-  panel.setAttribute("aria-label", "知识库问答");
+  panel.setAttribute("aria-label", T.title);
   var head = el("div", "head");
-  head.appendChild(el("span", null, "知识库问答"));
+  head.appendChild(el("span", null, T.title));
   var close = el("button", null, "×");
   close.type = "button";
-  close.setAttribute("aria-label", "关闭");
+  close.setAttribute("aria-label", T.close);
   head.appendChild(close);
   var log = el("div", "log");
   var form = el("form");
   var input = el("textarea");
-  input.placeholder = "输入问题，回车发送";
+  input.placeholder = T.placeholder;
   input.maxLength = 2000;
-  var send = el("button", null, "发送");
+  var send = el("button", null, T.send);
   send.type = "submit";
   form.appendChild(input);
   form.appendChild(send);
@@ -155,15 +173,27 @@
   fab.addEventListener("click", function () { toggle(!panel.classList.contains("open")); });
   close.addEventListener("click", function () { toggle(false); });
 
+  // The conversation so far, as plain text (each question and the answer's text), oldest first.
+  var history = [];
+
+  // The newest messages within the app's bounds, a question and its answer dropped together.
+  function bounded(messages) {
+    var kept = messages.slice(Math.max(0, messages.length - LIMITS.messages));
+    if (kept.length % 2) kept = kept.slice(1);
+    var chars = function () { return kept.reduce(function (n, m) { return n + m.content.length; }, 0); };
+    while (kept.length && chars() > LIMITS.chars) kept = kept.slice(2);
+    return kept;
+  }
+
   function ask(question) {
     log.appendChild(el("div", "q", question));
-    var pending = log.appendChild(el("div", "a none", "正在查找…"));
+    var pending = log.appendChild(el("div", "a none", T.pending));
     log.scrollTop = log.scrollHeight;
     send.disabled = true;
     fetch(ASK_URL, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question: question }),
+      body: JSON.stringify({ question: question, history: bounded(history) }),
     })
       .then(function (resp) {
         return resp.json().then(function (data) {
@@ -171,8 +201,19 @@
           return data;
         });
       })
-      .then(function (data) { log.replaceChild(answerNode(data), pending); })
-      .catch(function (err) { log.replaceChild(el("div", "a err", "出错了：" + err.message), pending); })
+      .then(function (data) {
+        var reply = answerNode(data);
+        var standalone = String(data.standalone_question || "");
+        if (standalone && standalone !== question) {
+          log.insertBefore(el("div", "understood", T.understood + standalone), pending);
+        }
+        log.replaceChild(reply, pending);
+        history = bounded(history.concat([
+          { role: "user", content: question },
+          { role: "assistant", content: String(data.answer || "") },
+        ]));
+      })
+      .catch(function (err) { log.replaceChild(el("div", "a err", T.error + err.message), pending); })
       .finally(function () {
         send.disabled = false;
         log.scrollTop = log.scrollHeight;

@@ -1,0 +1,95 @@
+"""Every piece of wording the chat page shows, per language: Chinese (the default) and
+English, switched by the page's 中文 / English button (web/chat.py).
+
+Answers are not here: their text, refusals included, follows the question's language
+(kbqa/answering.py). Gradio's own controls (the chat's copy and trash buttons) follow the
+browser's language.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Lang = Literal["zh", "en"]
+LANGUAGES: tuple[Lang, ...] = ("zh", "en")
+
+TEXTS: dict[Lang, dict[str, str]] = {
+    "zh": {
+        "switch": "English",  # the button offers the other language
+        "tab_chat": "问答",
+        "intro": "# 知识库问答\n根据知识库中的文档回答问题；答案的每一句都标注了来源，"
+        "点击 [n] 查看引用原文（宽屏在右侧，手机在下方）。",
+        "question_label": "问题",
+        "question_placeholder": "输入问题，按回车发送",
+        "examples_label": "示例问题（点击即问）",
+        "chat_label": "对话",
+        "chat_placeholder": "请在下方输入问题，或点击上方的示例问题。",
+        "send": "发送",
+        "sources_heading": "### 引用来源",
+        "no_sources": "提问后，这里会列出答案引用的原文段落。",
+        "turn": "第 {n} 问：",
+        "understood": "（理解为：{question}）",
+        "refusal_badge": "未找到答案",
+        "related": "相关内容（不是答案）",
+        "cite_title": "查看引用 [{n}]",
+        "removed": "已删去 {n} 句知识库原文无法支持的内容。",
+        "question_error": "抱歉，这个问题无法处理：{error}。请修改后重试。",
+        "tab_brief": "简报",
+        "brief_intro": "## 简报\n输入主题，生成一份简报：每条要点都是知识库原文的摘录，脚注注明出处；"
+        "可复制 Markdown，或下载 .md / Word 文件。",
+        "topic_label": "主题",
+        "topic_placeholder": "例如：锦州数字政府建设",
+        "make_brief": "生成简报",
+        "brief_examples_label": "示例主题",
+        "no_brief": "输入主题后点击“生成简报”：简报的每条要点都是知识库原文，并以脚注注明出处。",
+        "download": "下载简报（.md）",
+        "download_docx": "下载 Word（.docx）",
+        "brief_source": "Markdown 原文（复制后可粘贴到文档或编辑器）",
+        "topic_error": "抱歉，这个主题无法处理：{error}。请修改后重试。",
+    },
+    "en": {
+        "switch": "中文",
+        "tab_chat": "Ask",
+        "intro": "# Knowledge-base Q&A\nAnswers come from the knowledge base's documents, and every sentence "
+        "names its source: click [n] to read the cited passage (on the right on a wide screen, below on a phone).",
+        "question_label": "Question",
+        "question_placeholder": "Type a question and press Enter",
+        "examples_label": "Example questions (click to ask)",
+        "chat_label": "Conversation",
+        "chat_placeholder": "Type a question below, or click an example question above.",
+        "send": "Send",
+        "sources_heading": "### Sources",
+        "no_sources": "Ask a question: the passages its answer cites are listed here.",
+        "turn": "Q{n}: ",
+        "understood": " (understood as: {question})",
+        "refusal_badge": "No answer",
+        "related": "Related passages (not an answer)",
+        "cite_title": "Show source [{n}]",
+        "removed": "Removed {n} sentence(s) that the knowledge base's text does not support.",
+        "question_error": "Sorry, this question can't be processed: {error}. Please change it and try again.",
+        "tab_brief": "Briefing",
+        "brief_intro": "## Briefing\nEnter a topic to get a briefing: every point is an excerpt of the knowledge "
+        "base, footnoted with its source; copy the Markdown or download it as a .md or Word file.",
+        "topic_label": "Topic",
+        "topic_placeholder": "e.g. 锦州数字政府建设",
+        "make_brief": "Make briefing",
+        "brief_examples_label": "Example topics",
+        "no_brief": "Enter a topic and click “Make briefing”: every point of a briefing is the knowledge base's "
+        "own text, footnoted with its source.",
+        "download": "Download briefing (.md)",
+        "download_docx": "Download Word (.docx)",
+        "brief_source": "Markdown source (copy it into a document or an editor)",
+        "topic_error": "Sorry, this topic can't be processed: {error}. Please change it and try again.",
+    },
+}
+
+
+def as_lang(value: object) -> Lang:
+    """English for "en", else Chinese (the page's default)."""
+    return "en" if value == "en" else "zh"
+
+
+def text(lang: str, key: str, **values: object) -> str:
+    """The wording ``key`` in ``lang`` (Chinese for any other value), ``values`` filled in."""
+    wording = TEXTS[as_lang(lang)][key]
+    return wording.format(**values) if values else wording
