@@ -304,7 +304,7 @@ def write_report(report, out: Path) -> None:
     for variant, v in report["variants"].items():
         op = v["operating_point"]
         note = {"lexical": " (no embedder: no similarity features)",
-                "semantic": " (a question in another language: no word or character overlap features; "
+                "semantic": " (a question in another language: no character-overlap features, word coverage by translated words; "
                             "fitted with English versions of dev questions too, and cross-validated over those)"}.get(variant, "")
         lines += [f"### `{variant}` answerer" + note,
                   "", f"A correct candidate is among the top-5 passages' candidates for {v['a_correct_candidate_exists']:.3f} "
