@@ -141,7 +141,7 @@ class Glossary:
     def translate(self, question: str, frequency: Callable[[str], int]) -> list[tuple[str, list[str]]]:
         """``question``'s content words and phrases, each with its Chinese translations found in
         the knowledge base (``frequency``: a word's document frequency there), best first.
-        Numbers stand for themselves; a word with no translation in the documents is left out."""
+        Numbers stand for themselves; a word with no translation in the documents has none."""
         words = [w for w in _WORD.findall(question.lower().replace("'s ", " ").replace("’s ", " "))]
         out: list[tuple[str, list[str]]] = []
         i = 0
@@ -163,7 +163,7 @@ class Glossary:
                     i += n - 1
                     break
             i += 1
-        return [(english, chinese) for english, chinese in out if chinese]
+        return out
 
     def _best(self, head: str, last: str, frequency: Callable[[str], int]) -> list[str]:
         scored: dict[str, float] = {}
@@ -195,7 +195,11 @@ def glossary() -> Glossary:
 
 def translated_terms(question: str, frequency: Callable[[str], int]) -> QueryTerms:
     """The ``QueryTerms`` of a question in English: every kept translation searched by BM25, the
-    best translation of each word or phrase a key word (weighed by the index, like any)."""
+    best translation of each word or phrase a key word (weighed by the index, like any). A word
+    with no translation the documents hold stays a key word as it is: like a Chinese word the
+    index lacks, it is asked about and missing, so "the population of Paris" (人口 absent, 巴黎
+    absent) is not covered by one passage that holds 总体 (a sense of "population")."""
     found = glossary().translate(question, frequency)
     search = list(dict.fromkeys(t for _, chinese in found for t in chinese))
-    return QueryTerms(text=question, search=tuple(search), weights=dict.fromkeys((c[0] for _, c in found), 1.0))
+    key = [chinese[0] if chinese else english for english, chinese in found]
+    return QueryTerms(text=question, search=tuple(search), weights=dict.fromkeys(key, 1.0))

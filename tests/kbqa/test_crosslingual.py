@@ -33,7 +33,7 @@ def test_phrases_before_words_and_names_by_pinyin_or_definition():
     assert found["migrated"] == ["迁移"]  # inflections reduced to the dictionary's base form
     assert found["jinzhou"][0] == "锦州"
     assert found["2017"] == ["2017"]  # numbers stand for themselves when the documents hold them
-    assert "which" not in found and "platform" not in found  # stopwords; words without a translation in the documents
+    assert "which" not in found and found["platform"] == []  # stopwords out; no translation the documents hold
 
 
 def test_senses_rank_by_place_and_specificity_and_only_words_the_documents_hold():
@@ -42,12 +42,16 @@ def test_senses_rank_by_place_and_specificity_and_only_words_the_documents_hold(
     assert g.translate("openings", frequency)[0][1] == ["开放"]  # "openings" -> "open" -> "open up"
     assert g.translate("institutions", lambda w: w == "机构" and 1)[0][1] == ["机构"]
     assert g.translate("the of which how many", frequency) == []
+    assert g.translate("Paris", frequency) == [("paris", [])]
 
 
 def test_the_terms_of_an_english_question_search_every_translation_and_weigh_the_best():
     terms = translated_terms("How many systems did Jinzhou migrate to Huawei Cloud?", lambda w: 1 if w in {"系统", "锦州", "迁移", "华为", "云"} else 0)
     assert set(terms.weights) == {"系统", "锦州", "迁移", "华为", "云"}
     assert set(terms.weights) <= set(terms.search)
+    # A word the documents hold no translation of is asked about all the same: it stays missing.
+    terms = translated_terms("What is the population of Paris?", lambda w: 1 if w == "总体" else 0)
+    assert terms.search == ("总体",) and set(terms.weights) == {"总体", "paris"}
 
 
 def test_cc_cedict_translates_the_domains_words():
