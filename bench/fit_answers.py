@@ -55,7 +55,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench.fit_answers", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=REPO / ".kbdata" / "bench")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of both regressions")
+    # 0.1 rather than 1: on held-out wordings (bench/heldout/) the stronger penalty answered as many
+    # questions right with fewer wrong (dev cross-validated 0.388 correct / 0.124 wrong against 0.424 / 0.160;
+    # the seed paraphrases 9 of 15 against 8, none wrong).
+    p.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of both regressions")
     p.add_argument("--target-refusal", type=float, default=0.95)
     p.add_argument("--max-sentences", type=int, default=2,
                    help="the chooser learns to pick correct candidates of at most this many sentences")
