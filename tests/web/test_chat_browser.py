@@ -294,10 +294,10 @@ def other_origin(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
 
-    def url(app: str, name: str) -> str:
+    def url(app: str, name: str, attributes: str = "") -> str:
         (root / f"{name}.html").write_text(
             f'<!doctype html><meta charset="utf-8"><title>x</title><p>A page of another site.</p>'
-            f'<script src="{app}/widget.js" defer></script>', encoding="utf-8")
+            f'<script src="{app}/widget.js" defer{attributes}></script>', encoding="utf-8")
         return f"{base}/{name}.html"
 
     yield base, url
@@ -324,6 +324,23 @@ def test_widget_on_another_origin_answers_when_allowed_and_fails_cleanly_when_no
             expect(answer.locator(".src")).to_contain_text("数字锦州的味道")
         else:
             expect(answer).to_contain_text("出错了")  # the browser refused the reply: said, not hung
+    assert js_errors == []
+
+
+def test_the_widgets_data_kb_names_the_knowledge_base_it_asks(page, js_errors, region_kbs, start_app, other_origin):
+    from playwright.sync_api import expect
+
+    from tests.conftest import REGION_QUESTION
+
+    base, url = other_origin
+    app = start_app(region_kbs, region_kbs.settings.model_copy(update={"rate_limit_per_minute": 0,
+                                                                       "allowed_origins": [base]}))
+    for name, attributes, expected in (("named", ' data-kb="regions"', "三百余家"), ("unnamed", "", "抱歉")):
+        page.goto(url(app, name, attributes), wait_until="load")
+        page.locator(".fab").click()
+        page.locator(".panel textarea").fill(REGION_QUESTION)
+        page.locator(".panel textarea").press("Enter")
+        expect(page.locator(".panel .a").last).to_contain_text(expected)  # default holds nothing: a refusal
     assert js_errors == []
 
 
