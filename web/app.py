@@ -14,7 +14,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
 
-from kbqa.chroma import DEFAULT_KB
 from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 from kbqa.settings import Settings
 from web.admin import AdminKey, admin_router, upload_limit
@@ -38,9 +37,9 @@ DOCS_STATIC = "/docs-static"
 
 
 def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = None) -> FastAPI:
-    """The app over the knowledge bases of ``kb``'s store (``kb`` itself the chat page's). Web
-    limits (rate, body size and time, origins, hosts, proxies) come from ``settings``, by
-    default ``kb.settings``."""
+    """The app over the knowledge bases of ``kb``'s store (``kb`` among them). Web limits (rate,
+    body size and time, origins, hosts, proxies) come from ``settings``, by default
+    ``kb.settings``."""
     kbs = kb if isinstance(kb, KnowledgeBases) else KnowledgeBases.serving(kb)
     settings = settings or kbs.settings
     # FastAPIOffline: /docs and /redoc from Swagger UI 5 and Redoc files shipped in the
@@ -55,7 +54,7 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     key = AdminKey(settings)
     feedback = FeedbackStore(feedback_path(settings))
     admin = admin_router(kbs, settings, key, feedback)
-    demo = build_chat(kb if isinstance(kb, KnowledgeBase) else kbs.open(DEFAULT_KB), feedback=feedback, admin=key.enabled)
+    demo = build_chat(kbs, feedback=feedback, admin=key.enabled)
     own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
     # on every response; the Host header checked; forwarded headers dropped unless a trusted

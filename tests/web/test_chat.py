@@ -68,9 +68,10 @@ def test_briefing_footnotes_become_superscripts_and_a_source_list():
 
 def test_briefing_tab_handler(seed_kb):
     """The tab's event ("brief", private to the page) as Gradio calls it."""
+    from kbqa.knowledge_base import KnowledgeBases
     from web.chat import NO_DOWNLOAD_HTML, build_chat
 
-    demo = build_chat(seed_kb)
+    demo = build_chat(KnowledgeBases.serving(seed_kb))
     (make_briefing,) = [f.fn for f in demo.fns.values() if f.api_name == "brief"]
     shown, source, download, briefed = make_briefing("锦州数字政府建设", "zh")
     assert briefed == "锦州数字政府建设"  # the session's briefing: its download link follows the language
