@@ -274,21 +274,25 @@ def test_the_knowledge_base_selector_and_the_filters(page, js_errors, app_url, r
 
     open_chat(page, start_app(region_kbs, region_kbs.settings.model_copy(update={"rate_limit_per_minute": 0})))
     expect(page.locator("#kb-select")).to_be_visible()
+    page.get_by_text("筛选：地区、日期").click()  # opened first: its boxes are on the page before they are typed in
     page.locator("#kb-select input").click()
     page.get_by_role("option", name="regions").click()
     ask(page, REGION_QUESTION)
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("三百余家")
     expect(page.locator("#kb-sources")).to_contain_text("贵阳大数据产业园建设提速")
 
-    page.get_by_text("筛选：地区、日期").click()
-    page.locator("#kb-filter-region textarea, #kb-filter-region input").first.fill("锦州")
+    region = page.locator("#kb-filter-region textarea, #kb-filter-region input").first
+    region.fill("锦州")
+    region.press("Tab")
     ask(page, REGION_QUESTION)
     expect(page.locator("#kb-chat .message.bot")).to_have_count(2)
     filtered = page.locator("#kb-chat .message.bot").last
     expect(filtered).to_contain_text("锦州")  # cited, or offered as related reading with a refusal
     expect(filtered).not_to_contain_text("三百余家")  # 贵阳's is filtered out
     page.screenshot(path="/tmp/chat-kbs.png")
-    page.locator("#kb-filter-from textarea, #kb-filter-from input").first.fill("2023-02-30")
+    date_from = page.locator("#kb-filter-from textarea, #kb-filter-from input").first
+    date_from.fill("2023-02-30")
+    date_from.press("Tab")
     ask(page, REGION_QUESTION)
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("date_from")  # the reason, as a message
     assert js_errors == []
