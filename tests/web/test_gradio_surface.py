@@ -212,17 +212,19 @@ def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
     text, an example's index or server-side state."""
     import gradio as gr
 
+    from kbqa.knowledge_base import KnowledgeBases
     from web.chat import build_chat
     from web.feedback import FeedbackStore
     from web.gradio_guard import INPUT_TYPES, GradioGuard
 
-    for demo, extra in ((build_chat(seed_kb), []),
-                        (build_chat(seed_kb, feedback=FeedbackStore(Path("/nonexistent/f.db")), admin=True), ["feedback"])):
+    kbs = KnowledgeBases.serving(seed_kb)
+    for demo, extra in ((build_chat(kbs), []),
+                        (build_chat(kbs, feedback=FeedbackStore(Path("/nonexistent/f.db")), admin=True), ["feedback"])):
         guard = GradioGuard(lambda *a: None, demo=demo)
         assert list(guard.public) == ["ask"]
-        # INPUT_TYPES as it was: the vote's one input is the server-side history (a gr.State).
+        # The vote's one input is the server-side history (a gr.State); the knowledge base's
+        # selector is a dropdown, whose value is its choice's name.
         assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
-        # The knowledge base's selector is a dropdown, whose value is its choice's name.
         assert INPUT_TYPES == {gr.Textbox: (str,), gr.Dropdown: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
         assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
             sorted(["ask", "ask_example", "brief", "clear", "kb_examples", "language", "load_example", "load_page", *extra])
