@@ -28,7 +28,7 @@
   var script = document.currentScript;
   var origin = script && script.src ? new URL(script.src, location.href).origin : location.origin;
   var ASK_URL = origin + "/api/ask";
-  var KB = (script && script.getAttribute("data-kb")) || "default";
+  var KB = script && script.getAttribute("data-kb"); // none: the server's default knowledge base
   // The app's bounds on "history" (settings.max_history_messages / max_history_chars).
   var LIMITS = { messages: 40, chars: 12000 }; // filled in by web/widget.py
 
@@ -195,7 +195,8 @@
     fetch(ASK_URL, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question: question, history: bounded(history), kb: KB }),
+      body: JSON.stringify(KB ? { question: question, history: bounded(history), kb: KB }
+                              : { question: question, history: bounded(history) }),
     })
       .then(function (resp) {
         return resp.json().then(function (data) {
