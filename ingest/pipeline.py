@@ -43,7 +43,8 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
 from ingest.loaders import is_url, iter_documents
 from ingest.records import LoadFailure, SourceDocument
+from ingest.regions import recognise_regions
 from kbqa.embeddings import Embedder
 from kbqa.locks import IngestLock, ingest_lock
 from kbqa.schema import begin_reindex, end_reindex
@@ -68,7 +70,8 @@ from kbqa.types import (
 
 log = logging.getLogger(__name__)
 
-# Bump when chunking or index_text changes meaning, so every document is re-indexed.
+# Bump when chunking, index_text or region recognition (ingest/regions.py) changes meaning,
+# so every document is re-indexed.
 PIPELINE_VERSION = "1"
 # Manifest entries per origin-recording write (see IngestPipeline._record_origins).
 _ORIGINS_PER_WRITE = 500
@@ -81,6 +84,10 @@ class _Pending:
     record: DocRecord
     chunks: list[Chunk]
     is_update: bool
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _covers(inputs: Sequence[str], origin: str) -> bool:
@@ -299,6 +306,10 @@ class IngestPipeline:
                 parsed(doc.doc_id, item.origin, len(chunks), "unchanged")
                 continue
             parsed(doc.doc_id, item.origin, len(chunks), "changed" if old is not None else "new")
+            # Regions only for what is written: an unchanged document keeps its own (they follow
+            # from its title and text, which the hash covers).
+            regions = recognise_regions(f"{doc.title}\n{doc.text}")
+            record = replace(record, regions=regions, ingested_at=_utc_now())
             yield _Pending(record, chunks, is_update=old is not None)
         self._record_origins(unrecorded)
 

@@ -68,6 +68,46 @@ def collection_base(collection_prefix: str, embedder_name: str) -> str:
     return f"{collection_prefix}-{slug(embedder_name)}"
 
 
+# --- named knowledge bases in one store ---------------------------------------------------
+# Knowledge base ``default`` is the collection prefix itself (``Settings.collection``, "kb"),
+# so a store written before there were names is the default one, unchanged; knowledge base
+# NAME is ``<collection>.<NAME>``. A name holds no ".", so the two never meet, and Chroma's
+# collection names are ASCII: so are knowledge base names.
+DEFAULT_KB = "default"
+KB_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,40}$"
+_KB_NAME = re.compile(KB_NAME_PATTERN)
+
+
+def check_kb_name(name: str) -> str:
+    if not isinstance(name, str) or not _KB_NAME.fullmatch(name):
+        raise ValueError(f"a knowledge base name is 1-40 ASCII letters, digits, _ or -, not {name!r:.60}")
+    return name
+
+
+def kb_prefix(collection: str, name: str) -> str:
+    """The collection prefix of knowledge base ``name`` (``kbqa.store``'s collections start with it)."""
+    return collection if check_kb_name(name) == DEFAULT_KB else f"{collection}.{name}"
+
+
+def split_prefix(collection_prefix: str) -> tuple[str, str]:
+    """``kb_prefix`` undone: (the collection setting, the knowledge base's name)."""
+    collection, _, name = collection_prefix.partition(".")
+    return collection, name or DEFAULT_KB
+
+
+def kb_names(client, collection: str, embedder_name: str) -> list[str]:
+    """The knowledge bases the store holds for this embedder, ``default`` first and always."""
+    suffix = f"-{slug(embedder_name)}-chunks"
+    names = {DEFAULT_KB}
+    for stored in client.list_collections():
+        prefix = stored.name.removesuffix(suffix)
+        if prefix != stored.name and prefix.startswith(f"{collection}."):
+            name = split_prefix(prefix)[1]
+            if _KB_NAME.fullmatch(name):
+                names.add(name)
+    return sorted(names, key=lambda name: (name != DEFAULT_KB, name))
+
+
 def describe_location(client) -> str:
     """The store as a user names it: the embedded directory or the server URL."""
     settings = client.get_settings()

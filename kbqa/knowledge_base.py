@@ -1,4 +1,5 @@
-"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on.
+"""``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on;
+``KnowledgeBases``: the named knowledge bases of one store, each a ``KnowledgeBase``.
 
 It stands above ingest and answering: ``python -m ingest``, ``app.py`` and ``web/`` reach the
 store, the pipeline and the answerers only through it.
@@ -10,11 +11,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from kbqa.chroma import connect_store, reaching
+from kbqa.chroma import (
+    DEFAULT_KB,
+    check_kb_name,
+    connect_store,
+    kb_names,
+    kb_prefix,
+    reaching,
+)
 from kbqa.conversation import Message, as_messages, rewrite
 from kbqa.crosslingual import glossary
 from kbqa.embeddings import Embedder, LazyEmbedder
@@ -23,7 +31,7 @@ from kbqa.locks import IngestLockError
 from kbqa.retrieval import HybridSearcher
 from kbqa.settings import Settings
 from kbqa.store import ChunkStore
-from kbqa.types import STATE_OK, Answer, DocRecord, IngestReport, SearchResult
+from kbqa.types import STATE_OK, Answer, DocRecord, Filters, IngestReport, SearchResult
 
 # The writer (ingest/: parsers, trafilatura ...), the answer layer and LangChain are imported
 # where they are first used, not here: a command that only lists or removes documents needs
@@ -45,15 +53,31 @@ class QuestionError(ValueError):
     """A question the system refuses to process (empty, too long); the message says why."""
 
 
+class UnknownKnowledgeBase(LookupError):
+    """A knowledge base name the store does not hold (the HTTP API answers 404)."""
+
+
 class KnowledgeBase:
-    def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None):
+    """Knowledge base ``name`` of the store ``settings`` name (``default``: the one a store
+    written before there were names holds). ``client``: a Chroma client to share
+    (``KnowledgeBases`` opens every knowledge base on one)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        name: str = DEFAULT_KB,
+        client=None,
+    ):
         self.settings = settings or Settings()
+        self.name = check_kb_name(name)
         # Loaded on first use: listing or removing documents needs no model (kbqa/embeddings.py).
         self.embedder = embedder or LazyEmbedder(self.settings)
-        client = connect_store(self.settings)
+        self.client = client if client is not None else connect_store(self.settings)
         self.store = ChunkStore(
-            client,
-            collection_prefix=self.settings.collection,
+            self.client,
+            collection_prefix=kb_prefix(self.settings.collection, name),
             embedder_name=self.embedder.name,
             dim=self.embedder.dim,
         )
@@ -190,6 +214,7 @@ class KnowledgeBase:
         settings: Settings | None = None,
         inputs: Sequence[str] = (),
         *,
+        name: str = DEFAULT_KB,
         embedder: Embedder | None = None,
         progress: bool = False,
         lock_timeout: float = 0.0,
@@ -204,17 +229,18 @@ class KnowledgeBase:
         embedder = embedder or LazyEmbedder(settings)
         from ingest.pipeline import reindex
 
+        client = connect_store(settings)
         report = reindex(
-            connect_store(settings),
+            client,
             embedder,
-            collection_prefix=settings.collection,
+            collection_prefix=kb_prefix(settings.collection, name),
             inputs=inputs,
             progress=progress,
             **cls._pipeline_options(
                 settings, lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks
             ),
         )
-        return cls(settings, embedder=embedder), report
+        return cls(settings, embedder=embedder, name=name, client=client), report
 
     def ensure_seeded(self) -> IngestReport | None:
         """Ingest the demo ``kb/`` folder when the store is empty; None when it was not.
@@ -246,7 +272,11 @@ class KnowledgeBase:
             counts = {"documents": self.store.doc_count(), "chunks": self.store.chunk_count()}
             if lexical:
                 counts["lexical_chunks"] = len(self.searcher.lexical_index())
-        return counts | {"embedder": self.embedder.name, "store": self.settings.chroma_url or str(self.settings.store)}
+        return counts | {
+            "kb": self.name,
+            "embedder": self.embedder.name,
+            "store": self.settings.chroma_url or str(self.settings.store),
+        }
 
     def ready(self) -> None:
         """Load the embedding model and the BM25 index now, so the first question doesn't wait;
@@ -284,10 +314,33 @@ class KnowledgeBase:
             raise QuestionError("k 必须在 1 到 50 之间（k must be between 1 and 50）")
         return k
 
-    def search(self, query: str, k: int | None = None) -> SearchResult:
+    @staticmethod
+    def _filters(filters: Filters | Mapping[str, str | None] | None) -> Filters | None:
+        """``filters`` checked (a bad date is a QuestionError), blanks dropped, and the region
+        resolved to the gazetteer's full name that documents store ("锦州" -> "锦州市")."""
+        if filters is None:
+            return None
+        values = asdict(filters) if isinstance(filters, Filters) else dict(filters)
+        cleaned = {key: value.strip() if isinstance(value, str) else value for key, value in values.items()}
+        try:
+            checked = Filters(**{key: value or None for key, value in cleaned.items()})
+        except (TypeError, ValueError) as exc:
+            raise QuestionError(f"筛选条件不对（filters: {exc}）") from None
+        if checked.region:
+            from ingest.regions import resolve_region
+
+            checked = replace(checked, region=resolve_region(checked.region))
+        return checked or None
+
+    def search(
+        self, query: str, k: int | None = None, *, filters: Filters | Mapping[str, str | None] | None = None
+    ) -> SearchResult:
+        """The ``k`` best passages for ``query``, from the documents ``filters`` allow (region,
+        date range, source: ``kbqa.types.Filters``)."""
         query = self._check(query, "query")
+        filters = self._filters(filters)
         with self._reaching():
-            return self.searcher.search(query, self._k(k))
+            return self.searcher.search(query, self._k(k), filters=filters)
 
     def _history(self, history: Sequence[Message | Mapping[str, str]] | None) -> list[Message]:
         """The conversation before a question, checked against the settings' bounds."""
@@ -321,26 +374,38 @@ class KnowledgeBase:
         return standalone
 
     def ask(
-        self, question: str, k: int | None = None, history: Sequence[Message | Mapping[str, str]] | None = None
+        self,
+        question: str,
+        k: int | None = None,
+        history: Sequence[Message | Mapping[str, str]] | None = None,
+        *,
+        filters: Filters | Mapping[str, str | None] | None = None,
     ) -> Answer:
-        *_, final = self.ask_stream(question, k, history)
+        *_, final = self.ask_stream(question, k, history, filters=filters)
         return final
 
     def ask_stream(
-        self, question: str, k: int | None = None, history: Sequence[Message | Mapping[str, str]] | None = None
+        self,
+        question: str,
+        k: int | None = None,
+        history: Sequence[Message | Mapping[str, str]] | None = None,
+        *,
+        filters: Filters | Mapping[str, str | None] | None = None,
     ) -> Iterator[Answer]:
         """Answers growing sentence by sentence; the last one is complete and timed.
 
         ``history``: the conversation's earlier messages, oldest first (``{"role": "user" |
         "assistant", "content": text}``); a follow-up is rewritten into a standalone question
-        (``Answer.standalone_question``) and that is what is searched and answered."""
+        (``Answer.standalone_question``) and that is what is searched and answered, from the
+        documents ``filters`` allow (as ``search``)."""
         question = self._check(question, "question")
+        filters = self._filters(filters)
         t0 = time.perf_counter()
         standalone = self.standalone_question(question, history)
         rewrite_ms = (time.perf_counter() - t0) * 1000
         k = self._k(k)
         with self._reaching():
-            found = self.searcher.search(standalone, k)
+            found = self.searcher.search(standalone, k, filters=filters)
         previous = None
         for partial in self.answerer.stream({"question": standalone, "passages": found.passages, "terms": found.terms}):
             if previous is not None:
@@ -381,15 +446,19 @@ class KnowledgeBase:
             self._examples = (key, kept)
             return list(kept)
 
-    def brief(self, topic: str, k: int = 20) -> Briefing:
-        """A briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py): a summary of
-        the most central sentences, the key figures, then verbatim sentences grouped by source,
-        each with a footnote; as Markdown and as structure (``Briefing.sections``, ``notes``).
-        found=False when the knowledge base holds nothing on it (the refusal threshold)."""
+    def brief(
+        self, topic: str, k: int = 20, *, filters: Filters | Mapping[str, str | None] | None = None
+    ) -> Briefing:
+        """A briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py) of the documents
+        ``filters`` allow: a summary of the most central sentences, the key figures, then
+        verbatim sentences grouped by source, each with a footnote; as Markdown and as structure
+        (``Briefing.sections``, ``notes``). found=False when the knowledge base holds nothing on
+        it (the refusal threshold)."""
         topic = self._check(topic, "question")
+        filters = self._filters(filters)
         t0 = time.perf_counter()
         with self._reaching():
-            found = self.searcher.search(topic, self._k(k))
+            found = self.searcher.search(topic, self._k(k), filters=filters)
         briefing = self.briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
@@ -413,3 +482,62 @@ class KnowledgeBase:
             return {"question": question, "passages": found.passages, "terms": found.terms}
 
         return RunnableLambda(search, name="search") | self.answerer
+
+
+class KnowledgeBases:
+    """The named knowledge bases of one store (``kbqa.chroma.kb_prefix``): each a
+    ``KnowledgeBase`` opened on first use, all on one Chroma client and one embedder (the model
+    is loaded once). Thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        client=None,
+        opened: Sequence[KnowledgeBase] = (),
+    ):
+        self.settings = settings or Settings()
+        self.embedder = embedder or LazyEmbedder(self.settings)
+        self.client = client if client is not None else connect_store(self.settings)
+        self._opened: dict[str, KnowledgeBase] = {kb.name: kb for kb in opened}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def serving(cls, kb: KnowledgeBase) -> KnowledgeBases:
+        """The knowledge bases of ``kb``'s store, ``kb`` among them, sharing its client and embedder."""
+        return cls(kb.settings, embedder=kb.embedder, client=kb.client, opened=[kb])
+
+    def names(self) -> list[str]:
+        """The knowledge bases the store holds, ``default`` first (and always)."""
+        with reaching(self.settings.chroma_url or str(self.settings.store)):
+            stored = kb_names(self.client, self.settings.collection, self.embedder.name)
+        return list(dict.fromkeys([*stored, *sorted(self._opened)]))
+
+    def get(self, name: str) -> KnowledgeBase:
+        """Knowledge base ``name``; UnknownKnowledgeBase when the store holds none of that name
+        (reading never creates one)."""
+        kb = self._opened.get(name)
+        if kb is not None:
+            return kb
+        if name not in self.names():
+            raise UnknownKnowledgeBase(f"没有这个知识库（no such knowledge base: {name!r:.60}; GET /api/kbs lists them）")
+        return self.open(name)
+
+    def open(self, name: str) -> KnowledgeBase:
+        """Knowledge base ``name``, created (empty) when the store holds none of that name: what
+        a write into a new knowledge base does. A name of the wrong shape is a ValueError."""
+        with self._lock:
+            kb = self._opened.get(name)
+            if kb is None:
+                kb = KnowledgeBase(self.settings, embedder=self.embedder, name=name, client=self.client)
+                self._opened[name] = kb
+            return kb
+
+    def describe(self) -> list[dict]:
+        """Each knowledge base's name and counts: ``{"name", "documents", "chunks"}``."""
+        described = []
+        for name in self.names():
+            stats = self.get(name).stats(lexical=False)
+            described.append({"name": name, "documents": stats["documents"], "chunks": stats["chunks"]})
+        return described

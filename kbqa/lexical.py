@@ -16,10 +16,12 @@ import math
 import os
 import shutil
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from kbqa.types import chunk_doc_id
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class LexicalIndex:
         self._bm25 = bm25
         self._vocab: dict[str, int] = bm25.vocab_dict if bm25 is not None else {}
         self._df = np.zeros(0, np.int64)
+        self._rows_by_doc: dict[str, np.ndarray] | None = None  # built on the first filtered search
         if bm25 is not None:
             if int(bm25.scores["num_docs"]) != self._n:
                 raise ValueError(f"the BM25 matrix holds {bm25.scores['num_docs']} chunks, not {self._n}")
@@ -88,6 +91,20 @@ class LexicalIndex:
     def __len__(self) -> int:
         return self._n
 
+    def rows(self, doc_ids: Collection[str]) -> np.ndarray:
+        """A mask over the index's chunks: True for the chunks of these documents."""
+        if self._rows_by_doc is None:
+            by_doc: dict[str, list[int]] = {}
+            for row, chunk_id in enumerate(self.chunk_ids):
+                by_doc.setdefault(chunk_doc_id(chunk_id), []).append(row)
+            self._rows_by_doc = {doc: np.asarray(rows, dtype=np.int64) for doc, rows in by_doc.items()}
+        mask = np.zeros(self._n, dtype=bool)
+        for doc_id in doc_ids:
+            rows = self._rows_by_doc.get(doc_id)
+            if rows is not None:
+                mask[rows] = True
+        return mask
+
     def doc_frequency(self, term: str) -> int:
         """How many chunks hold ``term`` (0: not in the index's vocabulary)."""
         term_id = self._vocab.get(term, len(self._df))  # bm25s appends its own "" token beyond df
@@ -98,14 +115,18 @@ class LexicalIndex:
         df = self.doc_frequency(term)
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
-    def search(self, terms: Sequence[str], k: int) -> list[tuple[str, float]]:
-        """(chunk id, BM25 score) of the best ``k`` chunks with a positive score."""
+    def search(self, terms: Sequence[str], k: int, *, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the best ``k`` chunks with a positive score; with
+        ``allowed`` (a ``rows`` mask), of those chunks only: the others are out before the
+        ranking, so a filter never leaves fewer than ``k`` where ``k`` allowed chunks match."""
         if self._bm25 is None:
             return []
         known = [t for t in terms if self.doc_frequency(t) > 0]
         if not known:
             return []
         scores = self._bm25.get_scores(known)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]

@@ -16,13 +16,14 @@ from pathlib import Path
 from kbqa.embeddings import Embedder
 from kbqa.evidence import coverage
 from kbqa.lexical import LexicalCorpus, LexicalIndex
-from kbqa.store import ChunkStore
 from kbqa.crosslingual import translated_terms
+from kbqa.store import ChunkStore, filter_where
 from kbqa.text import cut_question
 from kbqa.types import (
     STATE_OK,
     Chunk,
     DocRecord,
+    Filters,
     Passage,
     QueryTerms,
     SearchResult,
@@ -30,7 +31,6 @@ from kbqa.types import (
     chunk_ordinal,
 )
 
-_EXCLUSION_DEPTH = 200
 _CJK = re.compile(r"[\u3400-\u9fff]")
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,12 @@ class HybridSearcher:
             self._checked_at = 0.0
             self._rebuild_now = True
 
-    def search(self, query: str, k: int, *, exclude_docs: Collection[str] = ()) -> SearchResult:
-        """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely."""
+    def search(
+        self, query: str, k: int, *, exclude_docs: Collection[str] = (), filters: Filters | None = None
+    ) -> SearchResult:
+        """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely, and
+        ``filters`` keeps only the documents they match. Both apply inside each leg, before it
+        ranks: Chroma's ``where`` on the dense leg, a mask over the chunks on the BM25 leg."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         lexical = self.lexical_index()
@@ -248,20 +252,26 @@ class HybridSearcher:
         # Weighed once, by the index that ranks the passages: the answerer and the briefer take
         # these terms from the result instead of asking the searcher again.
         terms = cut.weighted(lexical.idf)
+        where = filter_where(filters)
+        # The documents the filters allow, from the manifest, which carries the same keys as
+        # the chunks (kbqa.store.filter_keys): what the BM25 leg may rank.
+        allowed_docs = self.store.doc_ids(where) if where is not None else None
+        if where is not None:
+            timings["filter_ms"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         lexical_hits: list[tuple[str, float]] = []
-        if self.lexical_weight and terms.search:
-            # Excluded documents may own many of the best chunks: look deeper, then drop them.
-            depth = self.candidate_k + (_EXCLUSION_DEPTH if exclude_docs else 0)
-            lexical_hits = [
-                hit for hit in lexical.search(terms.search, depth) if chunk_doc_id(hit[0]) not in exclude_docs
-            ][: self.candidate_k]
+        if self.lexical_weight and terms.search and allowed_docs != set():
+            allowed = lexical.rows(allowed_docs) if allowed_docs is not None else None
+            if exclude_docs:
+                kept = ~lexical.rows(exclude_docs)
+                allowed = kept if allowed is None else allowed & kept
+            lexical_hits = lexical.search(terms.search, self.candidate_k, allowed=allowed)
         t2 = time.perf_counter()
         dense_hits: list[tuple[Chunk, float]] = []
-        if self.dense_weight:
+        if self.dense_weight and allowed_docs != set():
             vector = self.embedder.embed_queries([query])[0]
             t3 = time.perf_counter()
-            dense_hits = self.store.query(vector, self.candidate_k, exclude_docs=exclude_docs)
+            dense_hits = self.store.query(vector, self.candidate_k, exclude_docs=exclude_docs, where=where)
             timings["embed_ms"] = (t3 - t2) * 1000
             timings["dense_ms"] = (time.perf_counter() - t3) * 1000
         t4 = time.perf_counter()

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 
-from kbqa.chroma import PAGE, collection_base, store_flag
+from kbqa.chroma import DEFAULT_KB, PAGE, collection_base, split_prefix, store_flag
 from kbqa.types import DocRecord
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-# 0 = stores written before the stamp existed: identical records, and a manifest entry
-# without ``state`` reads as "ok".
-_STAMP_ONLY_VERSIONS = frozenset({0})
+# 2: chunks and manifest entries carry the document's filter keys (regions, date number,
+# source keys: ``kbqa.store.filter_keys``) and entries their ``ingested_at``. A store of
+# version 0 or 1 has none of them, so its filters would silently miss every document: it is
+# rebuilt (--reindex), not stamped.
+SCHEMA_VERSION = 2
+# Versions whose records are still valid at SCHEMA_VERSION, stamped in place when opened.
+_STAMP_ONLY_VERSIONS: frozenset[int] = frozenset()
 
 
 class SchemaVersionError(RuntimeError):
@@ -57,11 +60,13 @@ def check(collection, stored: dict, *, client, location: str, collection_prefix:
         collection.modify(metadata={**stored, "schema_version": SCHEMA_VERSION})
         log.info("stamped %s with schema version %d (was %d)", name, SCHEMA_VERSION, found)
         return
-    prefix = "" if collection_prefix == "kb" else f"KB_COLLECTION={collection_prefix} "
+    collection, kb = split_prefix(collection_prefix)
+    env = "" if collection == "kb" else f"KB_COLLECTION={collection} "
+    kb_flag = "" if kb == DEFAULT_KB else f" --kb {kb}"
     raise SchemaVersionError(
         f"collection {name} in {location} has schema version {found}; this kbqa needs version "
         f"{SCHEMA_VERSION} and can't migrate it in place. Rebuild it from the documents' sources "
-        f"(nothing is changed until you do):\n  {prefix}python -m ingest --reindex {store_flag(client)}"
+        f"(nothing is changed until you do):\n  {env}python -m ingest --reindex{kb_flag} {store_flag(client)}"
         f"  (plus the --embedder and chunking flags you ingest with)",
         found=found, expected=SCHEMA_VERSION, location=location,
     )

@@ -8,10 +8,14 @@ server agree on what the knowledge base holds:
   is built from, and the hash of the chunk's embedding input, so a chunk whose input was
   embedded before, in this document or any other, reuses that vector). Its
   collection metadata carries the layout's ``schema_version`` (``kbqa.schema``).
-* ``<prefix>-<embedder>-docs``: one record per document (content hash, origin, chunk count and
-  a ``state``). Chroma needs a vector per record; these carry a constant 1-d placeholder. The
-  origin (absolute file path, the ``.jsonl`` file of a corpus line, or the URL) is what the
-  ingest checks before replacing a document: an id held by another origin is never overwritten.
+* ``<prefix>-<embedder>-docs``: one record per document (content hash, origin, chunk count,
+  regions, when it was ingested and a ``state``). Chroma needs a vector per record; these carry
+  a constant 1-d placeholder. The origin (absolute file path, the ``.jsonl`` file of a corpus
+  line, or the URL) is what the ingest checks before replacing a document: an id held by
+  another origin is never overwritten.
+* Both carry the document's filter keys (``filter_keys``: regions, the date as a number, the
+  source and its hosts), so one Chroma ``where`` (``filter_where``) selects chunks for the
+  dense leg and documents for the BM25 leg alike.
 * ``<prefix>-<embedder>-lock`` (Chroma server only): the lease that keeps two ingests apart;
   an embedded store uses a file lock in its directory instead (``kbqa.locks``).
 
@@ -43,6 +47,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -55,7 +60,15 @@ from kbqa.chroma import (
     slug,
 )
 from kbqa.locks import IngestLock, ingest_lock
-from kbqa.types import STATE_DELETING, STATE_OK, STATE_WRITING, Chunk, DocRecord
+from kbqa.types import (
+    STATE_DELETING,
+    STATE_OK,
+    STATE_WRITING,
+    Chunk,
+    DocRecord,
+    Filters,
+    date_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +87,54 @@ class IndexedChunk:
     input_hash: str  # of the exact text the vector embeds
 
 
-def _chunk_metadata(item: IndexedChunk) -> dict:
+def source_keys(source: str) -> list[str]:
+    """What a ``source`` filter matches a document by: its source, and for a URL its host and the
+    host's parent domains ("https://www.gov.cn/a.html" -> that, "www.gov.cn", "gov.cn")."""
+    if not source:
+        return []
+    keys = [source]
+    host = urlparse(source).hostname if source.startswith(("http://", "https://")) else None
+    if host:
+        labels = host.split(".")
+        keys += [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
+    return list(dict.fromkeys(keys))
+
+
+def filter_keys(record: DocRecord) -> dict:
+    """The metadata ``filter_where`` reads, for a document's manifest entry and each of its
+    chunks alike. None (not an empty list, which Chroma refuses) deletes a key on upsert."""
+    return {
+        "regions": list(record.regions) or None,
+        "date_number": date_number(record.date) if record.date else None,
+        "source_keys": source_keys(record.source) or None,
+    }
+
+
+def filter_where(filters: Filters | None) -> dict | None:
+    """``filters`` as a Chroma ``where`` over ``filter_keys`` (None: no restriction). The region
+    is matched as given: the caller resolves it to a full gazetteer name first."""
+    if not filters:
+        return None
+    clauses: list[dict] = []
+    if filters.region:
+        clauses.append({"regions": {"$contains": filters.region}})
+    if filters.date_from:
+        clauses.append({"date_number": {"$gte": date_number(filters.date_from)}})
+    if filters.date_to:
+        clauses.append({"date_number": {"$lte": date_number(filters.date_to)}})
+    if filters.source:
+        clauses.append({"source_keys": {"$contains": filters.source}})
+    return _all_of(clauses)
+
+
+def _all_of(clauses: list[dict]) -> dict | None:
+    """Chroma's ``$and`` needs two clauses or more."""
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _chunk_metadata(item: IndexedChunk, record: DocRecord) -> dict:
     c = item.chunk
     meta = {
         "doc_id": c.doc_id,
@@ -89,7 +149,7 @@ def _chunk_metadata(item: IndexedChunk) -> dict:
         # Always present: upsert merges metadata, and None is how a stale date gets deleted.
         "date": c.date or None,
     }
-    return meta
+    return meta | filter_keys(record)
 
 
 def chunk_from_record(text: str, meta: dict) -> Chunk:
@@ -207,15 +267,30 @@ class ChunkStore:
         got = self._chunks.get(include=["metadatas", "documents"], limit=limit)
         return [chunk_from_record(text, meta) for text, meta in zip(got["documents"], got["metadatas"])]
 
-    def query(self, vector: np.ndarray, k: int, *, exclude_docs: Collection[str] = ()) -> list[tuple[Chunk, float]]:
-        """Nearest chunks by cosine similarity, best first."""
+    def doc_ids(self, where: dict) -> set[str]:
+        """The documents whose manifest entry matches ``where`` (``filter_where``)."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self._docs.get(where=where, include=[], limit=PAGE, offset=offset)["ids"]
+            found.update(page)
+            if len(page) < PAGE:
+                return found
+            offset += PAGE
+
+    def query(
+        self, vector: np.ndarray, k: int, *, exclude_docs: Collection[str] = (), where: dict | None = None
+    ) -> list[tuple[Chunk, float]]:
+        """Nearest chunks by cosine similarity, best first; only chunks matching ``where``
+        (``filter_where``), Chroma filtering before it ranks."""
         n = min(k, self._chunks.count())
         if n == 0:
             return []
+        exclusion = [{"doc_id": {"$nin": list(exclude_docs)}}] if exclude_docs else []
         res = self._chunks.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
             n_results=n,
-            where={"doc_id": {"$nin": list(exclude_docs)}} if exclude_docs else None,
+            where=_all_of([*exclusion, *([where] if where else [])]),
             include=["metadatas", "documents", "distances"],
         )
         return [
@@ -236,14 +311,14 @@ class ChunkStore:
         records = [record for record, _ in docs]
         self._upsert_manifest([replace(r, state=STATE_WRITING) for r in records])
         step("manifest_pending")
-        items = [item for _, chunk_items in docs for item in chunk_items]
+        items = [(item, record) for record, chunk_items in docs for item in chunk_items]
         for start in range(0, len(items), PAGE):
             batch = items[start : start + PAGE]
             self._chunks.upsert(
-                ids=[i.chunk.chunk_id for i in batch],
-                embeddings=[np.asarray(i.vector, dtype=np.float32).tolist() for i in batch],
-                documents=[i.chunk.text for i in batch],
-                metadatas=[_chunk_metadata(i) for i in batch],
+                ids=[i.chunk.chunk_id for i, _ in batch],
+                embeddings=[np.asarray(i.vector, dtype=np.float32).tolist() for i, _ in batch],
+                documents=[i.chunk.text for i, _ in batch],
+                metadatas=[_chunk_metadata(i, record) for i, record in batch],
             )
         step("chunks_written")
         # One delete for the batch: per-document calls cost a round trip each on a server.
@@ -288,7 +363,7 @@ class ChunkStore:
         self._docs.upsert(
             ids=[r.doc_id for r in records],
             embeddings=[PLACEHOLDER_VECTOR for _ in records],
-            metadatas=[r.to_metadata() for r in records],
+            metadatas=[r.to_metadata() | filter_keys(r) for r in records],
         )
 
     def _bump_revision(self) -> None:

@@ -9,9 +9,11 @@ retrieved as ``Passage``s (a chunk plus its score), and turned into an ``Answer`
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 def content_hash(*parts: str) -> str:
@@ -91,10 +93,15 @@ class DocRecord:
     date: str | None
     chunk_count: int
     state: str = STATE_OK  # "writing"/"deleting": an interrupted write the next ingest finishes
+    # Full gazetteer names of the provinces, cities and counties the document names, each with
+    # the levels above it ("辽宁省", "锦州市"), most mentioned first (ingest/regions.py).
+    regions: tuple[str, ...] = ()
+    ingested_at: str | None = None  # UTC, ISO 8601 to the second: when this version was written
 
     def to_metadata(self) -> dict:
         # Chroma's upsert merges metadata into an existing record; None deletes a key, so a
-        # document that lost its date doesn't keep the old one.
+        # document that lost its date (or its regions: Chroma refuses an empty list) doesn't
+        # keep the old one.
         return {
             "content_hash": self.content_hash,
             "origin": self.origin,
@@ -103,6 +110,8 @@ class DocRecord:
             "chunk_count": self.chunk_count,
             "date": self.date or None,
             "state": self.state,
+            "regions": list(self.regions) or None,
+            "ingested_at": self.ingested_at,
         }
 
     @classmethod
@@ -116,12 +125,56 @@ class DocRecord:
             date=meta.get("date"),
             chunk_count=int(meta.get("chunk_count", 0)),
             state=meta.get("state", STATE_OK),
+            regions=tuple(meta.get("regions") or ()),
+            ingested_at=meta.get("ingested_at"),
         )
 
     @property
     def signature(self) -> str:
         """Changes whenever the document's chunks may have changed (the BM25 sync's key)."""
         return f"{self.state}:{self.content_hash}"
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def date_number(iso_date: str) -> int:
+    """An ISO date as the number Chroma compares (``$gte``/``$lte`` take numbers only):
+    2023-08-05 -> 20230805."""
+    return int(iso_date.replace("-", ""))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which documents a search may draw on; a field left None does not restrict.
+
+    ``region``: a province, city or county the document names, by its full gazetteer name
+    (the facade resolves "锦州" to "锦州市"); ``date_from``/``date_to``: the document's date,
+    ISO ``YYYY-MM-DD``, both ends included (a document without a date is left out by either);
+    ``source``: the document's source exactly, or the host (or a parent domain) of a URL source.
+    """
+
+    region: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                if not _ISO_DATE.fullmatch(value):
+                    raise ValueError
+                _dt.date.fromisoformat(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a date written YYYY-MM-DD, not {value!r:.40}") from None
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError(f"date_from {self.date_from} is after date_to {self.date_to}")
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self))
 
 
 @dataclass(frozen=True)

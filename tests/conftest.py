@@ -72,3 +72,36 @@ def chroma_server(tmp_path_factory):
 
     with chroma_server(tmp_path_factory.mktemp("chroma-server")) as (url, _pid):
         yield url
+
+
+# Two articles about two regions, dated a year apart, for the knowledge-base and filter tests.
+# The question's best match in words and in meaning is the 贵阳 article; the 锦州 one shares
+# "大数据" and "数据中心" with it, so a filter that keeps only 锦州 must still find something.
+REGION_ARTICLES = {
+    "jinzhou.txt": "锦州推进数字政府建设\n2023年8月5日\n"
+                   "锦州市坚持开放业务系统、开放数据资源、开放市场应用，推进产业发展。全市46家单位的业务系统迁移上云。"
+                   "凌海市建设了县级政务服务平台。锦州还建成了大数据中心，服务政务数据共享。\n",
+    "guiyang.txt": "贵阳大数据产业园建设提速\n2024年3月1日\n"
+                   "贵阳市观山湖区的大数据产业园已入驻企业三百余家。产业园新建了数据中心，推进政务数据开放共享。"
+                   "贵阳将继续引进大数据企业。\n",
+}
+REGION_QUESTION = "大数据产业园入驻了多少家企业？"
+
+
+def write_region_articles(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in REGION_ARTICLES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def region_kbs(make_settings, embedder, tmp_path_factory):
+    """A store whose knowledge base ``regions`` holds the two region articles and whose
+    ``default`` is empty (read-only for tests)."""
+    from kbqa.knowledge_base import KnowledgeBases
+
+    kbs = KnowledgeBases(make_settings(), embedder=embedder)
+    report = kbs.open("regions").ingest([str(write_region_articles(tmp_path_factory.mktemp("regions")))])
+    assert sorted(report.added) == sorted(REGION_ARTICLES), report
+    return kbs

@@ -1,19 +1,23 @@
-"""Administration over HTTP: ``admin_router(kb, settings)`` (see SECURITY.md "Administration").
+"""Administration over HTTP: ``admin_router(kbs, settings)`` (see SECURITY.md "Administration").
 
-    POST   /api/documents            multipart ``files`` (one or more), or JSON {"url": ...} -> 202 {"job_id"}
+    POST   /api/documents?kb=NAME    multipart ``files`` (one or more), or JSON {"url": ...} -> 202 {"job_id"}
     GET    /api/jobs/{job_id}        {"state": queued|running|done|failed, "documents": {"done", "total"}, ...}
     GET    /api/jobs                 the recent jobs, newest first
-    DELETE /api/documents/{doc_id}   200 {"removed": [doc_id]}; 404 when the store holds no such document
-    POST   /api/reindex              202 {"job_id"}: every document ingested again from its source
+    DELETE /api/documents/{doc_id}?kb=NAME   200 {"removed": [doc_id]}; 404 when the store holds no such document
+    POST   /api/reindex?kb=NAME      202 {"job_id"}: every document ingested again from its source
     GET    /api/feedback.csv         the chat's 👍/👎 votes (web/feedback.py)
+
+``kb`` is ``default`` when not given; an upload or URL into a name the store lacks creates that
+knowledge base, a removal or reindex of one is a 404.
 
 Every one needs ``Authorization: Bearer <settings.admin_key>`` (401 without, 403 with another
 key); with no key configured they are all 403. Writes go through the facade
 (``KnowledgeBase.ingest`` / ``remove`` / ``refresh``), one job at a time on a worker thread,
 in the order they came.
 
-Uploads are kept under ``settings.uploads_dir`` (default ``<store>/uploads``), one folder per
-file name: ``<uploads>/<name>/uploads/<name>``, ingested as the folder ``<uploads>/<name>``, so
+Uploads are kept under ``settings.uploads_dir`` (default ``<store>/uploads``; another knowledge
+base's under ``<uploads>/_kb/<kb name>``), one folder per file name:
+``<uploads>/<name>/uploads/<name>``, ingested as the folder ``<uploads>/<name>``, so
 the document id is ``uploads/<name>`` (readable, in its own namespace, the same for the same
 name uploaded again, and ``source_inputs`` finds its folder again for a refresh). Names are
 sanitized to one path component before anything touches the disk.
@@ -41,13 +45,14 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
-from kbqa.knowledge_base import KnowledgeBase
+from kbqa.chroma import DEFAULT_KB
+from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 from kbqa.locks import IngestLockError
 from kbqa.settings import Settings
 from kbqa.types import IngestReport
 from web.errors import JSONErrorRoute, error_response
 from web.feedback import FeedbackStore
-from web.schemas import ErrorOut
+from web.schemas import ErrorOut, KbQuery
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +66,12 @@ LOCK_TIMEOUT = 300.0  # a job waits this long for another ingest (the CLI's) to 
 REMOVE_LOCK_TIMEOUT = 10.0  # a DELETE waits this long, then answers 409
 
 
-def uploads_dir(settings: Settings) -> Path:
-    return settings.uploads_dir or settings.store / "uploads"
+def uploads_dir(settings: Settings, kb: str = DEFAULT_KB) -> Path:
+    """Where knowledge base ``kb``'s uploads are kept: a folder of its own, so one file name
+    uploaded to two knowledge bases is two files (and removing one leaves the other). An upload
+    folder is named after a file and has its extension: never ``_kb``."""
+    root = settings.uploads_dir or settings.store / "uploads"
+    return root if kb == DEFAULT_KB else root / "_kb" / kb
 
 
 # --------------------------------------------------------------------------- the key
@@ -192,10 +201,15 @@ def _upload_folder(root: Path, origin: str) -> Path | None:
 
 
 class Job:
-    """One background write and its progress, as ``GET /api/jobs/{id}`` shows it."""
+    """One background write into ``kb`` (whose uploads live in ``uploads``) and its progress,
+    as ``GET /api/jobs/{id}`` shows it."""
 
-    def __init__(self, kind: str, inputs: list[str], total: int, names: dict[str, str]) -> None:
+    def __init__(
+        self, kb: KnowledgeBase, uploads: Path, kind: str, inputs: list[str], total: int, names: dict[str, str]
+    ) -> None:
         self.job_id = secrets.token_urlsafe(12)
+        self.kb = kb
+        self.uploads = uploads
         self.kind = kind  # upload | url | reindex
         self.inputs = inputs
         self.names = names  # origin prefix -> what to show instead (an upload's id, not a server path)
@@ -233,6 +247,7 @@ class Job:
         iso = lambda t: None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
         return {
             "job_id": self.job_id,
+            "kb": self.kb.name,
             "kind": self.kind,
             "state": self.state,
             "created_at": iso(self.created_at),
@@ -251,9 +266,7 @@ class Jobs:
     """Jobs run one at a time, in order, on one daemon thread; the last JOBS_KEPT are kept
     (in memory: a restart forgets them, not what they wrote)."""
 
-    def __init__(self, kb: KnowledgeBase, uploads: Path) -> None:
-        self.kb = kb
-        self.uploads = uploads
+    def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queue: list[Job] = []
         self._cond = threading.Condition()
@@ -294,11 +307,11 @@ class Jobs:
         job.state, job.started_at = "running", time.time()
         try:
             if job.kind == "reindex":
-                report = self.kb.refresh(lock_timeout=LOCK_TIMEOUT, on_event=job.on_event)
+                report = job.kb.refresh(lock_timeout=LOCK_TIMEOUT, on_event=job.on_event)
             else:
-                report = self.kb.ingest(job.inputs, lock_timeout=LOCK_TIMEOUT, on_event=job.on_event)
+                report = job.kb.ingest(job.inputs, lock_timeout=LOCK_TIMEOUT, on_event=job.on_event)
             if job.kind == "upload":
-                self._forget_failed_uploads(report)
+                self._forget_failed_uploads(job, report)
             job.report = report
             written = report.added or report.updated or report.unchanged
             job.state = "failed" if report.failed and not written else "done"
@@ -310,18 +323,19 @@ class Jobs:
         finally:
             job.finished_at = time.time()
 
-    def _forget_failed_uploads(self, report: IngestReport) -> None:
+    @staticmethod
+    def _forget_failed_uploads(job: Job, report: IngestReport) -> None:
         """Upload folders whose file did not ingest, and that hold no document, are removed: a
         file that is not in the knowledge base is not kept on the server."""
-        held = {d.doc_id: d.origin for d in self.kb.documents(complete_only=False)}
+        held = {d.doc_id: d.origin for d in job.kb.documents(complete_only=False)}
         for origin, _ in report.failed:
-            folder = _upload_folder(self.uploads, origin)
+            folder = _upload_folder(job.uploads, origin)
             if folder is None:
                 continue
             holder = held.get(f"{UPLOAD_NAMESPACE}/{folder.name}")
             # Kept only when an earlier upload of this name is the stored document (its file is
             # its source); an id held by another source does not keep this file.
-            if holder is None or _upload_folder(self.uploads, holder) != folder:
+            if holder is None or _upload_folder(job.uploads, holder) != folder:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -330,6 +344,7 @@ class Jobs:
 
 class JobOut(BaseModel):
     job_id: str
+    kb: str
     kind: str
     state: str
     created_at: str
@@ -369,9 +384,11 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def admin_router(kb: KnowledgeBase, settings: Settings, key: AdminKey, feedback: FeedbackStore) -> APIRouter:
-    uploads = uploads_dir(settings)
-    jobs = Jobs(kb, uploads)
+def admin_router(kbs: KnowledgeBases, settings: Settings, key: AdminKey, feedback: FeedbackStore) -> APIRouter:
+    jobs = Jobs()
+
+    def job(kb: KnowledgeBase, kind: str, inputs: list[str], total: int, names: dict[str, str]) -> Job:
+        return jobs.submit(Job(kb, uploads_dir(settings, kb.name), kind, inputs, total, names))
 
     def admin(request: Request) -> None:
         status = key.status(request.headers.get("authorization"))
@@ -401,10 +418,10 @@ def admin_router(kb: KnowledgeBase, settings: Settings, key: AdminKey, feedback:
             }
         },
     )
-    async def add_documents(request: Request) -> JSONResponse:
+    async def add_documents(request: Request, kb: KbQuery = DEFAULT_KB) -> JSONResponse:
         """Ingest uploaded files (multipart field ``files``, .txt .md .html .pdf .docx) or one
-        URL (JSON ``{"url": ...}``, fetched behind the SSRF guard) in the background. One
-        knowledge base: a ``?kb=`` parameter is ignored."""
+        URL (JSON ``{"url": ...}``, fetched behind the SSRF guard) into knowledge base ``kb``
+        in the background; a name the store lacks is created (once the request is found good)."""
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if ctype == "application/json":
             try:
@@ -414,8 +431,8 @@ def admin_router(kb: KnowledgeBase, settings: Settings, key: AdminKey, feedback:
                 summary = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
                 return error_response(422, f"invalid request: {summary}", detail)
             url = req.url.strip()
-            job = jobs.submit(Job("url", [url], 1, {}))
-            return JSONResponse({"job_id": job.job_id, "state": job.state, "documents": [url]}, status_code=202)
+            started = job(await run_in_threadpool(kbs.open, kb), "url", [url], 1, {})
+            return JSONResponse({"job_id": started.job_id, "state": started.state, "documents": [url]}, status_code=202)
         if ctype != "multipart/form-data":
             return error_response(415, "send multipart/form-data with files, or JSON {\"url\": ...}")
         try:
@@ -423,11 +440,11 @@ def admin_router(kb: KnowledgeBase, settings: Settings, key: AdminKey, feedback:
         except HTTPException as exc:  # Starlette's: too many files or fields, a malformed body
             return error_response(422, f"invalid upload: {exc.detail}")
         try:
-            return await _accept_uploads(form)
+            return await _accept_uploads(kb, form)
         finally:
             await form.close()
 
-    async def _accept_uploads(form) -> JSONResponse:
+    async def _accept_uploads(kb: str, form) -> JSONResponse:
         unknown = sorted({name for name in form if name != "files"})
         if unknown:
             return error_response(422, f"unknown form field(s): {', '.join(unknown)} (send files as 'files')")
@@ -445,12 +462,14 @@ def admin_router(kb: KnowledgeBase, settings: Settings, key: AdminKey, feedback:
             if not upload.size:
                 return error_response(422, f"{name!r}: the file is empty")
             names.append(name)
+        target = await run_in_threadpool(kbs.open, kb)
         folders = []
+        uploads = uploads_dir(settings, target.name)
         for name, upload in zip(names, files):
             folders.append(str(await run_in_threadpool(_store_upload, uploads, name, upload)))
         ids = [f"{UPLOAD_NAMESPACE}/{name}" for name in names]
-        job = jobs.submit(Job("upload", folders, len(files), dict(zip(folders, ids))))
-        return JSONResponse({"job_id": job.job_id, "state": job.state, "documents": ids}, status_code=202)
+        started = job(target, "upload", folders, len(files), dict(zip(folders, ids)))
+        return JSONResponse({"job_id": started.job_id, "state": started.state, "documents": ids}, status_code=202)
 
     @router.get("/api/jobs", response_model=JobsOut)
     def list_jobs() -> dict:
@@ -458,38 +477,42 @@ def admin_router(kb: KnowledgeBase, settings: Settings, key: AdminKey, feedback:
 
     @router.get("/api/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
     def get_job(job_id: str) -> Any:
-        job = jobs.get(job_id)
-        if job is None:
+        found = jobs.get(job_id)
+        if found is None:
             return error_response(404, "没有这个任务（no such job; jobs are kept in memory until a restart）")
-        return job.to_dict()
+        return found.to_dict()
 
     @router.delete(
         "/api/documents/{doc_id:path}",
         response_model=RemovedOut,
         responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
     )
-    def remove_document(doc_id: str) -> Any:
-        """Remove one document and its chunks (an uploaded file goes from the server too)."""
-        record = next((d for d in kb.documents(complete_only=False) if d.doc_id == doc_id), None)
+    def remove_document(doc_id: str, kb: KbQuery = DEFAULT_KB) -> Any:
+        """Remove one document of knowledge base ``kb`` and its chunks (an uploaded file goes
+        from the server too)."""
+        target = kbs.get(kb)
+        record = next((d for d in target.documents(complete_only=False) if d.doc_id == doc_id), None)
         try:
-            report = kb.remove([doc_id], lock_timeout=REMOVE_LOCK_TIMEOUT)
+            report = target.remove([doc_id], lock_timeout=REMOVE_LOCK_TIMEOUT)
         except IngestLockError:
             response = error_response(409, "另一个导入正在进行，请稍后再试（another ingest holds the store; retry）")
             response.headers["Retry-After"] = "10"
             return response
         if report.failed:
             return error_response(404, f"没有这个文档（no such document: {doc_id!r:.200}）")
-        folder = _upload_folder(uploads, record.origin) if record is not None else None
+        folder = _upload_folder(uploads_dir(settings, kb), record.origin) if record is not None else None
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         return {"removed": report.removed}
 
-    @router.post("/api/reindex", status_code=202, response_model=JobStarted)
-    def reindex() -> dict:
-        """Ingest every document again from its own source, in the background (changed sources
-        updated, unchanged skipped, gone ones reported). The knowledge base keeps answering."""
-        job = jobs.submit(Job("reindex", [], len(kb.documents(complete_only=False)), {}))
-        return {"job_id": job.job_id, "state": job.state, "documents": []}
+    @router.post("/api/reindex", status_code=202, response_model=JobStarted, responses={404: {"model": ErrorOut}})
+    def reindex(kb: KbQuery = DEFAULT_KB) -> dict:
+        """Ingest every document of knowledge base ``kb`` again from its own source, in the
+        background (changed sources updated, unchanged skipped, gone ones reported). The
+        knowledge base keeps answering."""
+        target = kbs.get(kb)
+        started = job(target, "reindex", [], len(target.documents(complete_only=False)), {})
+        return {"job_id": started.job_id, "state": started.state, "documents": []}
 
     @router.get(
         "/api/feedback.csv",

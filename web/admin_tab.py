@@ -23,6 +23,12 @@ ADMIN_HTML = f"""
     <span class="kb-admin-msg" role="status"></span>
   </form>
   <div class="kb-admin-panel" hidden>
+    <form class="kb-admin-kb">
+      <label>知识库 <input type="text" name="kb" value="default" list="kb-admin-kbs" pattern="[A-Za-z0-9_\\-]{{1,40}}"
+        aria-label="知识库" title="字母、数字、_ 或 -；上传到新名称即新建知识库"></label>
+      <datalist id="kb-admin-kbs"></datalist>
+      <button type="submit" class="kb-admin-btn">切换</button>
+    </form>
     <div class="kb-admin-row">
       <form class="kb-admin-upload">
         <input type="file" name="files" multiple accept="{','.join(UPLOAD_TYPES)}" aria-label="选择文件">
@@ -42,7 +48,7 @@ ADMIN_HTML = f"""
     <ul class="kb-admin-jobs"></ul>
     <h4>文档</h4>
     <table class="kb-admin-docs">
-      <thead><tr><th>标题</th><th>日期</th><th>片段</th><th>ID</th><th></th></tr></thead>
+      <thead><tr><th>标题</th><th>日期</th><th>地区</th><th>片段</th><th>导入时间</th><th>ID</th><th></th></tr></thead>
       <tbody></tbody>
     </table>
   </div>
@@ -52,6 +58,7 @@ ADMIN_HTML = f"""
 ADMIN_CSS = """
 .kb-admin [hidden] { display: none !important; }
 .kb-admin form { display: flex; gap: 0.5rem; align-items: center; flex-wrap: wrap; margin: 0 0 0.6rem; }
+.kb-admin input[type=text] { padding: 0.3rem 0.5rem; border: 1px solid var(--border-color-primary); border-radius: 6px; }
 .kb-admin input[type=password], .kb-admin input[type=url] { flex: 1; min-width: 14rem; padding: 0.4rem 0.6rem;
   border: 1px solid var(--border-color-primary); border-radius: 6px; background: var(--input-background-fill); }
 .kb-admin-row { display: flex; gap: 1rem; flex-wrap: wrap; margin-bottom: 0.6rem; }
@@ -69,7 +76,9 @@ ADMIN_CSS = """
 ADMIN_JS = r"""
 const $ = (sel) => element.querySelector(sel);
 let key = null;
+let kb = "default";  // the knowledge base the panel works on (?kb= on every call)
 const tracked = new Map();  // job id -> its list item
+const inKb = (path) => path + (path.includes("?") ? "&" : "?") + "kb=" + encodeURIComponent(kb);
 const say = (text) => { $(".kb-admin-msg").textContent = text; };
 const call = async (path, options = {}) => {
   const headers = Object.assign({}, options.headers || {}, {Authorization: "Bearer " + key});
@@ -82,9 +91,21 @@ const cell = (row, text) => { const td = document.createElement("td"); td.textCo
 const KINDS = {upload: "上传", url: "网址", reindex: "重新索引"};
 const STATES = {queued: "排队中", running: "进行中", done: "完成", failed: "失败"};
 
+async function loadKbs() {
+  const response = await fetch("api/kbs");
+  const list = $("#kb-admin-kbs");
+  list.replaceChildren();
+  for (const item of ((await response.json()).kbs || [])) {
+    const option = document.createElement("option");
+    option.value = item.name;
+    option.textContent = item.name + "（" + item.documents + " 个文档）";
+    list.appendChild(option);
+  }
+}
+
 async function loadDocuments() {
-  const response = await fetch("api/documents");
-  const docs = (await response.json()).documents || [];
+  const response = await fetch(inKb("api/documents"));
+  const docs = response.ok ? (await response.json()).documents || [] : [];  // a new name: nothing yet
   const body = $(".kb-admin-docs tbody");
   body.replaceChildren();
   for (const doc of docs) {
@@ -92,13 +113,15 @@ async function loadDocuments() {
     row.dataset.docId = doc.doc_id;
     cell(row, doc.title || doc.doc_id);
     cell(row, doc.date || "—");
+    cell(row, doc.regions.join("、") || "—");
     cell(row, String(doc.chunk_count));
+    cell(row, doc.ingested_at ? new Date(doc.ingested_at).toLocaleString() : "—");
     cell(row, doc.doc_id);
     const button = document.createElement("button");
     button.type = "button"; button.className = "kb-admin-btn kb-admin-delete"; button.textContent = "删除";
     button.addEventListener("click", async () => {
       button.disabled = true;
-      const {status, body} = await call("api/documents/" + encodeURIComponent(doc.doc_id), {method: "DELETE"});
+      const {status, body} = await call(inKb("api/documents/" + encodeURIComponent(doc.doc_id)), {method: "DELETE"});
       say(status === 200 ? "已删除：" + doc.doc_id : "删除失败：" + ((body && body.error) || status));
       loadDocuments();
     });
@@ -111,7 +134,7 @@ function showJob(job) {
   let item = tracked.get(job.job_id);
   if (!item) { item = document.createElement("li"); $(".kb-admin-jobs").prepend(item); tracked.set(job.job_id, item); }
   item.className = "kb-job kb-job-" + job.state + (job.state === "failed" ? " kb-failed" : "");
-  let text = (KINDS[job.kind] || job.kind) + " · " + (STATES[job.state] || job.state) +
+  let text = job.kb + " · " + (KINDS[job.kind] || job.kind) + " · " + (STATES[job.state] || job.state) +
              " · " + job.documents.done + "/" + job.documents.total + " 个文档";
   if (job.added.length) text += " · 新增 " + job.added.join("、");
   if (job.updated.length) text += " · 更新 " + job.updated.join("、");
@@ -125,7 +148,7 @@ async function follow(jobId) {
     const {status, body, response} = await call("api/jobs/" + encodeURIComponent(jobId));
     if (status === 200) {
       showJob(body);
-      if (body.state === "done" || body.state === "failed") { loadDocuments(); return; }
+      if (body.state === "done" || body.state === "failed") { loadDocuments(); loadKbs(); return; }
     } else if (status !== 429) { return; }
     const wait = status === 429 ? 1000 * Number(response.headers.get("retry-after") || 2) : 1000;
     await new Promise((resolve) => setTimeout(resolve, wait));
@@ -153,6 +176,16 @@ $(".kb-admin-login").addEventListener("submit", async (event) => {
   event.target.hidden = true;
   $(".kb-admin-panel").hidden = false;
   for (const job of body.jobs.slice().reverse()) showJob(job);
+  loadKbs();
+  loadDocuments();
+});
+
+$(".kb-admin-kb").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = event.target.elements.kb;
+  if (!input.checkValidity()) { say("知识库名称只能包含字母、数字、_ 或 -"); return; }
+  kb = input.value;
+  say("");
   loadDocuments();
 });
 
@@ -162,7 +195,7 @@ $(".kb-admin-upload").addEventListener("submit", async (event) => {
   if (!input.files.length) { say("请先选择文件"); return; }
   const form = new FormData();
   for (const file of input.files) form.append("files", file, file.name);
-  await started(await call("api/documents", {method: "POST", body: form}));
+  await started(await call(inKb("api/documents"), {method: "POST", body: form}));
   input.value = "";
 });
 
@@ -170,11 +203,11 @@ $(".kb-admin-url").addEventListener("submit", async (event) => {
   event.preventDefault();
   const url = event.target.elements.url.value.trim();
   if (!url) return;
-  await started(await call("api/documents", {method: "POST", headers: {"Content-Type": "application/json"},
-                                             body: JSON.stringify({url})}));
+  await started(await call(inKb("api/documents"), {method: "POST", headers: {"Content-Type": "application/json"},
+                                                   body: JSON.stringify({url})}));
 });
 
-$(".kb-admin-reindex").addEventListener("click", async () => started(await call("api/reindex", {method: "POST"})));
+$(".kb-admin-reindex").addEventListener("click", async () => started(await call(inKb("api/reindex"), {method: "POST"})));
 
 $(".kb-admin-csv").addEventListener("click", async () => {
   const {status, response} = await call("api/feedback.csv");
@@ -201,7 +234,7 @@ def admin_tab() -> None:
     """The 管理 tab, inside the page's ``gr.Blocks`` (see the module docstring)."""
     with gr.Tab("管理", id="kb-tab-admin"):
         gr.Markdown(
-            "## 管理\n输入管理密钥后，可上传文档（.txt .md .html .pdf .docx）、导入网址、删除文档、"
-            "从来源重新索引，并查看导入进度。密钥只保存在本页内存中，刷新页面后需重新输入。"
+            "## 管理\n输入管理密钥后，可选择知识库，上传文档（.txt .md .html .pdf .docx）、导入网址、删除文档、"
+            "从来源重新索引，并查看导入进度；上传到新的知识库名称即新建知识库。密钥只保存在本页内存中，刷新页面后需重新输入。"
         )
         gr.HTML(ADMIN_HTML, elem_id="kb-admin", css_template=ADMIN_CSS, js_on_load=ADMIN_JS)

@@ -1,6 +1,7 @@
-"""The JSON/SSE API's routes: ``api_router(kb)``.
+"""The JSON/SSE API's routes: ``api_router(kbs)``.
 
-Handlers are thin: validate the request, call ``KnowledgeBase``, return its ``to_dict()``.
+Handlers are thin: validate the request, call the ``KnowledgeBase`` its ``kb`` names (from
+``KnowledgeBases``; an unknown name is a 404), return its ``to_dict()``.
 Blocking KB calls (embedding, Chroma, answering) run in Starlette's threadpool so the
 event loop keeps serving other requests and the chat UI's queue.
 
@@ -18,25 +19,32 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from kbqa.knowledge_base import KnowledgeBase
+from kbqa.chroma import DEFAULT_KB
+from kbqa.knowledge_base import KnowledgeBases
 from kbqa.types import Answer
 from web.errors import JSONErrorRoute
 from web.schemas import (
     ERROR_RESPONSES,
     AnswerOut,
     DocumentsOut,
+    FiltersIn,
     HealthOut,
     K,
+    KbName,
+    KbQuery,
+    KbsOut,
     SearchOut,
+    filters_of,
     history_field,
     question_text,
 )
 
 
-def api_router(kb: KnowledgeBase) -> APIRouter:
-    """``/api/ask``, ``/api/ask/stream``, ``/api/search``, ``/api/health``, ``/api/documents``."""
-    limit = kb.settings.max_question_chars
-    History = history_field(kb.settings.max_history_messages, kb.settings.max_history_chars)
+def api_router(kbs: KnowledgeBases) -> APIRouter:
+    """``/api/ask``, ``/api/ask/stream``, ``/api/search``, ``/api/health``, ``/api/documents``, ``/api/kbs``."""
+    settings = kbs.settings
+    limit = settings.max_question_chars
+    History = history_field(settings.max_history_messages, settings.max_history_chars)
 
     # Request bodies: strict types (no "5" -> 5 coercion), unknown fields refused.
     class AskRequest(BaseModel):
@@ -44,6 +52,8 @@ def api_router(kb: KnowledgeBase) -> APIRouter:
         question: Annotated[StrictStr, question_text(limit)]
         k: K | None = None
         history: History = Field(default_factory=list)  # type: ignore[valid-type]
+        kb: KbName = DEFAULT_KB
+        filters: FiltersIn | None = None
 
         def messages(self) -> list[dict]:
             return [m.model_dump() for m in self.history]
@@ -52,17 +62,21 @@ def api_router(kb: KnowledgeBase) -> APIRouter:
         model_config = ConfigDict(extra="forbid")
         query: Annotated[StrictStr, question_text(limit)]
         k: K | None = None
+        kb: KbName = DEFAULT_KB
+        filters: FiltersIn | None = None
 
     router = APIRouter(route_class=JSONErrorRoute)
 
     @router.post("/api/ask", response_model=AnswerOut, responses=ERROR_RESPONSES)
     def ask(req: AskRequest) -> dict:
-        return kb.ask(req.question, req.k, history=req.messages()).to_dict()
+        kb = kbs.get(req.kb)
+        return kb.ask(req.question, req.k, history=req.messages(), filters=filters_of(req.filters)).to_dict()
 
     @router.post("/api/ask/stream", responses=ERROR_RESPONSES | {200: {"content": {"text/event-stream": {}}}})
     async def ask_stream(req: AskRequest) -> EventSourceResponse:
         """Server-Sent Events: ``delta`` {"text"} ... then ``answer`` (as /api/ask) and ``done``."""
-        answers = kb.ask_stream(req.question, req.k, history=req.messages())
+        kb = await run_in_threadpool(kbs.get, req.kb)
+        answers = kb.ask_stream(req.question, req.k, history=req.messages(), filters=filters_of(req.filters))
         # Pull the first answer before responding, so a QuestionError (or any failure in
         # retrieval) becomes a proper error status instead of a broken event stream.
         first = await run_in_threadpool(next, answers)
@@ -70,21 +84,22 @@ def api_router(kb: KnowledgeBase) -> APIRouter:
 
     @router.post("/api/search", response_model=SearchOut, responses=ERROR_RESPONSES)
     def search(req: SearchRequest) -> dict:
-        return kb.search(req.query, req.k).to_dict()
+        return kbs.get(req.kb).search(req.query, req.k, filters=filters_of(req.filters)).to_dict()
 
-    @router.get("/api/health", response_model=HealthOut)
-    def health() -> dict:
-        stats = kb.stats()
+    @router.get("/api/health", response_model=HealthOut, responses={404: ERROR_RESPONSES[404]})
+    def health(kb: KbQuery = DEFAULT_KB) -> dict:
+        stats = kbs.get(kb).stats()
         return {"status": "ok"} | {key: stats[key] for key in ("documents", "chunks", "lexical_chunks", "embedder")}
 
-    @router.get("/api/documents", response_model=DocumentsOut)
-    def documents() -> dict:
-        return {
-            "documents": [
-                {"doc_id": d.doc_id, "title": d.title, "source": d.source, "date": d.date, "chunk_count": d.chunk_count}
-                for d in kb.documents()
-            ]
-        }
+    @router.get("/api/kbs", response_model=KbsOut)
+    def knowledge_bases() -> dict:
+        """The store's knowledge bases with their counts, ``default`` first."""
+        return {"kbs": kbs.describe()}
+
+    @router.get("/api/documents", response_model=DocumentsOut, responses={404: ERROR_RESPONSES[404]})
+    def documents(kb: KbQuery = DEFAULT_KB) -> dict:
+        fields = ("doc_id", "title", "source", "date", "regions", "chunk_count", "ingested_at")
+        return {"kb": kb, "documents": [{key: getattr(d, key) for key in fields} for d in kbs.get(kb).documents()]}
 
     return router
 

@@ -1,4 +1,4 @@
-"""One FastAPI app over a ``KnowledgeBase``: the JSON/SSE API under /api, the briefing
+"""One FastAPI app over a store's knowledge bases: the JSON/SSE API under /api, the briefing
 endpoints, the embeddable widget, and the Gradio chat page at /, behind one stack of
 middleware (web/middleware.py, web/gradio_guard.py) that covers every route."""
 
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
 
-from kbqa.knowledge_base import KnowledgeBase
+from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 from kbqa.settings import Settings
 from web.admin import AdminKey, admin_router, upload_limit
 from web.api import api_router
@@ -36,10 +36,12 @@ from web.widget import widget_router
 DOCS_STATIC = "/docs-static"
 
 
-def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
-    """The app over ``kb``. Web limits (rate, body size and time, origins, hosts, proxies)
-    come from ``settings``, by default ``kb.settings``."""
-    settings = settings or kb.settings
+def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = None) -> FastAPI:
+    """The app over the knowledge bases of ``kb``'s store (``kb`` among them). Web limits (rate,
+    body size and time, origins, hosts, proxies) come from ``settings``, by default
+    ``kb.settings``."""
+    kbs = kb if isinstance(kb, KnowledgeBases) else KnowledgeBases.serving(kb)
+    settings = settings or kbs.settings
     # FastAPIOffline: /docs and /redoc from Swagger UI 5 and Redoc files shipped in the
     # fastapi-offline package (FastAPI's own pages load them from a CDN: blank offline).
     app = FastAPIOffline(
@@ -51,8 +53,8 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     )
     key = AdminKey(settings)
     feedback = FeedbackStore(feedback_path(settings))
-    admin = admin_router(kb, settings, key, feedback)
-    demo = build_chat(kb, feedback=feedback, admin=key.enabled)
+    admin = admin_router(kbs, settings, key, feedback)
+    demo = build_chat(kbs, feedback=feedback, admin=key.enabled)
     own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
     # on every response; the Host header checked; forwarded headers dropped unless a trusted
@@ -100,9 +102,9 @@ def create_app(kb: KnowledgeBase, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=_served_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.allowed_origins)
 
-    app.include_router(api_router(kb))
-    app.include_router(briefing_router(kb))
-    app.include_router(openai_router(kb))
+    app.include_router(api_router(kbs))
+    app.include_router(briefing_router(kbs))
+    app.include_router(openai_router(kbs))
     app.include_router(admin)
 
     # After every API router: unknown /api and /v1 paths would otherwise fall through to the

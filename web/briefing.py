@@ -1,8 +1,8 @@
 """Briefing endpoints: ``POST /api/brief`` (JSON), and ``GET /api/brief.md`` and
 ``GET /api/brief.docx`` (the briefing as a Markdown or a Word download; web/docx_export.py).
 
-``briefing_router(kb)`` returns an ``APIRouter`` the app includes with
-``app.include_router(briefing_router(kb))``; it has to be included before web/app.py's
+``briefing_router(kbs)`` returns an ``APIRouter`` the app includes with
+``app.include_router(briefing_router(kbs))``; it has to be included before web/app.py's
 catch-all ``/api/{path:path}`` route, which would otherwise answer these paths with a 404.
 
 Its routes are ``JSONErrorRoute``s (web/errors.py), so it keeps the API's error contract in any
@@ -20,10 +20,20 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from kbqa.briefing import Briefing
-from kbqa.knowledge_base import KnowledgeBase
+from kbqa.chroma import DEFAULT_KB
+from kbqa.knowledge_base import KnowledgeBases
 from web.docx_export import DOCX_MEDIA_TYPE, briefing_docx
 from web.errors import JSONErrorRoute
-from web.schemas import ERROR_RESPONSES, CitationOut, K, OpenModel, question_text
+from web.schemas import (
+    ERROR_RESPONSES,
+    CitationOut,
+    FiltersIn,
+    K,
+    KbName,
+    OpenModel,
+    filters_of,
+    question_text,
+)
 
 DEFAULT_K = 20  # passages a briefing draws on (KnowledgeBase.brief's default)
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
@@ -44,8 +54,8 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def briefing_router(kb: KnowledgeBase) -> APIRouter:
-    limit = kb.settings.max_question_chars
+def briefing_router(kbs: KnowledgeBases) -> APIRouter:
+    limit = kbs.settings.max_question_chars
     Topic = Annotated[StrictStr, question_text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]
     k_doc = f"number of passages the briefing draws on (default {DEFAULT_K})"
 
@@ -53,11 +63,14 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
         model_config = ConfigDict(extra="forbid")
         topic: Topic
         k: Annotated[K, Field(description=k_doc)] | None = None
+        kb: KbName = DEFAULT_KB
+        filters: FiltersIn | None = None
 
     class BriefQuery(BaseModel):  # query strings are text: k is parsed, not strict
         model_config = ConfigDict(extra="forbid")
         topic: Topic
         k: Annotated[int, Field(ge=1, le=50, description=k_doc)] | None = None
+        kb: KbName = DEFAULT_KB
 
     class BriefOut(OpenModel):
         topic: str
@@ -69,14 +82,14 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
     errors = ERROR_RESPONSES
     router = APIRouter(route_class=JSONErrorRoute, tags=["briefings"])
 
-    def _brief(topic: str, k: int | None):
-        return kb.brief(topic, DEFAULT_K if k is None else k)
+    def _brief(kb: str, topic: str, k: int | None, filters: FiltersIn | None = None):
+        return kbs.get(kb).brief(topic, DEFAULT_K if k is None else k, filters=filters_of(filters))
 
     @router.post("/api/brief", response_model=BriefOut, responses=errors)
     def brief(req: BriefRequest) -> dict:
         """A briefing on a topic: a summary, the key figures, then points by source — every point a
         verbatim sentence of a source, footnoted."""
-        return _brief(req.topic, req.k).to_dict()
+        return _brief(req.kb, req.topic, req.k, req.filters).to_dict()
 
     def download(briefing: Briefing, body: bytes | str, media_type: str, extension: str) -> Response:
         return Response(
@@ -93,24 +106,24 @@ def briefing_router(kb: KnowledgeBase) -> APIRouter:
         "/api/brief.md",
         response_class=Response,
         responses={200: {"content": {"text/markdown": {}}, "description": "the briefing as a Markdown file"}}
-        | {422: errors[422]},
+        | {404: errors[404], 422: errors[422]},
     )
     def brief_markdown(query: Annotated[BriefQuery, Query()]) -> Response:
         """The briefing on ``topic`` as a ``.md`` download (``X-Briefing-Found`` says whether
         the knowledge base held anything on it)."""
-        briefing = _brief(query.topic, query.k)
+        briefing = _brief(query.kb, query.topic, query.k)
         return download(briefing, briefing.markdown, "text/markdown; charset=utf-8", "md")
 
     @router.get(
         "/api/brief.docx",
         response_class=Response,
         responses={200: {"content": {DOCX_MEDIA_TYPE: {}}, "description": "the briefing as a Word file"}}
-        | {422: errors[422]},
+        | {404: errors[404], 422: errors[422]},
     )
     def brief_word(query: Annotated[BriefQuery, Query()]) -> Response:
         """The briefing on ``topic`` as a ``.docx`` download: Word headings and bullet lists,
         the sources as real Word footnotes (``X-Briefing-Found`` as for the ``.md``)."""
-        briefing = _brief(query.topic, query.k)
+        briefing = _brief(query.kb, query.topic, query.k)
         return download(briefing, briefing_docx(briefing), DOCX_MEDIA_TYPE, "docx")
 
     return router

@@ -12,6 +12,10 @@ The example questions come from the knowledge base (``KnowledgeBase.example_ques
 each page load) and are asked on click. The page's wording is Chinese or English
 (web/i18n.py), switched by a button; the language lives in the session (``gr.State``) like the
 conversation.
+
+Both tabs ask the knowledge base chosen in the page's bar (shown only when the store holds more
+than ``default``; its example questions follow the choice); questions can be narrowed by region
+and date (kbqa.types.Filters).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from urllib.parse import quote
 import gradio as gr
 
 from kbqa.briefing import escape_markdown
-from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from kbqa.chroma import DEFAULT_KB
+from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
 from kbqa.types import Answer
 from web.admin_tab import admin_tab
 from web.feedback import FeedbackStore
@@ -134,13 +139,14 @@ def _source_link(source: str) -> str:
     return html.escape(source)
 
 
-def download_links(topic: str, lang: Lang = "zh") -> str:
+def download_links(topic: str, lang: Lang = "zh", kb: str = DEFAULT_KB) -> str:
     """The briefing's downloads: links to ``GET /api/brief.md`` and ``GET /api/brief.docx``
-    (relative, so they work under any mount path). The briefing is composed again there, so
-    nothing is written to Gradio's cache for it."""
+    (relative, so they work under any mount path) of knowledge base ``kb``. The briefing is
+    composed again there, so nothing is written to Gradio's cache for it."""
+    query = f"topic={quote(topic, safe='')}" + ("" if kb == DEFAULT_KB else f"&kb={quote(kb, safe='')}")
     links = []
     for extension, key in DOWNLOADS:
-        href = html.escape(f"api/brief.{extension}?topic={quote(topic, safe='')}", quote=True)
+        href = html.escape(f"api/brief.{extension}?{query}", quote=True)
         links.append(f'<a class="kb-download" href="{href}" download>{text(lang, key)}</a>')
     return " ".join(links)
 
@@ -282,9 +288,16 @@ def voted_turn(history: list[Message], index: Any) -> tuple[str, str] | None:
     return message_text(question.get("content")), message_text(message.get("content"))
 
 
-def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admin: bool = False) -> gr.Blocks:
-    """The page over ``kb``; with ``feedback``, 👍/👎 under each answer are stored there; with
-    ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py)."""
+def kb_choices(kbs: KnowledgeBases) -> dict[str, Any]:
+    """The knowledge base selector's choices, shown only when there is more than ``default``."""
+    names = kbs.names()
+    return {"choices": names, "visible": len(names) > 1}
+
+
+def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, admin: bool = False) -> gr.Blocks:
+    """The page over the knowledge bases ``kbs``; with ``feedback``, 👍/👎 under each answer are
+    stored there; with ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py)."""
+    settings = kbs.settings
 
     def vote(history: list[Message], data: gr.LikeData) -> None:
         # Only an answer of this session's own history, and only a thumb up or down.
@@ -297,49 +310,54 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         feedback.add(*turn, liked)
 
     def respond(
-        question: str, history: list[Message], turns: list[Turn], lang: Lang
+        question: str, history: list[Message], turns: list[Turn], lang: Lang, kb: str = DEFAULT_KB,
+        region: str = "", date_from: str = "", date_to: str = "",
     ) -> Iterator[tuple[str, list[Message], list[Turn], list[Message], str]]:
-        # The conversation and the language live on the server (gr.State): the event's only
-        # input from the page is the question's text (web/gradio_guard.py).
+        # The conversation and the language live on the server (gr.State): the event's inputs
+        # from the page are text, the question's, the knowledge base's and the filters'
+        # (web/gradio_guard.py).
         if not question.strip():  # an empty submit is a no-op, not a question
             yield question, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         turn = (turns[-1][0] + 1) if turns else 1
         history = [*history, {"role": "user", "content": html.escape(question)}][-MAX_HISTORY_MESSAGES:]
-        earlier = conversation(turns, kb.settings.max_history_messages)
-        while sum(len(m["content"]) for m in earlier) > kb.settings.max_history_chars:
+        earlier = conversation(turns, settings.max_history_messages)
+        while sum(len(m["content"]) for m in earlier) > settings.max_history_chars:
             earlier = earlier[2:]  # the oldest question and answer go first
         try:
-            for answer in kb.ask_stream(question, history=earlier):
+            filters = {"region": region, "date_from": date_from, "date_to": date_to}
+            for answer in kbs.get(kb).ask_stream(question, history=earlier, filters=filters):
                 shown = [*history, {"role": "assistant", "content": render_answer(answer, turn, lang)}]
                 record = (turn, question, render_sources(answer, turn, lang), answer.text, answer.standalone_question)
                 shown_turns = [*turns, record][-MAX_SOURCE_TURNS:]
                 yield "", shown, shown_turns, shown, render_turns(shown_turns, lang)
-        except QuestionError as exc:
+        except (QuestionError, UnknownKnowledgeBase) as exc:
             message = text(lang, "question_error", error=exc)
             shown = [*history, {"role": "assistant", "content": refusal_html(message, lang)}]
             yield "", shown, turns, shown, render_turns(turns, lang)
 
     def ask_example(
-        index: int, history: list[Message], turns: list[Turn], lang: Lang, offered: list[str]
+        index: int, history: list[Message], turns: list[Turn], lang: Lang, offered: list[str], kb: str = DEFAULT_KB,
+        region: str = "", date_from: str = "", date_to: str = "",
     ) -> Iterator[tuple[str, list[Message], list[Turn], list[Message], str]]:
-        # The page sends the example's index; the question is the one this session was offered.
+        # The page sends the example's index; the question is the one this session was offered,
+        # asked as one typed in (of the knowledge base chosen, with the filters).
         if type(index) is not int or not 0 <= index < len(offered):
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        yield from respond(offered[index], history, turns, lang)
+        yield from respond(offered[index], history, turns, lang, kb, region, date_from, date_to)
 
-    def make_briefing(topic: str, lang: Lang) -> tuple[str, str, str, str]:
+    def make_briefing(topic: str, lang: Lang, kb: str = DEFAULT_KB) -> tuple[str, str, str, str]:
         if not topic.strip():  # an empty click is a no-op
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
-            briefing = kb.brief(topic)
-        except QuestionError as exc:
+            briefing = kbs.get(kb).brief(topic)
+        except (QuestionError, UnknownKnowledgeBase) as exc:
             return escape_markdown(text(lang, "topic_error", error=exc)), "", no_download_html(lang), ""
         return (
             render_briefing(briefing.markdown),
             briefing.markdown,
-            download_links(briefing.topic, lang),
+            download_links(briefing.topic, lang, kb),
             briefing.topic,
         )
 
@@ -352,6 +370,10 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         offered = gr.State([])  # the example questions this session shows, by index
         briefed = gr.State("")  # the topic of the briefing shown ("": none yet)
         with gr.Row(elem_id="kb-bar"):
+            kb_choice = gr.Dropdown(
+                value=DEFAULT_KB, label=text("zh", "kb_label"), elem_id="kb-select", scale=0, min_width=200,
+                **kb_choices(kbs),
+            )
             switch = gr.Button(text("zh", "switch"), elem_id="kb-lang", size="sm", scale=0, min_width=90)
         with gr.Tab(text("zh", "tab_chat"), id="kb-tab-chat") as chat_tab:
             intro = gr.Markdown(text("zh", "intro"))
@@ -391,16 +413,31 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
                         send = gr.Button(
                             text("zh", "send"), variant="primary", elem_id="kb-send", scale=1, min_width=80
                         )
+                    # value="": an API client (gradio_client) may leave the filters out.
+                    with gr.Accordion(text("zh", "filters"), open=False) as filters, gr.Row():
+                        region = gr.Textbox(
+                            "", label=text("zh", "region_label"), placeholder=text("zh", "region_placeholder"),
+                            elem_id="kb-filter-region", max_lines=1,
+                        )
+                        date_from = gr.Textbox(
+                            "", label=text("zh", "date_from_label"), placeholder="YYYY-MM-DD",
+                            elem_id="kb-filter-from", max_lines=1,
+                        )
+                        date_to = gr.Textbox(
+                            "", label=text("zh", "date_to_label"), placeholder="YYYY-MM-DD",
+                            elem_id="kb-filter-to", max_lines=1,
+                        )
                 # min_width: below two columns' worth (a phone), the row wraps and the sources
                 # come under the chat.
                 with gr.Column(scale=2, min_width=320):
                     sources_heading = gr.Markdown(text("zh", "sources_heading"))
                     sources = gr.HTML(NO_SOURCES_HTML, elem_id="kb-sources", css_template=_SOURCES_CSS, max_height=640)
             chat_outputs = [question, history, turns, chatbot, sources]
+            asked_of = [kb_choice, region, date_from, date_to]  # the knowledge base and the filters
             # Registered before "ask", which stays the page's second event (fn_index 1).
             examples.click(
                 ask_example,
-                inputs=[examples, history, turns, language, offered],
+                inputs=[examples, history, turns, language, offered, *asked_of],
                 outputs=chat_outputs,
                 show_progress="minimal",
                 api_name="ask_example",
@@ -410,7 +447,7 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
             gr.on(
                 [question.submit, send.click],
                 respond,
-                inputs=[question, history, turns, language],
+                inputs=[question, history, turns, language, *asked_of],
                 outputs=chat_outputs,
                 show_progress="minimal",
                 api_name="ask",
@@ -461,7 +498,7 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         gr.on(
             [topic.submit, make.click],
             make_briefing,
-            inputs=[topic, language],
+            inputs=[topic, language, kb_choice],
             outputs=[briefing_view, briefing_source, download, briefed],
             show_progress="minimal",
             api_name="brief",
@@ -474,6 +511,7 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
 
         # The page's wording in a language: each component with its wording (web/i18n.py).
         wording: dict[Any, Callable[[Lang], Any]] = {
+            kb_choice: lambda lang: gr.update(label=text(lang, "kb_label")),
             switch: lambda lang: gr.update(value=text(lang, "switch")),
             chat_tab: lambda lang: gr.update(label=text(lang, "tab_chat")),
             intro: lambda lang: text(lang, "intro"),
@@ -483,6 +521,10 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
             examples: lambda lang: gr.update(label=text(lang, "examples_label")),
             chatbot: lambda lang: gr.update(label=text(lang, "chat_label"), placeholder=text(lang, "chat_placeholder")),
             send: lambda lang: gr.update(value=text(lang, "send")),
+            filters: lambda lang: gr.update(label=text(lang, "filters")),
+            region: lambda lang: gr.update(label=text(lang, "region_label"), placeholder=text(lang, "region_placeholder")),
+            date_from: lambda lang: gr.update(label=text(lang, "date_from_label")),
+            date_to: lambda lang: gr.update(label=text(lang, "date_to_label")),
             sources_heading: lambda lang: text(lang, "sources_heading"),
             brief_tab: lambda lang: gr.update(label=text(lang, "tab_brief")),
             brief_intro: lambda lang: text(lang, "brief_intro"),
@@ -495,18 +537,18 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
         # briefing's placeholder and download (a briefing shown keeps its text).
         shown_outputs = [sources, briefing_view, download]
 
-        def shown_in(lang: Lang, turns: list[Turn], briefed: str) -> list[Any]:
+        def shown_in(lang: Lang, turns: list[Turn], briefed: str, kb: str) -> list[Any]:
             if briefed:
-                return [render_turns(turns, lang), gr.skip(), download_links(briefed, lang)]
+                return [render_turns(turns, lang), gr.skip(), download_links(briefed, lang, kb)]
             return [render_turns(turns, lang), text(lang, "no_brief"), no_download_html(lang)]
 
-        def switch_language(lang: Lang, turns: list[Turn], briefed: str) -> list[Any]:
+        def switch_language(lang: Lang, turns: list[Turn], briefed: str, kb: str = DEFAULT_KB) -> list[Any]:
             lang = "zh" if lang == "en" else "en"
-            return [lang, *(update(lang) for update in wording.values()), *shown_in(lang, turns, briefed)]
+            return [lang, *(update(lang) for update in wording.values()), *shown_in(lang, turns, briefed, kb)]
 
         switch.click(
             switch_language,
-            inputs=[language, turns, briefed],
+            inputs=[language, turns, briefed, kb_choice],
             outputs=[language, *wording, *shown_outputs],
             show_progress="hidden",
             api_name="language",
@@ -519,8 +561,13 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
             # after: the knowledge base's own, computed once per content of the store.
             if request.query_params.get("lang") == "en":
                 yield {language: "en"} | {block: update("en") for block, update in wording.items()}
-            questions = kb.example_questions(EXAMPLE_QUESTIONS)
-            yield {offered: questions, examples: gr.update(samples=[[q] for q in questions], visible=bool(questions))}
+            # Knowledge bases an admin created since the app started are offered too.
+            yield {kb_choice: gr.update(**kb_choices(kbs))}
+            yield examples_of(DEFAULT_KB)
+
+        def examples_of(kb: str) -> dict[Any, Any]:
+            questions = kbs.get(kb).example_questions(EXAMPLE_QUESTIONS)
+            return {offered: questions, examples: gr.update(samples=[[q] for q in questions], visible=bool(questions))}
 
         demo.load(
             load_page,
@@ -528,5 +575,9 @@ def build_chat(kb: KnowledgeBase, *, feedback: FeedbackStore | None = None, admi
             show_progress="hidden",
             api_name="load_page",
             api_visibility="private",
+        )
+        kb_choice.change(
+            examples_of, inputs=[kb_choice], outputs=[offered, examples], show_progress="hidden",
+            api_name="kb_examples", api_visibility="private",
         )
     return demo

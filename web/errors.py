@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from kbqa.chroma import StoreUnavailableError
-from kbqa.knowledge_base import QuestionError
+from kbqa.knowledge_base import QuestionError, UnknownKnowledgeBase
 
 
 def error_response(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -39,8 +39,9 @@ async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 class JSONErrorRoute(APIRoute):
     """The route class of every router of the JSON API: invalid requests, refused questions,
-    the client errors FastAPI raises itself (a body it cannot parse) and a store that cannot be
-    reached (503) answer in the one error shape, in any app that includes the router."""
+    the client errors FastAPI raises itself (a body it cannot parse), an unknown knowledge base
+    (404) and a store that cannot be reached (503) answer in the one error shape, in any app
+    that includes the router."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -52,6 +53,8 @@ class JSONErrorRoute(APIRoute):
                 return await on_validation_error(request, exc)
             except QuestionError as exc:
                 return error_response(422, str(exc))
+            except UnknownKnowledgeBase as exc:
+                return error_response(404, str(exc))
             except StoreUnavailableError as exc:
                 response = error_response(503, f"知识库暂时无法访问，请稍后再试（the store is unavailable: {exc}）")
                 response.headers["Retry-After"] = "5"

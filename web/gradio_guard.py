@@ -8,9 +8,10 @@ async_move_files_to_cache`` walks every input, a Textbox's included), and its pa
 calls. A request naming ``/etc/passwd`` got it copied and served back; ``/dev/zero`` pinned a
 core and stopped the app. So, at the root:
 
-* every event input is text (or an example's index): a request whose ``data`` holds an object
-  or a list, or whose body holds a file reference anywhere, is refused before Gradio parses it;
-  the chat keeps its history on the server (``gr.State``), so no input needs more than text;
+* every event input is text (a question, a filter, a knowledge base's name; or an example's
+  index): a request whose ``data`` holds an object or a list, or whose body holds a file
+  reference anywhere, is refused before Gradio parses it; the chat keeps its history on the
+  server (``gr.State``), so no input needs more than text;
 * a 👍/👎 (the chat's ``like`` event, input: server-side state) carries gr.LikeData's
   ``{index, value, liked}`` as its event data and nothing else (``_check_like``);
 * only the page's own events run: ``fn_index`` must name one, and by name only the public
@@ -55,10 +56,13 @@ CALL_RESULT = re.compile(r"^/gradio_api/call(?:/v2)?/([A-Za-z0-9_-]+)/([A-Za-z0-
 # Writes: the queue, the predict endpoints (by name, or "predict" with an fn_index), cancel, reset.
 EVENT_WRITE = re.compile(r"^/gradio_api/(?:queue/join|(?:run|call|call/v2|api)/([A-Za-z0-9_-]+)/?)$")
 SESSION_WRITES = frozenset({"/gradio_api/cancel", "/gradio_api/reset"})
-# What each kind of input on the page may carry: a textbox its text, an example's button its
-# index; a gr.State's slot is sent as null and never read (its value lives on the server).
-# Any other component is refused: the page has none as an event input.
-INPUT_TYPES: dict[type, tuple[type, ...]] = {gr.Textbox: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
+# What each kind of input on the page may carry: a textbox its text, a dropdown its choice (a
+# string; Gradio checks it is one of the choices), an example's button its index; a gr.State's
+# slot is sent as null and never read (its value lives on the server). Any other component is
+# refused: the page has none as an event input.
+INPUT_TYPES: dict[type, tuple[type, ...]] = {
+    gr.Textbox: (str,), gr.Dropdown: (str,), gr.Dataset: (int,), gr.State: (type(None),)
+}
 
 
 def mark_launched(demo: gr.Blocks) -> None:

@@ -1,6 +1,6 @@
 """An OpenAI-compatible face of the same answers: ``GET /v1/models`` and
 ``POST /v1/chat/completions`` (``stream`` false or true), so any OpenAI client or tool can ask
-the knowledge base.
+the knowledge bases: each is a model, by its name (``default`` among them).
 
 The user's last message is the question; the user and assistant messages before it are the
 conversation's history (``KnowledgeBase.ask_stream(..., history=...)``), so a follow-up is
@@ -29,13 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from kbqa.knowledge_base import KnowledgeBase, QuestionError
+from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
 from kbqa.types import Answer
 from web.api import text_deltas
 from web.errors import JSONErrorRoute, error_response
 from web.schemas import ERROR_RESPONSES, CitationOut, OpenModel
 
-MODEL = "default"  # the knowledge base, as a model; the one there is until named ones arrive
 MAX_MESSAGES = 50
 
 
@@ -111,13 +110,15 @@ class CompletionOut(OpenModel):
     references: list[CitationOut] = Field(description="references[n - 1] is the passage [n] cites")
 
 
-def openai_router(kb: KnowledgeBase) -> APIRouter:
+def openai_router(kbs: KnowledgeBases) -> APIRouter:
     router = APIRouter(route_class=JSONErrorRoute, tags=["OpenAI-compatible"])
     created = int(time.time())
 
     @router.get("/v1/models", response_model=ModelsOut)
     def models() -> dict:
-        return {"object": "list", "data": [{"id": MODEL, "object": "model", "created": created, "owned_by": "kbqa"}]}
+        """Each knowledge base of the store, as a model named after it."""
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "kbqa"} for name in kbs.names()]
+        return {"object": "list", "data": data}
 
     @router.post(
         "/v1/chat/completions",
@@ -126,18 +127,20 @@ def openai_router(kb: KnowledgeBase) -> APIRouter:
         | {200: {"content": {"text/event-stream": {}}}},
     )
     async def chat_completions(req: ChatRequest):
-        if req.model != MODEL:
-            return error_response(404, f"no such model: {req.model!r} (GET /v1/models lists them)")
+        try:
+            kb = await run_in_threadpool(kbs.get, req.model)
+        except UnknownKnowledgeBase:
+            return error_response(404, f"no such model: {req.model!r:.60} (GET /v1/models lists them)")
         question = _question(req.messages)
-        history = _history(req.messages[:-1], kb.settings.max_history_messages, kb.settings.max_history_chars)
+        history = _history(req.messages[:-1], kbs.settings.max_history_messages, kbs.settings.max_history_chars)
         answers = kb.ask_stream(question, history=history)
         # The first answer before responding, so a refused question is a 422, not a broken stream.
         first = await run_in_threadpool(next, answers)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
-            return EventSourceResponse(_chunks(completion_id, first, answers), ping=15)
+            return EventSourceResponse(_chunks(completion_id, kb.name, first, answers), ping=15)
         final = await run_in_threadpool(_last, first, answers)
-        return _completion(completion_id, final)
+        return _completion(completion_id, kb.name, final)
 
     return router
 
@@ -171,13 +174,13 @@ def _last(first: Answer, rest: Iterator[Answer]) -> Answer:
     return final
 
 
-def _completion(completion_id: str, answer: Answer) -> dict:
+def _completion(completion_id: str, model: str, answer: Answer) -> dict:
     data = answer.to_dict()
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": MODEL,
+        "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "found": data["found"],
@@ -186,12 +189,14 @@ def _completion(completion_id: str, answer: Answer) -> dict:
     } | {key: data[key] for key in ("verification", "notice") if key in data}
 
 
-async def _chunks(completion_id: str, first: Answer, rest: Iterator[Answer]) -> AsyncIterator[ServerSentEvent]:
+async def _chunks(
+    completion_id: str, model: str, first: Answer, rest: Iterator[Answer]
+) -> AsyncIterator[ServerSentEvent]:
     """OpenAI's stream: ``chat.completion.chunk`` objects whose deltas add up to the reply, the
     last with ``finish_reason`` and the references, then ``[DONE]``."""
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> ServerSentEvent:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": MODEL,
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]} | extra
         return ServerSentEvent(json.dumps(body, ensure_ascii=False))
 

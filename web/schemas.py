@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -17,8 +18,34 @@ from pydantic import (
     StringConstraints,
 )
 
+from kbqa.chroma import KB_NAME_PATTERN
+
 # k is bounded like KnowledgeBase._k; checking it here turns a bad k into a 422 before any work.
 K = Annotated[StrictInt, Field(ge=1, le=50, description="number of passages to retrieve (default: settings.top_k)")]
+KB_DESCRIPTION = "the knowledge base to ask (GET /api/kbs lists them); an unknown name is a 404"
+KbName = Annotated[StrictStr, Field(pattern=KB_NAME_PATTERN, description=KB_DESCRIPTION)]
+# The same in a query string (?kb=NAME).
+KbQuery = Annotated[str, Query(pattern=KB_NAME_PATTERN, description=KB_DESCRIPTION)]
+IsoDate = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
+
+
+class FiltersIn(BaseModel):
+    """Which documents to draw on, applied inside retrieval (kbqa.types.Filters)."""
+
+    model_config = ConfigDict(extra="forbid")
+    region: Annotated[StrictStr, Field(max_length=100)] | None = Field(
+        None, description="a province, city or county the document names, at any level: 锦州 matches 锦州市's documents"
+    )
+    date_from: IsoDate | None = Field(None, description="documents dated on or after this day (undated ones are left out)")
+    date_to: IsoDate | None = Field(None, description="documents dated on or before this day")
+    source: Annotated[StrictStr, Field(max_length=2048)] | None = Field(
+        None, description="the document's source exactly, or the host (or a parent domain) of a URL source"
+    )
+
+
+def filters_of(filters: FiltersIn | None) -> dict | None:
+    """What KnowledgeBase.search/ask/brief take as ``filters``."""
+    return None if filters is None else filters.model_dump()
 
 
 # --- response schemas (documentation at /docs; extra fields from kbqa's to_dict pass through) ---
@@ -83,11 +110,24 @@ class DocumentOut(BaseModel):
     title: str
     source: str
     date: str | None
+    regions: list[str] = Field(description="provinces, cities and counties the document names (full names, most mentioned first)")
     chunk_count: int
+    ingested_at: str | None = Field(description="when this version of the document was ingested (UTC, ISO 8601)")
 
 
 class DocumentsOut(BaseModel):
+    kb: str
     documents: list[DocumentOut]
+
+
+class KbOut(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+
+
+class KbsOut(BaseModel):
+    kbs: list[KbOut]
 
 
 class ErrorOut(BaseModel):
@@ -130,6 +170,7 @@ def question_text(max_chars: int) -> StringConstraints:
 
 # The error answers of the query routes, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such knowledge base (kb)"},
     413: {"model": ErrorOut, "description": "request body too large (settings.max_body_bytes)"},
     422: {"model": ErrorOut, "description": "invalid request"},
     429: {"model": ErrorOut, "description": "too many requests from this client; see the Retry-After header"},

@@ -24,8 +24,10 @@ code,pre{background:#f4f4f5;border-radius:4px;padding:.1rem .3rem}</style></head
 <p>把下面这一行放进任意网页，右下角就会出现“问答”按钮；问题发送到脚本所在服务器的
 <code>/api/ask</code>，答案中的 [n] 可点击展开引用原文。</p>
 <pre>&lt;script src="http://HOST:PORT/widget.js" defer&gt;&lt;/script&gt;</pre>
+<p>加上 <code>data-kb="NAME"</code> 即询问名为 NAME 的知识库（默认 default）。</p>
 <p>Add the line above to any page: a “问答” button opens a panel that asks this server's
-<code>POST /api/ask</code>. API documentation: <a href="/docs">/docs</a>.</p>
+<code>POST /api/ask</code> (<code>data-kb="NAME"</code> asks knowledge base NAME). API documentation:
+<a href="/docs">/docs</a>.</p>
 <script src="/widget.js" defer></script>
 </body>
 </html>

@@ -121,7 +121,10 @@ def snapshot(store, corpus_root: Path) -> dict:
             cid: (text, dict(meta), np.asarray(vec, dtype=np.float64))
             for cid, text, meta, vec in zip(chunks["ids"], chunks["documents"], chunks["metadatas"], chunks["embeddings"])
         },
-        "manifest": {d: asdict(r) | {"origin": r.origin.replace(root, "<corpus>")} for d, r in records.items()},
+        # ingested_at is when a document was written: a clock reading, not content.
+        "manifest": {
+            d: asdict(r) | {"origin": r.origin.replace(root, "<corpus>"), "ingested_at": None} for d, r in records.items()
+        },
         "lexical": sorted(store.iter_lexical_rows()),
         "counts": (store.chunk_count(), store.doc_count()),
     }

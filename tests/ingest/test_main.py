@@ -101,3 +101,34 @@ def test_removing_an_id_that_does_not_exist_says_so_and_exits_1(tmp_path):
     )
     assert done.returncode == 1
     assert "removed 0 document(s)" in done.stdout and "failed: nope.txt: no such document" in done.stderr
+
+
+def test_the_kb_flag_names_the_knowledge_base_of_every_command(tmp_path, capsys):
+    """--kb NAME: ingesting creates it; --list, --remove, --prune and --reindex work on it alone;
+    --list or --remove of a name the store lacks is an error (exit 2), not a new knowledge base."""
+    from tests.conftest import write_region_articles
+
+    folder = write_region_articles(tmp_path / "docs")
+    store = ["--store", str(tmp_path / "chroma"), "--embedder", EMBEDDER, "--no-progress"]
+    assert main([*store, "--kb", "news", str(folder)]) == 0
+    assert "added 2," in capsys.readouterr().out
+    assert main([*store, "--kb", "news", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "guiyang.txt\t1 chunks\t2024-03-01" in listed and "knowledge base news: 2 documents, 2 chunks" in listed
+    assert main([*store, "--list"]) == 0  # default: untouched
+    assert "\n0 documents, 0 chunks in" in "\n" + capsys.readouterr().out
+    assert main([*store, "--kb", "other", "--list"]) == 2
+    assert "no such knowledge base: 'other'" in capsys.readouterr().err
+    assert main([*store, "--kb", "other", "--remove", "guiyang.txt"]) == 2
+
+    assert main([*store, "--kb", "news", "--remove", "guiyang.txt"]) == 0
+    (folder / "jinzhou.txt").unlink()
+    assert main([*store, "--kb", "news", str(folder), "--prune"]) == 0
+    assert "added 1, updated 0, unchanged 0, removed 1," in capsys.readouterr().out  # guiyang back, jinzhou gone
+    assert main([*store, "--kb", "news", "--reindex"]) == 0
+    assert "added 1," in capsys.readouterr().out
+    assert main([*store, "--kb", "news", "--list"]) == 0
+    assert "knowledge base news: 1 documents" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        main([*store, "--kb", "no.dots", "--list"])
+    assert bad.value.code == 2 and "--kb: a knowledge base name is" in capsys.readouterr().err

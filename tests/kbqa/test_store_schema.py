@@ -46,9 +46,28 @@ def test_new_store_is_stamped(tmp_path):
     assert _chunks_meta(store) == {"embedder": "unit", "dim": DIM, "schema_version": SCHEMA_VERSION}
 
 
-def test_unversioned_store_is_stamped_in_place_and_keeps_its_records(tmp_path):
-    """A store written before the stamp existed (no schema_version, no manifest state) opens
-    as it was: the migration only stamps the version, keeping embedder, dim and the cosine space."""
+@pytest.mark.parametrize("old_version", [None, 1])  # None: written before the stamp existed
+@pytest.mark.parametrize(("prefix", "flags"), [("kb", "--reindex --store"), ("kb.news", "--reindex --kb news --store")])
+def test_a_store_without_the_filter_keys_is_refused_with_the_reindex_command(tmp_path, old_version, prefix, flags):
+    """Version 2 added the filter keys (regions, date number, source keys) to every chunk and
+    manifest entry: an older store would silently fall out of every filter, so it is not
+    stamped but refused, naming the command that rebuilds it (with --kb for a named one)."""
+    client = connect(tmp_path / "chroma", None)
+    store = ChunkStore(client, collection_prefix=prefix, embedder_name="unit", dim=DIM)
+    store.write_documents([_doc("a", ["甲乙"])])
+    stamp = {"embedder": "unit", "dim": DIM} | ({} if old_version is None else {"schema_version": old_version})
+    store._chunks.modify(metadata=stamp)
+    with pytest.raises(SchemaVersionError) as err:
+        ChunkStore(client, collection_prefix=prefix, embedder_name="unit", dim=DIM)
+    assert err.value.found == (old_version or 0) and err.value.expected == SCHEMA_VERSION == 2
+    assert f"python -m ingest {flags} {tmp_path / 'chroma'}" in str(err.value)
+
+
+def test_a_stamp_only_version_is_stamped_in_place_and_keeps_its_records(tmp_path, monkeypatch):
+    """A version listed as stamp-only (none is, at version 2: the mechanism for the next change
+    that keeps old records valid) opens as it was: the migration only stamps the version,
+    keeping embedder, dim and the cosine space; a manifest entry without ``state`` reads "ok"."""
+    monkeypatch.setattr(store_module, "_STAMP_ONLY_VERSIONS", frozenset({0}))
     client = connect(tmp_path / "chroma", None)
     store = ChunkStore(client, collection_prefix="kb", embedder_name="unit", dim=DIM)
     store.write_documents([_doc("a", ["甲乙", "丙丁"]), _doc("b", ["戊己"], date=None)])
@@ -106,7 +125,7 @@ def _contents(kb) -> dict:
     got = kb.store._chunks.get(include=["documents", "metadatas"])
     return {
         "chunks": sorted(zip(got["ids"], got["documents"], [sorted(m.items()) for m in got["metadatas"]])),
-        "docs": {d: asdict(r) for d, r in kb.store.doc_records().items()},
+        "docs": {d: asdict(r) | {"ingested_at": None} for d, r in kb.store.doc_records().items()},  # a clock reading
         "lexical": sorted(kb.store.iter_lexical_rows()),
     }
 

@@ -145,6 +145,42 @@ def test_an_upload_becomes_answerable_then_deleting_removes_it(admin_url, admin_
         assert client.get("/api/jobs/no-such-job", headers=AUTH).status_code == 404
 
 
+def test_writes_go_to_the_knowledge_base_kb_names(admin_url, admin_kb):
+    """?kb=NAME: an upload into a new name creates that knowledge base (its files kept apart:
+    the same name uploaded to two knowledge bases is two files); removal and reindex of a name
+    the store lacks are 404s, and a bad name is a 422 before anything is stored."""
+    uploads = admin_kb.settings.store / "uploads"
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        for kb in ("shenyang", "default"):
+            started = client.post("/api/documents", params={"kb": kb}, files=[("files", ("沈阳.txt", FACT))], headers=AUTH)
+            assert started.status_code == 202, started.text
+            job = wait_for(client, started.json()["job_id"])
+            assert job["kb"] == kb and job["state"] == "done" and job["added"] == ["uploads/沈阳.txt"], job
+        assert (uploads / "_kb" / "shenyang" / "沈阳.txt" / "uploads" / "沈阳.txt").read_bytes() == FACT
+        assert (uploads / "沈阳.txt" / "uploads" / "沈阳.txt").read_bytes() == FACT
+        (listed,) = client.get("/api/documents", params={"kb": "shenyang"}).json()["documents"]
+        assert listed["regions"] == ["辽宁省", "沈阳市"] and listed["ingested_at"] and listed["chunk_count"] == 1
+        assert "shenyang" in [kb["name"] for kb in client.get("/api/kbs").json()["kbs"]]
+        answer = client.post("/api/ask", json={"question": FACT_QUESTION, "kb": "shenyang"}).json()
+        assert answer["found"] and answer["citations"][0]["doc_id"] == "uploads/沈阳.txt"
+
+        reindexed = client.post("/api/reindex", params={"kb": "shenyang"}, headers=AUTH)
+        assert wait_for(client, reindexed.json()["job_id"])["unchanged"] == ["uploads/沈阳.txt"]
+        assert client.delete("/api/documents/uploads/沈阳.txt", params={"kb": "shenyang"}, headers=AUTH).status_code == 200
+        assert not (uploads / "_kb" / "shenyang" / "沈阳.txt").exists()
+        assert (uploads / "沈阳.txt").exists()  # the default knowledge base's copy stays
+        assert client.get("/api/documents", params={"kb": "shenyang"}).json()["documents"] == []
+        assert client.delete("/api/documents/uploads/沈阳.txt", headers=AUTH).status_code == 200
+
+        assert client.post("/api/reindex", params={"kb": "nope"}, headers=AUTH).status_code == 404
+        assert client.delete("/api/documents/x.txt", params={"kb": "nope"}, headers=AUTH).status_code == 404
+        bad = client.post("/api/documents", params={"kb": "../x"}, files=[("files", ("a.txt", b"x"))], headers=AUTH)
+        assert bad.status_code == 422 and not (uploads / "a.txt").exists()
+        refused = client.post("/api/documents", params={"kb": "never"}, files=[("files", ("a.exe", b"x"))], headers=AUTH)
+        assert refused.status_code == 422
+        assert "never" not in [kb["name"] for kb in client.get("/api/kbs").json()["kbs"]]  # a refused write creates nothing
+
+
 @pytest.mark.parametrize(
     "name, stored",
     [

@@ -287,12 +287,12 @@ def test_unknown_api_endpoints_get_a_json_404(client, method, path):
 
 
 def test_question_error_from_the_kb_is_a_422(client, seed_kb, monkeypatch):
-    def refuse(question, k=None, history=None):
+    def refuse(question, k=None, history=None, *, filters=None):
         raise QuestionError("question is not allowed")
         yield  # a generator, like ask_stream
 
     monkeypatch.setattr(seed_kb, "ask_stream", refuse)
-    monkeypatch.setattr(seed_kb, "ask", lambda question, k=None, history=None: next(refuse(question)))
+    monkeypatch.setattr(seed_kb, "ask", lambda question, k=None, history=None, *, filters=None: next(refuse(question)))
     for path in ("/api/ask", "/api/ask/stream"):
         response = client.post(path, json={"question": SEED_QUESTION})
         assert response.status_code == 422

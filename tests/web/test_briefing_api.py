@@ -20,6 +20,7 @@ from docx.oxml.ns import qn
 from fastapi import FastAPI
 from lxml import etree
 
+from kbqa.knowledge_base import KnowledgeBases
 from web.briefing import briefing_router
 from web.docx_export import DOCX_MEDIA_TYPE
 
@@ -39,7 +40,7 @@ def _web_conftest(config: pytest.Config):
 @pytest.fixture(scope="module")
 def brief_url(request, seed_kb) -> Iterator[str]:
     app = FastAPI()
-    app.include_router(briefing_router(seed_kb))
+    app.include_router(briefing_router(KnowledgeBases.serving(seed_kb)))
     with _web_conftest(request.config).serve(app) as url:
         yield url
 

@@ -68,9 +68,10 @@ def test_briefing_footnotes_become_superscripts_and_a_source_list():
 
 def test_briefing_tab_handler(seed_kb):
     """The tab's event ("brief", private to the page) as Gradio calls it."""
+    from kbqa.knowledge_base import KnowledgeBases
     from web.chat import NO_DOWNLOAD_HTML, build_chat
 
-    demo = build_chat(seed_kb)
+    demo = build_chat(KnowledgeBases.serving(seed_kb))
     (make_briefing,) = [f.fn for f in demo.fns.values() if f.api_name == "brief"]
     shown, source, download, briefed = make_briefing("锦州数字政府建设", "zh")
     assert briefed == "锦州数字政府建设"  # the session's briefing: its download link follows the language
@@ -158,9 +159,10 @@ def test_the_refusal_badge_is_styled_in_each_language():
 def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     """The language event as Gradio calls it: every component it names gets its wording, the
     sources panel is drawn again in the new language, a briefing shown stays."""
+    from kbqa.knowledge_base import KnowledgeBases
     from web.chat import build_chat
 
-    demo = build_chat(seed_kb)
+    demo = build_chat(KnowledgeBases.serving(seed_kb))
     (fn,) = [f for f in demo.fns.values() if f.api_name == "language"]
     turns = [(1, "锦州的“三个开放”是什么？", "<ol>…</ol>", "…", "锦州的“三个开放”是什么？")]
     lang, *updates = fn.fn("zh", turns, "")

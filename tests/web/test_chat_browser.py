@@ -262,6 +262,42 @@ def test_the_page_opens_in_english_with_lang_en(page, js_errors, app_url):
     assert js_errors == []
 
 
+def test_the_knowledge_base_selector_and_the_filters(page, js_errors, app_url, region_kbs, start_app):
+    """The selector shows only when the store holds more than ``default``; the chosen knowledge
+    base and the region filter decide what the answer draws on."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import REGION_QUESTION
+
+    open_chat(page, app_url)  # the seed app: default only
+    expect(page.locator("#kb-select")).to_be_hidden()
+
+    open_chat(page, start_app(region_kbs, region_kbs.settings.model_copy(update={"rate_limit_per_minute": 0})))
+    expect(page.locator("#kb-select")).to_be_visible()
+    page.get_by_text("筛选：地区、日期").click()  # opened first: its boxes are on the page before they are typed in
+    page.locator("#kb-select input").click()
+    page.get_by_role("option", name="regions").click()
+    ask(page, REGION_QUESTION)
+    expect(page.locator("#kb-chat .message.bot").last).to_contain_text("三百余家")
+    expect(page.locator("#kb-sources")).to_contain_text("贵阳大数据产业园建设提速")
+
+    region = page.locator("#kb-filter-region textarea, #kb-filter-region input").first
+    region.fill("锦州")
+    region.press("Tab")
+    ask(page, REGION_QUESTION)
+    expect(page.locator("#kb-chat .message.bot")).to_have_count(2)
+    filtered = page.locator("#kb-chat .message.bot").last
+    expect(filtered).to_contain_text("锦州")  # cited, or offered as related reading with a refusal
+    expect(filtered).not_to_contain_text("三百余家")  # 贵阳's is filtered out
+    page.screenshot(path="/tmp/chat-kbs.png")
+    date_from = page.locator("#kb-filter-from textarea, #kb-filter-from input").first
+    date_from.fill("2023-02-30")
+    date_from.press("Tab")
+    ask(page, REGION_QUESTION)
+    expect(page.locator("#kb-chat .message.bot").last).to_contain_text("date_from")  # the reason, as a message
+    assert js_errors == []
+
+
 def test_widget_answers_and_expands_citations(page, js_errors, app_url):
     from playwright.sync_api import expect
 
@@ -294,10 +330,10 @@ def other_origin(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
 
-    def url(app: str, name: str) -> str:
+    def url(app: str, name: str, attributes: str = "") -> str:
         (root / f"{name}.html").write_text(
             f'<!doctype html><meta charset="utf-8"><title>x</title><p>A page of another site.</p>'
-            f'<script src="{app}/widget.js" defer></script>', encoding="utf-8")
+            f'<script src="{app}/widget.js" defer{attributes}></script>', encoding="utf-8")
         return f"{base}/{name}.html"
 
     yield base, url
@@ -324,6 +360,23 @@ def test_widget_on_another_origin_answers_when_allowed_and_fails_cleanly_when_no
             expect(answer.locator(".src")).to_contain_text("数字锦州的味道")
         else:
             expect(answer).to_contain_text("出错了")  # the browser refused the reply: said, not hung
+    assert js_errors == []
+
+
+def test_the_widgets_data_kb_names_the_knowledge_base_it_asks(page, js_errors, region_kbs, start_app, other_origin):
+    from playwright.sync_api import expect
+
+    from tests.conftest import REGION_QUESTION
+
+    base, url = other_origin
+    app = start_app(region_kbs, region_kbs.settings.model_copy(update={"rate_limit_per_minute": 0,
+                                                                       "allowed_origins": [base]}))
+    for name, attributes, expected in (("named", ' data-kb="regions"', "三百余家"), ("unnamed", "", "抱歉")):
+        page.goto(url(app, name, attributes), wait_until="load")
+        page.locator(".fab").click()
+        page.locator(".panel textarea").fill(REGION_QUESTION)
+        page.locator(".panel textarea").press("Enter")
+        expect(page.locator(".panel .a").last).to_contain_text(expected)  # default holds nothing: a refusal
     assert js_errors == []
 
 

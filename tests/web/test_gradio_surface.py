@@ -16,6 +16,13 @@ from web.app import create_app
 
 SEED_QUESTION = "锦州的“三个开放”是什么？"
 SECRET = "kbqa-test-secret-7f3a9c"
+CHOICE = ["default", "", "", ""]  # the knowledge base and the filters (region, date from, date to)
+
+
+def ask_data(question: object) -> list:
+    """The chat event's inputs: the question, history, turns and language (server-side state:
+    null), the knowledge base and the filters."""
+    return [question, None, None, None, *CHOICE]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +125,7 @@ def test_gradio_writes_nothing_to_its_cache(seed_kb, start_app, planted):
         for path, body in attack_bodies(planted):
             client.post(path, json=body)
         brief = next(d["id"] for d in client.get("/config").json()["dependencies"] if d["api_name"] == "brief")
-        for fn_index, data in ((1, [SEED_QUESTION, None, None, None]), (brief, ["锦州数字政府建设", None])):
+        for fn_index, data in ((1, ask_data(SEED_QUESTION)), (brief, ["锦州数字政府建设", None, "default"])):
             joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": "s1"})
             assert joined.status_code == 200, joined.text
             with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": "s1"}) as stream:
@@ -147,8 +154,15 @@ def test_the_chat_event_works_through_gradio_client(app_url):
         ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": -1, "session_hash": "a"}, 404),
         ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": "1", "session_hash": "a"}, 404),
         ("/gradio_api/queue/join", {"data": ["x", None], "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [None, None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [123, None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": ask_data(None), "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": ask_data(123), "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [SEED_QUESTION, None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        # The knowledge base's and the filters' slots take text only, like the question's.
+        ("/gradio_api/queue/join", {"data": [*ask_data("x")[:4], 1, "", "", ""], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [*ask_data("x")[:4], ["default"], "", "", ""], "fn_index": 1,
+                                    "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [*ask_data("x")[:5], {"path": "/etc/passwd"}, "", ""], "fn_index": 1,
+                                    "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", {"data": "x", "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", {"data": ["x"], "fn_index": 1, "session_hash": "a"}, 422),
         ("/gradio_api/queue/join", [1, 2], 422),
@@ -187,7 +201,7 @@ def test_error_events_do_not_leak_internals(app_url, seed_kb, monkeypatch):
 
     monkeypatch.setattr(seed_kb, "ask_stream", broken)
     with httpx.Client(base_url=app_url, timeout=30) as client:
-        event_id = client.post("/gradio_api/call/ask", json={"data": [SEED_QUESTION, None, None, None]}).json()["event_id"]
+        event_id = client.post("/gradio_api/call/ask", json={"data": ask_data(SEED_QUESTION)}).json()["event_id"]
         text = client.get(f"/gradio_api/call/ask/{event_id}").text
     assert "event: error" in text
     assert "internal detail" not in text and "NoneType" not in text and "/srv/secret" not in text
@@ -198,19 +212,22 @@ def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
     text, an example's index or server-side state."""
     import gradio as gr
 
+    from kbqa.knowledge_base import KnowledgeBases
     from web.chat import build_chat
     from web.feedback import FeedbackStore
     from web.gradio_guard import INPUT_TYPES, GradioGuard
 
-    for demo, extra in ((build_chat(seed_kb), []),
-                        (build_chat(seed_kb, feedback=FeedbackStore(Path("/nonexistent/f.db")), admin=True), ["feedback"])):
+    kbs = KnowledgeBases.serving(seed_kb)
+    for demo, extra in ((build_chat(kbs), []),
+                        (build_chat(kbs, feedback=FeedbackStore(Path("/nonexistent/f.db")), admin=True), ["feedback"])):
         guard = GradioGuard(lambda *a: None, demo=demo)
         assert list(guard.public) == ["ask"]
-        # INPUT_TYPES as it was: the vote's one input is the server-side history (a gr.State).
+        # The vote's one input is the server-side history (a gr.State); the knowledge base's
+        # selector is a dropdown, whose value is its choice's name.
         assert {type(block) for fn in guard.events.values() for block in fn.inputs} <= set(INPUT_TYPES)
-        assert INPUT_TYPES == {gr.Textbox: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
+        assert INPUT_TYPES == {gr.Textbox: (str,), gr.Dropdown: (str,), gr.Dataset: (int,), gr.State: (type(None),)}
         assert json.dumps(sorted(fn.api_name for fn in guard.events.values())) == json.dumps(
-            sorted(["ask", "ask_example", "brief", "clear", "language", "load_example", "load_page", *extra])
+            sorted(["ask", "ask_example", "brief", "clear", "kb_examples", "language", "load_example", "load_page", *extra])
         )  # the admin tab adds no event: its script calls the JSON API
         assert isinstance(demo, gr.Blocks)
 
@@ -241,7 +258,7 @@ def test_a_vote_stores_the_servers_own_question_and_answer(vote_app):
 
     url, fn_index, db = vote_app
     with httpx.Client(base_url=url, timeout=60) as client:
-        run_event(client, "voter", {"data": [SEED_QUESTION, None, None, None], "fn_index": 1})
+        run_event(client, "voter", {"data": ask_data(SEED_QUESTION), "fn_index": 1})
         # The page's value says anything; what is stored is the server's history at that index.
         vote = {"index": 1, "value": ["<b>forged answer</b>"], "liked": False}
         line = run_event(client, "voter", {"data": [None], "fn_index": fn_index, "event_data": vote})
@@ -284,16 +301,26 @@ def test_an_example_is_asked_by_its_index_and_the_language_switch_takes_state_on
         events = {d["api_name"]: d["id"] for d in client.get("/config").json()["dependencies"]}
         example, language, load = events["ask_example"], events["language"], events["load_page"]
         assert '"success":true' in run_event(client, "ex", {"data": [], "fn_index": load}).replace(" ", "")
-        line = run_event(client, "ex", {"data": [0, None, None, None, None], "fn_index": example})
+        line = run_event(client, "ex", {"data": [0, None, None, None, None, *CHOICE], "fn_index": example})
         assert '"success":true' in line.replace(" ", "") and "kb-cite" in line and "kb-src-1-1" in line
-        line = run_event(client, "ex", {"data": [None, None, None], "fn_index": language})
+        line = run_event(client, "ex", {"data": [None, None, None, "default"], "fn_index": language})
         assert "Ask" in line and "Briefing" in line and "Q1: " in line  # the panel drawn again, in English
-        line = run_event(client, "ex", {"data": [99, None, None, None, None], "fn_index": example})
+        line = run_event(client, "ex", {"data": [99, None, None, None, None, *CHOICE], "fn_index": example})
         assert '"success":true' in line.replace(" ", "") and "kb-cite" not in line  # not offered: nothing asked
-        for data in (["锦州", None, None, None, None], [{"path": "/etc/passwd"}, None, None, None, None],
-                     [0, "zh", None, None, None], [0, None, None, None, ["x"]]):
+        for data in (["锦州", None, None, None, None, *CHOICE], [{"path": "/etc/passwd"}, None, None, None, None, *CHOICE],
+                     [0, "zh", None, None, None, *CHOICE], [0, None, None, None, ["x"], *CHOICE],
+                     [0, None, None, None, None, None, "", "", ""]):
             response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": example, "session_hash": "ex"})
             assert response.status_code == 422, (data, response.text)
-        for data in (["en", None, None], [None, [], None]):
+        for data in (["en", None, None, "default"], [None, [], None, "default"], [None, None, None, 0]):
             response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": language, "session_hash": "ex"})
             assert response.status_code == 422, (data, response.text)
+
+
+def test_a_knowledge_base_the_page_does_not_offer_is_not_asked(app_url):
+    """The selector's value is text the guard lets through; Gradio's dropdown takes only one of
+    its choices, so a forged name fails the event (no answer, no 5xx, nothing of the name's)."""
+    with httpx.Client(base_url=app_url, timeout=60) as client:
+        data = [*ask_data(SEED_QUESTION)[:4], "/etc/passwd", "", "", ""]
+        line = run_event(client, "forged-kb", {"data": data, "fn_index": 1})
+    assert '"success":false' in line.replace(" ", "") and "root:x:0:0" not in line and "开放数据资源" not in line

@@ -107,7 +107,7 @@ def test_other_methods_on_the_query_endpoints_are_404(app_url, method):
 
 def test_no_endpoint_takes_a_path_or_url_to_ingest(app_url, seed_kb, monkeypatch):
     # The API's request bodies hold a question (with k and its conversation's text), a query or a
-    # topic (and k), nothing else.
+    # topic (and k), each with the knowledge base's name and filters that select, nothing else.
     spec = httpx.get(app_url + "/openapi.json", timeout=10).json()
     schemas = spec["components"]["schemas"]
     for path, item in spec["paths"].items():
@@ -123,9 +123,13 @@ def test_no_endpoint_takes_a_path_or_url_to_ingest(app_url, seed_kb, monkeypatch
             ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             body = schemas[ref.rsplit("/", 1)[1]]
             assert set(body["properties"]) in (
-                {"question", "k", "history"}, {"query", "k"}, {"topic", "k"}, CHAT_FIELDS
+                {"question", "k", "history", "kb", "filters"}, {"query", "k", "kb", "filters"},
+                {"topic", "k", "kb", "filters"}, CHAT_FIELDS
             ), path
             assert body.get("additionalProperties") is False, path
+    filters = schemas["FiltersIn"]
+    assert set(filters["properties"]) == {"region", "date_from", "date_to", "source"}
+    assert filters.get("additionalProperties") is False
     # The chat page: one public event ("ask": a textbox and the chat history), no file inputs.
     config = httpx.get(app_url + "/config", timeout=10).json()
     kinds = {c["type"] for c in config["components"]}

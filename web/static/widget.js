@@ -1,5 +1,6 @@
 /*
  * Knowledge-base QA widget: <script src="http://HOST:PORT/widget.js" defer></script>
+ * (add data-kb="NAME" to ask knowledge base NAME instead of the default one).
  *
  * Adds a floating "问答" button that opens a small panel. Questions go to POST /api/ask on
  * the server this script was loaded from, with the panel's conversation so far as "history"
@@ -27,6 +28,7 @@
   var script = document.currentScript;
   var origin = script && script.src ? new URL(script.src, location.href).origin : location.origin;
   var ASK_URL = origin + "/api/ask";
+  var KB = script && script.getAttribute("data-kb"); // none: the server's default knowledge base
   // The app's bounds on "history" (settings.max_history_messages / max_history_chars).
   var LIMITS = { messages: 40, chars: 12000 }; // filled in by web/widget.py
 
@@ -193,7 +195,8 @@
     fetch(ASK_URL, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question: question, history: bounded(history) }),
+      body: JSON.stringify(KB ? { question: question, history: bounded(history), kb: KB }
+                              : { question: question, history: bounded(history) }),
     })
       .then(function (resp) {
         return resp.json().then(function (data) {
