@@ -60,7 +60,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     from web.app import create_app
     from web.server import server_config
 
-    kb = KnowledgeBase(settings)
+    from kbqa.chroma import StoreUnavailableError
+    from kbqa.schema import SchemaVersionError
+
+    try:
+        kb = KnowledgeBase(settings)
+    except SchemaVersionError as exc:  # a store written by an older version: the message names --reindex
+        raise SystemExit(f"error: {exc}") from None
+    except StoreUnavailableError as exc:
+        raise SystemExit(f"error: {exc}; start it (or fix --chroma-url) and run the same command again") from None
     report = kb.ensure_seeded()
     kb.ready()  # the model and the BM25 index, before the first visitor asks
     stats = kb.stats()

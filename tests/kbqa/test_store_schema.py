@@ -199,3 +199,16 @@ def test_reopening_the_store_keeps_everything(tmp_path, sources, nano):
                           check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(first, ensure_ascii=False))
+
+
+def test_the_app_on_an_older_store_says_how_to_rebuild_it_without_a_traceback(tmp_path, sources, nano):
+    store = tmp_path / "chroma"
+    kb = _kb(store, nano)
+    kb.ingest(sources)
+    kb.store._chunks.modify(metadata={"embedder": kb.store.embedder_name, "dim": 384, "schema_version": 1})
+    run = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "--store", str(store), "--embedder", EMBEDDER, "--port", "0"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("error: ") and f"python -m ingest --reindex --store {store}" in run.stderr
