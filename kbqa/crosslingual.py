@@ -46,7 +46,7 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*|\d+(?:\.\d+)?")
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]|\|[^\s]*")
 _HAN = re.compile(r"^[\u3400-\u9fff]+$")
-_PARTICLES = frozenset("up out off down away over".split())
+_PARTICLES = frozenset({"up", "out", "off", "down", "away", "over"})
 MAX_PHRASE = 3  # words in an English phrase looked up whole
 PER_WORD = 3  # Chinese translations kept per English word or phrase
 
@@ -84,8 +84,7 @@ def _senses(definition: str) -> list[str]:
     out = []
     for part in re.split(r"[;,]", _PAREN.sub(" ", definition)):
         sense = " ".join(part.lower().split())
-        if sense.startswith("to "):
-            sense = sense[3:]
+        sense = sense.removeprefix("to ")
         if sense and len(sense.split()) <= MAX_PHRASE:
             out.append(sense)
     return out
