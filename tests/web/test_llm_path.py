@@ -95,6 +95,7 @@ def test_the_chat_models_reply_is_verified_and_cited(llm_url, llm_requests):
     assert "notice" not in data
     request = llm_requests[-1]
     assert request["stream"] is True and request["temperature"] == 0
+    assert request["max_tokens"] == 512  # as max_tokens: llama.cpp's server ignores max_completion_tokens
     assert "<documents>" in request["messages"][1]["content"]
 
 
