@@ -40,6 +40,9 @@ _INSTRUCTION = re.compile(
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _MARKS = re.compile(r"\[\d+\]")
+# A list item's own number ("1. ", "2、", "（3）") is the reply's layout, not a claim: the 1.5B
+# model numbers the items of a list the passage counts 一是、二是…, and each item was removed.
+_ENUMERATOR = re.compile(r"^\s*(?:[(（]\s*\d{1,2}\s*[)）]|\d{1,2}\s*[.．、)）](?!\d))\s*")
 
 
 def is_instruction(sentence: str) -> bool:
@@ -59,8 +62,9 @@ class Support:
 
 
 def support(sentence: str, passage: Passage, index: int = 0, *, min_coverage: float = MIN_COVERAGE) -> Support | None:
-    """The sentence(s) of ``passage`` that support ``sentence`` (marks ignored), or None."""
-    text = _MARKS.sub("", sentence)
+    """The sentence(s) of ``passage`` that support ``sentence`` (marks and a list item's number
+    ignored), or None."""
+    text = _ENUMERATOR.sub("", _MARKS.sub("", sentence))
     weights = cut_question(text).weights
     if not weights:
         return None
