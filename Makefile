@@ -23,8 +23,13 @@ $(VENV)/.app: pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --python $(BIN)/python -e .
 	touch $@
 
+# The tests run the LLM path against a real llama.cpp server ([llm-server]). llama-cpp-python
+# is an sdist: built here without this CPU's own instructions (a wheel that runs on any x86-64)
+# and without the multimodal tool, ~5.5 min on 2 cores once; pip's wheel cache keeps the wheel.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[st,test,bench]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e '.[st,test,bench,llm-server]'
 	touch $@ $(VENV)/.app
 
 install: $(VENV)/.app

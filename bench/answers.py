@@ -51,58 +51,89 @@ def judge(answer, q: Question) -> str:
     return "correct" if correct else "wrong"
 
 
-def evaluate(kb, questions: Sequence[Question], *, k: int = 5, out: Path | None = None, removed: bool = True) -> dict:
-    """Ask each question through ``kb``'s searcher and answerer (as ``KnowledgeBase.ask`` does),
-    with the gold documents present and (``removed``) left out; write one JSON line per question
-    to ``out``."""
-    answerer = kb.answerer
+def evaluate(
+    kb,
+    questions: Sequence[Question],
+    *,
+    k: int = 5,
+    out: Path | None = None,
+    removed: bool = True,
+    present: bool = True,
+    answerer=None,
+    deadline: float | None = None,
+) -> dict:
+    """Ask each question through ``kb``'s searcher and ``answerer`` (default ``kb.answerer``: the
+    extractive one, or the chat model's when ``kb`` has one), as ``KnowledgeBase.ask`` does, with
+    the gold documents ``present`` and/or ``removed`` (left out of retrieval); write one JSON line
+    per question to ``out``. Seconds per answer count search and answer, both ways. Past
+    ``deadline`` (``time.monotonic()``) no further question is asked: the result counts the
+    questions asked."""
+    answerer = answerer or kb.answerer
     verdicts: Counter[str] = Counter()
     removed_refused = 0
-    lengths, ms = [], []
+    lengths, ms, seconds = [], [], []
+    notices, verification = 0, Counter()
     lines = []
-    for q in questions:
+
+    def ask(q: Question, exclude: Sequence[str] = ()):
+        nonlocal notices
         t0 = time.perf_counter()
-        found = kb.searcher.search(q.question, k)
-        answer = answerer.answer(q.question, found.passages, found.terms)
-        ms.append((time.perf_counter() - t0) * 1000)
-        verdict = judge(answer, q)
-        verdicts[verdict] += 1
-        if answer.found:
-            lengths.append(len(CITATION_MARK.sub("", answer.text)))
-        row = {
-            "id": q.qid,
-            "question": q.question,
-            "gold_answer": q.answer,
-            "verdict": verdict,
-            "answer": answer.text,
-            "probability": round(answer.confidence, 4),
-            "cited": [c.passage.chunk.doc_id for c in answer.citations],
-            "gold_docs": list(q.gold),
-            "gold_in_top_k": any(p.chunk.doc_id in q.gold for p in found.passages),
-            "related": [p.chunk.doc_id for p in answer.related],
-        }
+        found = kb.searcher.search(q.question, k, exclude_docs=exclude)
+        answer = answerer.invoke({"question": q.question, "passages": found.passages, "terms": found.terms})
+        seconds.append(time.perf_counter() - t0)
+        notices += bool(answer.notice)
+        verification.update(answer.verification or {})
+        extra = {"notice": answer.notice} if answer.notice else {}
+        return found, answer, extra | ({"verification": answer.verification} if answer.verification else {})
+
+    asked = []
+    for q in questions:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        asked.append(q)
+        row = {"id": q.qid, "question": q.question, "gold_answer": q.answer, "gold_docs": list(q.gold)}
+        if present:
+            found, answer, extra = ask(q)
+            ms.append(seconds[-1] * 1000)
+            verdict = judge(answer, q)
+            verdicts[verdict] += 1
+            if answer.found:
+                lengths.append(len(CITATION_MARK.sub("", answer.text)))
+            row |= {
+                "verdict": verdict,
+                "answer": answer.text,
+                "probability": round(answer.confidence, 4),
+                "cited": [c.passage.chunk.doc_id for c in answer.citations],
+                "gold_in_top_k": any(p.chunk.doc_id in q.gold for p in found.passages),
+                "related": [p.chunk.doc_id for p in answer.related],
+            } | extra
         if removed:
-            without = kb.searcher.search(q.question, k, exclude_docs=q.gold)
-            refusal = answerer.answer(q.question, without.passages, without.terms)
+            _, refusal, extra = ask(q, q.gold)
             removed_refused += not refusal.found
             row["gold_removed"] = {"found": refusal.found, "answer": refusal.text,
-                                   "probability": round(refusal.confidence, 4)}
+                                   "probability": round(refusal.confidence, 4)} | extra
         lines.append(json.dumps(row, ensure_ascii=False))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    questions = asked
     n = len(questions) or 1
-    result = {
-        "questions": len(questions),
-        "correct": verdicts["correct"] / n,
-        "wrong": verdicts["wrong"] / n,
-        "refused": verdicts["refused"] / n,
-        "answer_chars_median": statistics.median(lengths) if lengths else None,
-        "gold_answer_chars_median": statistics.median(len(q.answer) for q in questions) if questions else None,
-        "search_and_answer_ms_p50": percentile(ms, 50),
-    }
+    result = {"questions": len(questions), "seconds_per_answer_mean": statistics.fmean(seconds) if seconds else None}
+    if present:
+        result |= {
+            "correct": verdicts["correct"] / n,
+            "wrong": verdicts["wrong"] / n,
+            "refused": verdicts["refused"] / n,
+            "answer_chars_median": statistics.median(lengths) if lengths else None,
+            "gold_answer_chars_median": statistics.median(len(q.answer) for q in questions) if questions else None,
+            "search_and_answer_ms_p50": percentile(ms, 50),
+        }
     if removed:
         result["refused_gold_removed"] = removed_refused / n
+    if notices:  # the chat model unavailable (the extractive answer stood in) or cut off
+        result["notices"] = notices
+    if verification:
+        result["verification"] = dict(verification)
     return result
 
 

@@ -1,6 +1,6 @@
-"""Processes the benchmarks and the tests start on loopback: a free port and a real
-``chroma run`` server (one launcher, so every server-mode measurement and test starts the
-server the same way)."""
+"""Processes the benchmarks and the tests start on loopback: a free port, a real ``chroma run``
+server and a real llama.cpp chat server (one launcher each, so every measurement and test starts
+its server the same way)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,37 @@ def chroma_server(path: Path, timeout: float = 30.0) -> Iterator[tuple[str, int]
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         stop(proc)
+
+
+@contextmanager
+def llama_server(model: Path, *, n_ctx: int = 4096, n_threads: int = 2, timeout: float = 120.0,
+                 log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(base URL ending in /v1, process) of ``python -m llama_cpp.server`` serving the GGUF
+    ``model`` (ChatML template) on loopback, ready when its model list answers; stopped after the
+    block. Needs the ``llm-server`` extra. ``log`` keeps the server's output (else discarded)."""
+    import httpx
+
+    port = free_port()
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below, after the process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--chat_format", "chatml",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads)],
+        stdout=out, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not start (exit code {proc.poll()}); see {log or 'its output'}")
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        stop(proc)
+        if log:
+            out.close()

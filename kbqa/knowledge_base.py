@@ -116,7 +116,9 @@ class KnowledgeBase:
         from kbqa.llm_answering import chat_model
 
         key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
-        return chat_model(s.llm_base_url, s.llm_model or "", key, timeout=s.llm_timeout_seconds)
+        return chat_model(
+            s.llm_base_url, s.llm_model or "", key, timeout=s.llm_timeout_seconds, max_tokens=s.llm_max_tokens
+        )
 
     @cached_property
     def answerer(self) -> ExtractiveAnswerer | LLMAnswerer:

@@ -59,9 +59,11 @@ def unavailable(exc: BaseException) -> bool:
     return any(cls.__name__ in _UNAVAILABLE for cls in type(exc).__mro__)
 
 
-def chat_model(base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0) -> BaseChatModel:
+def chat_model(
+    base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0, max_tokens: int = 512
+) -> BaseChatModel:
     """LangChain's ``ChatOpenAI`` on an OpenAI-compatible server (DeepSeek, DashScope, vLLM,
-    Ollama, llama.cpp's server ...); needs the ``llm`` extra."""
+    Ollama, llama.cpp's server ...); needs the ``llm`` extra. A reply is at most ``max_tokens``."""
     from kbqa.extras import require
 
     ChatOpenAI = require("langchain_openai", "llm").ChatOpenAI
@@ -73,8 +75,11 @@ def chat_model(base_url: str, model: str, api_key: str | None = None, *, timeout
         timeout=timeout,
         max_retries=0,  # a retry would double the wait before the extractive answer
         streaming=True,
+        # The bound goes as ``max_tokens`` in the body: ChatOpenAI's own max_tokens is sent as
+        # ``max_completion_tokens``, which llama.cpp's server ignores, and a small model that
+        # loops (Qwen2.5-0.5B does) then writes until its context is full or the timeout cuts it.
+        extra_body={"max_tokens": max_tokens},
     )
-
 
 
 def load_prompt(name: str, prompts_dir: Path = PROMPTS_DIR) -> str:

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(
         60.0, gt=0, le=600, description="wait for the chat model before answering extractively instead"
     )
+    llm_max_tokens: int = Field(512, ge=1, le=32768, description="the chat model's reply is at most this many tokens")
 
     # --- web ---
     host: str = "127.0.0.1"

@@ -3,8 +3,8 @@ OpenAI-compatible server on loopback, the app's API on top, and a server that is
 
 The server is a scripted one (``scripted_llm``): it streams OpenAI chunks of a fixed reply, so
 the test knows which sentences a model "wrote" — one the passages support under a wrong [n],
-one with an invented number. A llama.cpp server with a real instruct model is the next step
-(issue 11 §4); it is not run here (its build takes ~5 minutes on 2 cores).
+one with an invented number. A real model on llama.cpp's server, whose sentences no test can
+script, is tests/web/test_llm_server.py.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def test_the_chat_models_reply_is_verified_and_cited(llm_url, llm_requests):
     assert "notice" not in data
     request = llm_requests[-1]
     assert request["stream"] is True and request["temperature"] == 0
+    assert request["max_tokens"] == 512  # as max_tokens: llama.cpp's server ignores max_completion_tokens
     assert "<documents>" in request["messages"][1]["content"]
 
 
