@@ -128,7 +128,7 @@ class KnowledgeBase:
             return self.extractive
         from kbqa.llm_answering import LLMAnswerer
 
-        return LLMAnswerer(self.chat_model, fallback=self.extractive)
+        return LLMAnswerer(self.chat_model, fallback=self.extractive, gate=self.extractive)
 
     @cached_property
     def rewriter(self) -> Callable[[str, Sequence[Message]], str]:
