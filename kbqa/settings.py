@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,13 +91,14 @@ class Settings(BaseSettings):
     # 12,000 Chinese characters are ~36 KB of UTF-8: a history at its bounds fits in max_body_bytes.
     max_history_chars: int = Field(12000, ge=0, description="total characters of those messages")
 
-    @field_validator("chroma_url")
+    @field_validator("chroma_url", "llm_base_url")
     @classmethod
-    def _check_url(cls, url: str | None) -> str | None:
+    def _check_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url in (None, ""):
             return None
         if not url.startswith(("http://", "https://")):
-            raise ValueError("chroma_url must look like http://host:port")
+            example = "http://host:port/v1" if info.field_name == "llm_base_url" else "http://host:port"
+            raise ValueError(f"{info.field_name} must look like {example}")
         return url.rstrip("/")
 
     @model_validator(mode="after")
@@ -98,15 +106,6 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
-
-    @field_validator("llm_base_url")
-    @classmethod
-    def _check_llm_url(cls, url: str | None) -> str | None:
-        if url in (None, ""):
-            return None
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("llm_base_url must look like http://host:port/v1")
-        return url.rstrip("/")
 
     @model_validator(mode="after")
     def _check_llm(self) -> "Settings":
