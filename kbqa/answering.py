@@ -367,11 +367,11 @@ def _key(candidate: Candidate) -> tuple[tuple[int, int], ...]:
 def presence_row(found: Candidates, logits: np.ndarray, best: int) -> dict[str, float]:
     """The question-level features of the presence model, given the chooser's ``logits``."""
     chosen = found.candidates[best]
-    place = {(s.passage_index, s.position) for s in chosen.sentences}
+    place = set(_key(chosen))
     others = [
         logit
         for cand, logit in zip(found.candidates, logits, strict=True)
-        if not place & {(s.passage_index, s.position) for s in cand.sentences}
+        if place.isdisjoint(_key(cand))
     ]
     f = found.features
     shares = np.exp(logits - logits[best])

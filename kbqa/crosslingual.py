@@ -141,7 +141,7 @@ class Glossary:
         """``question``'s content words and phrases, each with its Chinese translations found in
         the knowledge base (``frequency``: a word's document frequency there), best first.
         Numbers stand for themselves; a word with no translation in the documents has none."""
-        words = [w for w in _WORD.findall(question.lower().replace("'s ", " ").replace("’s ", " "))]
+        words = _WORD.findall(question.lower().replace("'s ", " ").replace("’s ", " "))
         out: list[tuple[str, list[str]]] = []
         i = 0
         while i < len(words):
