@@ -42,6 +42,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -84,6 +85,24 @@ class _Pending:
     record: DocRecord
     chunks: list[Chunk]
     is_update: bool
+
+
+@dataclass
+class _Batch:
+    """A write batch whose missing vectors are being embedded (``IngestPipeline._index``)."""
+
+    items: list[_Pending]
+    chunks: list[Chunk]
+    texts: list[str]  # index_text of each chunk
+    hashes: list[str]  # content hash of each text
+    vectors: dict[str, Any]  # by hash: those the store held, then those embedded here
+    embed_order: list[str]  # the hashes being embedded, in the embedder's order
+    previous: _Batch | None  # the batch in flight before this one, for the repeats it embeds
+    embedded: Future  # -> (vectors in embed_order, seconds inside the embedder)
+
+    @property
+    def embed_hashes(self) -> set[str]:
+        return set(self.embed_order)
 
 
 def _utc_now() -> str:
@@ -322,66 +341,105 @@ class IngestPipeline:
             origins.clear()
 
     def _index(self, pending: Iterable[_Pending], report: IngestReport, progress: bool) -> None:
-        """Write the documents in batches of about ``write_batch_chunks`` chunks."""
+        """Write the documents in batches of about ``write_batch_chunks`` chunks.
+
+        The embedder works one batch ahead on its own thread (ONNX Runtime and torch release the
+        GIL): while it embeds batch k, this thread parses and chunks the documents of batch k+1
+        and tokenizes and writes batch k-1. Every store read and write stays on this thread and
+        in order, so an interruption leaves what the serial order left: batches written
+        whole, in order, and at most the batch in flight lost (a rerun embeds it again).
+        """
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(unit="chunk", desc="indexing", dynamic_ncols=True)
+        embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-embed")
+        in_flight: _Batch | None = None
         try:
-            batch: list[_Pending] = []
-            size = 0
-            for item in pending:
-                batch.append(item)
-                size += len(item.chunks)
-                if size >= self.write_batch_chunks:
-                    self._write(batch, report, bar)
-                    batch, size = [], 0
-            if batch:
-                self._write(batch, report, bar)
+            for batch in self._batches(pending):
+                started = self._start_embedding(batch, embedding, in_flight)
+                if in_flight is not None:
+                    self._write(in_flight, report, bar)
+                in_flight = started
+            if in_flight is not None:
+                self._write(in_flight, report, bar)
         finally:
+            # On an error the queued batch is dropped; one already running is waited for, so no
+            # embedding outlives the run (and its lock).
+            embedding.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
+
+    def _batches(self, pending: Iterable[_Pending]) -> Iterator[list[_Pending]]:
+        batch: list[_Pending] = []
+        size = 0
+        for item in pending:
+            batch.append(item)
+            size += len(item.chunks)
+            if size >= self.write_batch_chunks:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
 
     def _check_lock(self) -> None:
         if self._lock is not None:
             self._lock.check()
 
-    def _write(self, batch: list[_Pending], report: IngestReport, bar) -> None:
+    def _start_embedding(self, items: list[_Pending], embedding: ThreadPoolExecutor, previous: _Batch | None) -> _Batch:
+        """Look up the vectors the store already holds and queue the rest for the embedder."""
         self._check_lock()
-        chunks = [c for p in batch for c in p.chunks]
+        chunks = [c for p in items for c in p.chunks]
         texts = [index_text(c) for c in chunks]
         hashes = [content_hash(t) for t in texts]
         # Also what an interrupted run already stored: a rerun re-embeds only what the crash cut off.
         vectors = self.store.vectors_by_input_hash(hashes)
+        # A repeat of an input the batch still in flight embeds takes its vector from there.
+        from_previous = previous.embed_hashes if previous is not None else set()
         first_of_hash: dict[str, int] = {}
         for i, h in enumerate(hashes):
-            if h not in vectors:
+            if h not in vectors and h not in from_previous:
                 first_of_hash.setdefault(h, i)
         to_embed = list(first_of_hash.values())
-        if to_embed:
+        embed_texts = [texts[i] for i in to_embed]
+
+        def embed() -> tuple[Any, float]:
             t0 = time.perf_counter()
-            embedded = self.embedder.embed_passages([texts[i] for i in to_embed])
-            report.embed_seconds += time.perf_counter() - t0
-            vectors.update((hashes[i], vector) for i, vector in zip(to_embed, embedded))
+            embedded = self.embedder.embed_passages(embed_texts) if embed_texts else []
+            return embedded, time.perf_counter() - t0
+
+        return _Batch(items, chunks, texts, hashes, vectors, [hashes[i] for i in to_embed], previous,
+                      embedding.submit(embed))
+
+    def _write(self, batch: _Batch, report: IngestReport, bar) -> None:
+        self._check_lock()
+        tokens = [tokenize(t) for t in batch.texts]  # jieba, while the embedder still works
+        embedded, seconds = batch.embedded.result()
+        report.embed_seconds += seconds
+        vectors = batch.vectors
+        vectors.update(zip(batch.embed_order, embedded, strict=True))
+        if batch.previous is not None:
+            vectors.update((h, batch.previous.vectors[h]) for h in batch.hashes if h not in vectors)
+            batch.previous = None  # its vectors are no longer needed: let them go
         items = [
-            IndexedChunk(chunk=c, vector=vectors[h], tokens=tokenize(t), input_hash=h)
-            for c, t, h in zip(chunks, texts, hashes)
+            IndexedChunk(chunk=c, vector=vectors[h], tokens=t, input_hash=h)
+            for c, t, h in zip(batch.chunks, tokens, batch.hashes)
         ]
-        info = {"doc_ids": [p.record.doc_id for p in batch], "chunks": len(chunks)}
-        self._emit("batch_embedded", info | {"embedded": len(to_embed)})
+        info = {"doc_ids": [p.record.doc_id for p in batch.items], "chunks": len(batch.chunks)}
+        self._emit("batch_embedded", info | {"embedded": len(batch.embed_order)})
         items_by_doc = []
-        for p in batch:
+        for p in batch.items:
             items_by_doc.append((p.record, items[: len(p.chunks)]))
             items = items[len(p.chunks) :]
         self._check_lock()
         self.store.write_documents(items_by_doc, on_step=lambda step: self._emit(step, info))
-        for p in batch:
+        for p in batch.items:
             (report.updated if p.is_update else report.added).append(p.record.doc_id)
-        report.chunks_written += len(chunks)
-        report.chunks_embedded += len(to_embed)
+        report.chunks_written += len(batch.chunks)
+        report.chunks_embedded += len(batch.embed_order)
         if bar is not None:
-            bar.update(len(chunks))
+            bar.update(len(batch.chunks))
 
     def _remove(self, doc_ids: list[str], report: IngestReport) -> None:
         if not doc_ids:

@@ -289,3 +289,50 @@ def test_an_input_of_another_scheme_is_refused_as_a_url_not_read_as_a_path(kb, t
     assert not report.added and kb.documents() == []
     assert [origin for origin, _ in report.failed] == ["file:///etc/passwd", "ftp://127.0.0.1/pub"]
     assert all("unsupported URL scheme" in reason for _, reason in report.failed), report.failed
+
+
+def test_the_embedder_works_a_batch_ahead_of_the_store_writes(kb, tmp_path, monkeypatch):
+    # Issue 13: embedding overlaps parsing, tokenizing and writing. The first batch's write
+    # waits (up to 20 s) for the embedder to start on the second batch: a serial pipeline, which
+    # embeds batch 2 only after batch 1 is written, runs out the wait and fails here.
+    import threading
+
+    rows = [{"id": f"d{i}", "title": "", "text": f"锦州第{i}号政务系统迁移上云，开放数据资源{i}项。", "source": "x"} for i in range(4)]
+    corpus = tmp_path / "news.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    real_embed, real_write = kb.embedder.embed_passages, kb.store.write_documents
+    calls: list[str] = []
+    second_batch_started = threading.Event()
+    overlapped: list[bool] = []
+
+    def embed(texts):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            second_batch_started.set()
+        return real_embed(texts)
+
+    def write(docs, on_step=None):
+        if not overlapped:
+            overlapped.append(second_batch_started.wait(timeout=20))
+        return real_write(docs, on_step=on_step)
+
+    monkeypatch.setattr(kb.embedder, "embed_passages", embed)
+    monkeypatch.setattr(kb.store, "write_documents", write)
+    report = kb.ingest([str(corpus)], write_batch_chunks=1)
+    assert overlapped == [True]
+    assert len(calls) == 4 and all(name != threading.current_thread().name for name in calls)
+    assert sorted(report.added) == ["d0", "d1", "d2", "d3"] and report.chunks_embedded == report.chunks_written == 4
+    assert {p.chunk.doc_id for p in kb.search("第2号政务系统", k=4).passages} == {"d0", "d1", "d2", "d3"}
+
+
+def test_a_repeat_of_the_batch_in_flight_takes_its_vector_from_there(kb, tmp_path):
+    # The store does not hold batch k's vectors yet when batch k+1 is looked up: a repeated
+    # input is still embedded once, and both copies get the same vector.
+    story = "锦州市政务云平台完成扩容，46家单位的100多个业务系统已迁移上云。"
+    rows = [{"id": f"copy{i}", "title": "", "text": story, "source": "x"} for i in range(3)]
+    corpus = tmp_path / "news.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    report = kb.ingest([str(corpus)], write_batch_chunks=1)
+    assert report.chunks_written == 3 and report.chunks_embedded == 1
+    got = kb.store._chunks.get(include=["embeddings"])
+    assert len(got["ids"]) == 3 and all((v == got["embeddings"][0]).all() for v in got["embeddings"])
