@@ -111,3 +111,25 @@ def test_an_answer_is_judged_by_the_gold_answers_characters_and_documents():
     other = (Citation.from_spans(1, Passage(chunk=elsewhere, score=1.0), [(0, 6)]),)
     assert judge(Answer(q.question, "2000万个[1]", True, other), q) == "wrong"  # not a gold document
     assert judge(Answer(q.question, "抱歉", False), q) == "refused"
+
+
+@pytest.mark.skipif(not evalset.available(), reason="no ../shared/eval")
+def test_embedder_profile_accounts_for_the_time_and_bounds_the_ingest_rate(tmp_path):
+    from bench import embedder_profile
+
+    out = tmp_path / "profile"
+    assert embedder_profile.main(["--passages", "4", "--out", str(out)]) == 0
+    r = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert r["dev_docs"] > 1000 and r["chunks_per_doc"] > 1 and r["passages"] == 4
+    assert abs(sum(r["share_by_op_type"].values()) - 1) < 0.01
+    assert 0 < r["int8_gemm_ms_per_passage"] < r["cpu_ms_per_passage"]  # profiled ops, not a constant
+    assert 0 < r["ratio_if_only_the_embedder"] < r["ratio_if_only_int8_gemms"]
+    assert "| goal 0.70 needs, a passage a core |" in out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_embedder_profile_skips_cleanly_without_eval_data(tmp_path, monkeypatch):
+    from bench import embedder_profile
+
+    monkeypatch.setattr(evalset, "DEV_CORPUS", tmp_path / "missing.jsonl")
+    assert embedder_profile.main(["--out", str(tmp_path / "x")]) == 0
+    assert not (tmp_path / "x.json").exists()
