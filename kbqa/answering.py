@@ -23,7 +23,9 @@ question is cut here and its words weigh alike.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -102,6 +104,21 @@ class Candidates:
     features: dict[str, np.ndarray]
     context: dict[str, float]  # question-level facts the presence model also reads
     embedded: int = 0  # sentences embedded for this question
+
+
+# The vectors of ``BACKGROUND`` by embedder, embedded at the first question that needs them: one
+# set per embedder, not per answerer, since the knowledge bases of one process share theirs
+# (kbqa.knowledge_base.KnowledgeBases).
+_BACKGROUND_VECTORS: weakref.WeakKeyDictionary[Embedder, np.ndarray] = weakref.WeakKeyDictionary()
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def background_vectors(embedder: Embedder) -> np.ndarray:
+    with _BACKGROUND_LOCK:  # held while embedding: concurrent first questions embed once
+        vectors = _BACKGROUND_VECTORS.get(embedder)
+        if vectors is None:
+            vectors = _BACKGROUND_VECTORS[embedder] = np.asarray(embedder.embed_passages(list(BACKGROUND)), np.float64)
+        return vectors
 
 
 class ExtractiveAnswerer(Runnable[dict, Answer]):
@@ -292,10 +309,9 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         }
         return Candidates(question, runs, features, context, embedded)
 
-    @cached_property
+    @property
     def _background(self) -> np.ndarray:
-        """The vectors of ``BACKGROUND`` (embedded once, at the first question)."""
-        return np.asarray(self.embedder.embed_passages(list(BACKGROUND)), np.float64)
+        return background_vectors(self.embedder)
 
     def _similarities(self, question: str, sentences: list[Sentence]) -> tuple[np.ndarray, int, float]:
         """Cosine of the question and each sentence, how many sentences were embedded now, and

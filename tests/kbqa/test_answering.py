@@ -264,10 +264,14 @@ def test_sentence_vectors_are_embedded_once():
     answerer = ExtractiveAnswerer(embedder=embedder, min_probability=0.0)
     question = "锦州什么时候举办烧烤节？"
     answerer.answer(question, [OPEN, BBQ], cut_question(question))
-    # The question, the passages' 4 sentences, and once per answerer the background sentences.
+    # The question, the passages' 4 sentences, and once per embedder the background sentences.
     assert embedder.calls == [("queries", 1), ("passages", 4), ("passages", len(BACKGROUND))]
     answerer.answer("锦州的“三个开放”是什么？", [OPEN, BBQ], cut_question("锦州的“三个开放”是什么？"))
     assert embedder.calls[3:] == [("queries", 1)]  # the passages' sentences come from the cache
+    # Another answerer on the same embedder (another knowledge base of the process) embeds its
+    # own sentences but not the background again.
+    ExtractiveAnswerer(embedder=embedder, min_probability=0.0).answer(question, [OPEN, BBQ], cut_question(question))
+    assert embedder.calls[4:] == [("queries", 1), ("passages", 4)]
 
 
 def test_an_english_query_is_searched_by_its_translated_words(small_kb, monkeypatch):
