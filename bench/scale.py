@@ -119,6 +119,22 @@ def app_at_size(url: str, queries: int) -> dict:
     return result
 
 
+def megabytes(path: Path) -> float:
+    """Bytes on disk under ``path`` (a file or a folder), in MB."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()] if path.exists() else []
+    return round(sum(f.stat().st_size for f in files) / 1e6, 1)
+
+
+def store_size(url: str, server_data: Path) -> dict:
+    """The server's data folder, and the app's BM25 copy beside it (its corpus and saved index)."""
+    from kbqa.lexical import LexicalCorpus
+    from kbqa.settings import Settings
+
+    snapshot = open_store(url).lexical_snapshot_path(Settings().lexical_cache)
+    return {"chroma_data_mb": megabytes(server_data),
+            "bm25_snapshot_mb": round(megabytes(snapshot) + megabytes(LexicalCorpus.index_dir(snapshot)), 1)}
+
+
 def dev_latency_via_server(queries: int) -> dict | None:
     """The same latency at the dev set's size, through a server too, for a like-for-like ratio:
     `chroma run` serves the embedded dev store that ``python -m bench`` built (same on-disk format)."""
@@ -160,6 +176,8 @@ def write(results: dict, out: Path) -> None:
             f"| start to first answer, BM25 from its saved copy beside the store | {app['first_answer_seconds_warm']} s |",
             f"| app RSS after the latency run | {app['app_rss_mb']:.0f} MB |",
             f"| `chroma run` server RSS | {results['chroma_server_rss_mb']:.0f} MB |",
+            *([(f"| store on disk: the server's data; the app's BM25 copy | {size['chroma_data_mb']:,.0f} MB; "
+                f"{size['bm25_snapshot_mb']:,.0f} MB |")] if (size := results.get("store_size")) else []),
             "",
             "| HTTP latency through `chroma run` (warm, sequential) | documents | p50 ms | p95 ms | p99 ms |",
             "|---|---|---|---|---|",
@@ -222,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         if results["ingest"]["docs_after"] and not args.skip_app:
             results["app"] = app_at_size(url, args.latency_queries)
         results["chroma_server_rss_mb"] = round(rss_mb(server_pid), 1)
+        results["store_size"] = store_size(url, args.workdir / "chroma")
     if "app" in results:
         results["dev_via_server"] = dev_latency_via_server(args.latency_queries)
     write(results, args.out)

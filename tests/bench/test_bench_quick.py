@@ -75,6 +75,7 @@ def test_scale_run_resumes_and_measures_the_app(tmp_path):
     app = second["app"]
     assert {"/api/search", "/api/ask"} <= set(app["latency"]) and app["app_rss_mb"] > 0
     assert app["first_answer_seconds_cold"] > 0 and app["first_answer_seconds_warm"] > 0
+    assert second["store_size"]["chroma_data_mb"] > 0 and second["store_size"]["bm25_snapshot_mb"] > 0
     assert "| sustained rate |" in out.with_suffix(".md").read_text(encoding="utf-8")
 
 
