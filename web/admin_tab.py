@@ -1,4 +1,4 @@
-"""The chat page's 管理 tab, built only when an admin key is configured (web/chat.py).
+"""The chat page's 管理 (Admin) tab, built only when an admin key is configured (web/chat.py).
 
 The page is public, so the tab holds no key and runs no Gradio event: it is one ``gr.HTML``
 whose script talks to the JSON admin API (web/admin.py) with the key the admin types, sent as
@@ -11,44 +11,51 @@ message is put on the page with ``textContent``, never as HTML.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import gradio as gr
 
 from web.admin import UPLOAD_TYPES
+from web.i18n import ADMIN_TEXTS, text
 
+# Wording by key: ``data-t`` (text), ``data-t-placeholder``, ``data-t-title``, ``data-t-label``
+# (aria-label), filled in the page's language by the script (ADMIN_JS) and again on a switch.
 ADMIN_HTML = f"""
 <div class="kb-admin">
   <form class="kb-admin-login" autocomplete="off">
-    <input type="password" name="key" placeholder="管理密钥（KB_ADMIN_KEY）" autocomplete="off" aria-label="管理密钥">
-    <button type="submit" class="kb-admin-btn">进入管理</button>
+    <input type="password" name="key" data-t-placeholder="key" data-t-label="key" autocomplete="off">
+    <button type="submit" class="kb-admin-btn" data-t="enter"></button>
     <span class="kb-admin-msg" role="status"></span>
   </form>
   <div class="kb-admin-panel" hidden>
     <form class="kb-admin-kb">
-      <label>知识库 <input type="text" name="kb" value="default" list="kb-admin-kbs" pattern="[A-Za-z0-9_\\-]{{1,40}}"
-        aria-label="知识库" title="字母、数字、_ 或 -；上传到新名称即新建知识库"></label>
+      <label><span data-t="kb"></span> <input type="text" name="kb" value="default" list="kb-admin-kbs"
+        pattern="[A-Za-z0-9_\\-]{{1,40}}" data-t-label="kb" data-t-title="kb_rule"></label>
       <datalist id="kb-admin-kbs"></datalist>
-      <button type="submit" class="kb-admin-btn">切换</button>
+      <button type="submit" class="kb-admin-btn" data-t="switch_kb"></button>
     </form>
     <div class="kb-admin-row">
       <form class="kb-admin-upload">
-        <input type="file" name="files" multiple accept="{','.join(UPLOAD_TYPES)}" aria-label="选择文件">
-        <button type="submit" class="kb-admin-btn">上传并导入</button>
+        <input type="file" name="files" multiple accept="{','.join(UPLOAD_TYPES)}" data-t-label="choose_files">
+        <button type="submit" class="kb-admin-btn" data-t="upload"></button>
       </form>
       <form class="kb-admin-url">
-        <input type="url" name="url" placeholder="https://…（导入网页）" aria-label="网址">
-        <button type="submit" class="kb-admin-btn">导入网址</button>
+        <input type="url" name="url" data-t-placeholder="url_placeholder" data-t-label="url">
+        <button type="submit" class="kb-admin-btn" data-t="import_url"></button>
       </form>
     </div>
     <div class="kb-admin-row">
-      <button type="button" class="kb-admin-btn kb-admin-reindex">从来源重新索引</button>
-      <button type="button" class="kb-admin-btn kb-admin-csv">下载反馈（CSV）</button>
-      <button type="button" class="kb-admin-btn kb-admin-logout">退出</button>
+      <button type="button" class="kb-admin-btn kb-admin-reindex" data-t="reindex"></button>
+      <button type="button" class="kb-admin-btn kb-admin-csv" data-t="csv"></button>
+      <button type="button" class="kb-admin-btn kb-admin-logout" data-t="logout"></button>
     </div>
-    <h4>任务</h4>
+    <h4 data-t="jobs"></h4>
     <ul class="kb-admin-jobs"></ul>
-    <h4>文档</h4>
+    <h4 data-t="documents"></h4>
     <table class="kb-admin-docs">
-      <thead><tr><th>标题</th><th>日期</th><th>地区</th><th>片段</th><th>导入时间</th><th>ID</th><th></th></tr></thead>
+      <thead><tr><th data-t="col_title"></th><th data-t="col_date"></th><th data-t="col_regions"></th>
+        <th data-t="col_chunks"></th><th data-t="col_ingested"></th><th data-t="col_id"></th><th></th></tr></thead>
       <tbody></tbody>
     </table>
   </div>
@@ -73,11 +80,31 @@ ADMIN_CSS = """
 """
 
 # Runs once when the tab's HTML is on the page (Gradio's js_on_load: ``element`` is the component).
-ADMIN_JS = r"""
+ADMIN_JS = (
+    "const WORDS = " + json.dumps(ADMIN_TEXTS, ensure_ascii=False) + ";\n"
+    + r"""
 const $ = (sel) => element.querySelector(sel);
+// The page's language: its 中文 / English switch (#kb-lang) names the other one (web/chat.py).
+const switchButton = document.querySelector("#kb-lang");
+const lang = () => (switchButton && switchButton.textContent.trim() === "中文" ? "en" : "zh");
+const t = (name, slots = {}) => WORDS[lang()][name].replace(/\{(\w+)\}/g, (_, slot) => String(slots[slot]));
+const ATTRIBUTES = {tPlaceholder: "placeholder", tTitle: "title", tLabel: "aria-label"};
+let shownIn = null;
+const translate = () => {
+  if (shownIn === lang()) return;
+  shownIn = lang();
+  for (const node of element.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+  for (const [data, attribute] of Object.entries(ATTRIBUTES)) {
+    for (const node of element.querySelectorAll("[data-" + data.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()) + "]")) {
+      node.setAttribute(attribute, t(node.dataset[data]));
+    }
+  }
+  for (const job of jobs.values()) showJob(job);  // the jobs' lines are wording too
+};
 let key = null;
 let kb = "default";  // the knowledge base the panel works on (?kb= on every call)
 const tracked = new Map();  // job id -> its list item
+const jobs = new Map();  // job id -> its last state, to show again in another language
 const inKb = (path) => path + (path.includes("?") ? "&" : "?") + "kb=" + encodeURIComponent(kb);
 const say = (text) => { $(".kb-admin-msg").textContent = text; };
 const call = async (path, options = {}) => {
@@ -88,8 +115,6 @@ const call = async (path, options = {}) => {
   return {status: response.status, body, response};
 };
 const cell = (row, text) => { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; };
-const KINDS = {upload: "上传", url: "网址", reindex: "重新索引"};
-const STATES = {queued: "排队中", running: "进行中", done: "完成", failed: "失败"};
 
 async function loadKbs() {
   const response = await fetch("api/kbs");
@@ -98,7 +123,7 @@ async function loadKbs() {
   for (const item of ((await response.json()).kbs || [])) {
     const option = document.createElement("option");
     option.value = item.name;
-    option.textContent = item.name + "（" + item.documents + " 个文档）";
+    option.textContent = t("kb_docs", {name: item.name, n: item.documents});
     list.appendChild(option);
   }
 }
@@ -113,16 +138,16 @@ async function loadDocuments() {
     row.dataset.docId = doc.doc_id;
     cell(row, doc.title || doc.doc_id);
     cell(row, doc.date || "—");
-    cell(row, doc.regions.join("、") || "—");
+    cell(row, doc.regions.join(t("list_sep")) || "—");
     cell(row, String(doc.chunk_count));
     cell(row, doc.ingested_at ? new Date(doc.ingested_at).toLocaleString() : "—");
     cell(row, doc.doc_id);
     const button = document.createElement("button");
-    button.type = "button"; button.className = "kb-admin-btn kb-admin-delete"; button.textContent = "删除";
+    button.type = "button"; button.className = "kb-admin-btn kb-admin-delete"; button.textContent = t("delete");
     button.addEventListener("click", async () => {
       button.disabled = true;
       const {status, body} = await call(inKb("api/documents/" + encodeURIComponent(doc.doc_id)), {method: "DELETE"});
-      say(status === 200 ? "已删除：" + doc.doc_id : "删除失败：" + ((body && body.error) || status));
+      say(status === 200 ? t("deleted", {id: doc.doc_id}) : t("delete_failed", {error: (body && body.error) || status}));
       loadDocuments();
     });
     cell(row, "").appendChild(button);
@@ -131,14 +156,16 @@ async function loadDocuments() {
 }
 
 function showJob(job) {
+  jobs.set(job.job_id, job);
   let item = tracked.get(job.job_id);
   if (!item) { item = document.createElement("li"); $(".kb-admin-jobs").prepend(item); tracked.set(job.job_id, item); }
   item.className = "kb-job kb-job-" + job.state + (job.state === "failed" ? " kb-failed" : "");
-  let text = job.kb + " · " + (KINDS[job.kind] || job.kind) + " · " + (STATES[job.state] || job.state) +
-             " · " + job.documents.done + "/" + job.documents.total + " 个文档";
-  if (job.added.length) text += " · 新增 " + job.added.join("、");
-  if (job.updated.length) text += " · 更新 " + job.updated.join("、");
-  for (const failure of job.failures) text += " · 失败 " + failure.source + "：" + failure.reason;
+  const known = (prefix, value) => (WORDS.zh[prefix + value] ? t(prefix + value) : value);
+  let text = job.kb + " · " + known("kind_", job.kind) + " · " + known("state_", job.state) +
+             " · " + t("job_docs", job.documents);
+  if (job.added.length) text += " · " + t("job_added", {ids: job.added.join(t("list_sep"))});
+  if (job.updated.length) text += " · " + t("job_updated", {ids: job.updated.join(t("list_sep"))});
+  for (const failure of job.failures) text += " · " + t("job_failed", failure);
   if (job.error) text += " · " + job.error;
   item.textContent = text;
 }
@@ -156,8 +183,8 @@ async function follow(jobId) {
 }
 
 async function started({status, body}) {
-  if (status !== 202) { say("未能开始：" + ((body && body.error) || status)); return; }
-  say("已开始任务 " + body.job_id);
+  if (status !== 202) { say(t("not_started", {error: (body && body.error) || status})); return; }
+  say(t("started", {id: body.job_id}));
   follow(body.job_id);
 }
 
@@ -168,7 +195,7 @@ $(".kb-admin-login").addEventListener("submit", async (event) => {
   const {status, body} = await call("api/jobs");
   if (status !== 200) {
     key = null;
-    say(status === 429 ? "尝试过于频繁，请稍后再试" : "密钥不正确");
+    say(t(status === 429 ? "too_many" : "wrong_key"));
     return;
   }
   input.value = "";
@@ -183,7 +210,7 @@ $(".kb-admin-login").addEventListener("submit", async (event) => {
 $(".kb-admin-kb").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = event.target.elements.kb;
-  if (!input.checkValidity()) { say("知识库名称只能包含字母、数字、_ 或 -"); return; }
+  if (!input.checkValidity()) { say(t("bad_kb")); return; }
   kb = input.value;
   say("");
   loadDocuments();
@@ -192,7 +219,7 @@ $(".kb-admin-kb").addEventListener("submit", (event) => {
 $(".kb-admin-upload").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = event.target.elements.files;
-  if (!input.files.length) { say("请先选择文件"); return; }
+  if (!input.files.length) { say(t("no_files")); return; }
   const form = new FormData();
   for (const file of input.files) form.append("files", file, file.name);
   await started(await call(inKb("api/documents"), {method: "POST", body: form}));
@@ -211,7 +238,7 @@ $(".kb-admin-reindex").addEventListener("click", async () => started(await call(
 
 $(".kb-admin-csv").addEventListener("click", async () => {
   const {status, response} = await call("api/feedback.csv");
-  if (status !== 200) { say("下载失败：" + status); return; }
+  if (status !== 200) { say(t("download_failed", {error: status})); return; }
   const link = document.createElement("a");
   link.href = URL.createObjectURL(await response.blob());
   link.download = "feedback.csv";
@@ -222,19 +249,23 @@ $(".kb-admin-csv").addEventListener("click", async () => {
 $(".kb-admin-logout").addEventListener("click", () => {
   key = null;
   tracked.clear();
+  jobs.clear();
   $(".kb-admin-jobs").replaceChildren();
   $(".kb-admin-docs tbody").replaceChildren();
   $(".kb-admin-panel").hidden = true;
   $(".kb-admin-login").hidden = false;
 });
+
+translate();
+if (switchButton) new MutationObserver(translate).observe(switchButton, {childList: true, characterData: true, subtree: true});
 """
+)
 
 
-def admin_tab() -> None:
-    """The 管理 tab, inside the page's ``gr.Blocks`` (see the module docstring)."""
-    with gr.Tab("管理", id="kb-tab-admin"):
-        gr.Markdown(
-            "## 管理\n输入管理密钥后，可选择知识库，上传文档（.txt .md .html .pdf .docx）、导入网址、删除文档、"
-            "从来源重新索引，并查看导入进度；上传到新的知识库名称即新建知识库。密钥只保存在本页内存中，刷新页面后需重新输入。"
-        )
+def admin_tab() -> tuple[Any, Any]:
+    """The 管理 tab, inside the page's ``gr.Blocks`` (see the module docstring): the tab and its
+    intro, for the page's wording (web/chat.py); the panel follows the language by itself."""
+    with gr.Tab(text("zh", "tab_admin"), id="kb-tab-admin") as tab:
+        intro = gr.Markdown(text("zh", "admin_intro"))
         gr.HTML(ADMIN_HTML, elem_id="kb-admin", css_template=ADMIN_CSS, js_on_load=ADMIN_JS)
+    return tab, intro

@@ -506,8 +506,13 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             # the app keeps Gradio's public surface to "ask" (tests/web/test_security.py).
             api_visibility="private",
         )
+        admin_wording: dict[Any, Callable[[Lang], Any]] = {}
         if admin:
-            admin_tab()
+            admin_page, admin_intro = admin_tab()
+            admin_wording = {
+                admin_page: lambda lang: gr.update(label=text(lang, "tab_admin")),
+                admin_intro: lambda lang: text(lang, "admin_intro"),
+            }
 
         # The page's wording in a language: each component with its wording (web/i18n.py).
         wording: dict[Any, Callable[[Lang], Any]] = {
@@ -532,6 +537,7 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             make: lambda lang: gr.update(value=text(lang, "make_brief")),
             brief_examples.dataset: lambda lang: gr.update(label=text(lang, "brief_examples_label")),
             brief_source: lambda lang: gr.update(label=text(lang, "brief_source")),
+            **admin_wording,
         }
         # And what the page shows that depends on the session too: the sources panel, and the
         # briefing's placeholder and download (a briefing shown keeps its text).

@@ -74,6 +74,34 @@ def test_the_admin_tab_uploads_a_file_that_becomes_answerable(page, js_errors, a
     assert js_errors == []
 
 
+def test_the_admin_tab_speaks_the_pages_language(page, js_errors, admin_app):
+    from playwright.sync_api import expect
+
+    url, _ = admin_app
+    open_chat(page, url)
+    page.locator("#kb-lang").click()
+    expect(page.locator("#kb-lang")).to_have_text("中文")
+    page.get_by_role("tab", name="Admin").click()
+    admin = page.locator("#kb-admin")
+    expect(page.get_by_text("With the admin key")).to_be_visible()
+    expect(admin.locator(".kb-admin-login button")).to_have_text("Sign in")
+    expect(admin.locator("input[type=password]")).to_have_attribute("placeholder", "Admin key (KB_ADMIN_KEY)")
+    admin.locator("input[type=password]").fill("not-the-key-000000000")
+    admin.locator(".kb-admin-login button").click()
+    expect(admin.locator(".kb-admin-msg")).to_have_text("Wrong key")
+    admin.locator("input[type=password]").fill(KEY)
+    admin.locator(".kb-admin-login button").click()
+    expect(admin.locator(".kb-admin-docs thead")).to_contain_text("Ingested")
+    expect(admin.locator(".kb-admin-docs button.kb-admin-delete").first).to_have_text("Delete")
+    # Back to Chinese: the panel follows without a reload, the key still in the page's memory.
+    page.locator("#kb-lang").click()
+    page.get_by_role("tab", name="管理").click()
+    expect(admin.locator(".kb-admin-docs thead")).to_contain_text("导入时间")
+    expect(admin.locator(".kb-admin-reindex")).to_have_text("从来源重新索引")
+    expect(admin.locator(".kb-admin-panel")).to_be_visible()
+    assert js_errors == []
+
+
 def test_a_thumb_under_an_answer_is_stored(page, js_errors, admin_app):
     from playwright.sync_api import expect
 
