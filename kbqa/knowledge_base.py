@@ -467,20 +467,24 @@ class KnowledgeBase:
         return replace(briefing, timings_ms=timings)
 
     # --- LangChain composition ------------------------------------------------------------
-    def retriever(self, k: int | None = None) -> HybridRetriever:
+    def retriever(
+        self, k: int | None = None, *, filters: Filters | Mapping[str, str | None] | None = None
+    ) -> HybridRetriever:
+        """A LangChain retriever over this knowledge base, from the documents ``filters`` allow."""
         from kbqa.langchain_adapters import HybridRetriever
 
-        return HybridRetriever(searcher=self.searcher, k=self._k(k))
+        return HybridRetriever(searcher=self.searcher, k=self._k(k), filters=self._filters(filters))
 
-    def chain(self, k: int | None = None) -> Runnable:
+    def chain(self, k: int | None = None, *, filters: Filters | Mapping[str, str | None] | None = None) -> Runnable:
         """question -> Answer, as a LangChain chain: ``search | answerer``, the search handing
-        on the passages and the question's weighed terms (``{question, passages, terms}``)."""
+        on the passages and the question's weighed terms (``{question, passages, terms}``),
+        from the documents ``filters`` allow."""
         from langchain_core.runnables import RunnableLambda
 
-        k = self._k(k)
+        k, filters = self._k(k), self._filters(filters)
 
         def search(question: str) -> dict:
-            found = self.searcher.search(question, k)
+            found = self.searcher.search(question, k, filters=filters)
             return {"question": question, "passages": found.passages, "terms": found.terms}
 
         return RunnableLambda(search, name="search") | self.answerer

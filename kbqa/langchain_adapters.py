@@ -16,7 +16,7 @@ from pydantic import ConfigDict
 
 from kbqa.embeddings import Embedder
 from kbqa.retrieval import HybridSearcher
-from kbqa.types import Chunk, Passage
+from kbqa.types import Chunk, Filters, Passage
 
 
 class LangChainEmbeddings(Embeddings):
@@ -70,8 +70,9 @@ class HybridRetriever(BaseRetriever):
 
     searcher: HybridSearcher
     k: int = 5
+    filters: Filters | None = None  # applied inside retrieval, as KnowledgeBase.search does
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
-        return [passage_to_langchain(p) for p in self.searcher.search(query, self.k).passages]
+        return [passage_to_langchain(p) for p in self.searcher.search(query, self.k, filters=self.filters).passages]

@@ -46,6 +46,16 @@ def test_filters_narrow_the_search(region_kbs, filters, expected):
     assert found.passages[0].chunk.doc_id == GUIYANG if GUIYANG in expected else True
 
 
+def test_the_langchain_retriever_and_chain_take_the_same_filters(region_kbs):
+    kb = region_kbs.get("regions")
+    assert {d.metadata["doc_id"] for d in kb.retriever(5).invoke(REGION_QUESTION)} == {JINZHOU, GUIYANG}
+    assert {d.metadata["doc_id"] for d in kb.retriever(5, filters={"region": "锦州"}).invoke(REGION_QUESTION)} == {JINZHOU}
+    answer = kb.chain(5, filters={"region": "锦州"}).invoke(REGION_QUESTION)
+    assert {p.chunk.doc_id for p in answer.passages} == {JINZHOU}
+    with pytest.raises(QuestionError):
+        kb.retriever(5, filters={"date_from": "yesterday"})
+
+
 @pytest.mark.parametrize("leg", ["lexical", "dense"])
 def test_each_leg_filters_before_it_ranks(region_kbs, embedder, leg):
     """One candidate a leg: the 贵阳 chunk is each leg's best, so a filter applied after the top
