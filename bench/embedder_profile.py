@@ -64,9 +64,9 @@ def profile(folder: Path, texts: list[str]) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    from kbqa.embeddings import E5_PASSAGE_PREFIX, OnnxEmbedder
+    from kbqa.embeddings import E5_PASSAGE_PREFIX, onnx_tokenizer
 
-    tokenizer = OnnxEmbedder(folder, name="profile", max_batch=1).tokenizer
+    tokenizer = onnx_tokenizer(folder)  # the model loads once, below, in the profiled session
     ids = [e.ids for e in tokenizer.encode_batch([E5_PASSAGE_PREFIX + t for t in texts])]
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
