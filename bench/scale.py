@@ -96,15 +96,21 @@ def ingest_for(url: str, budget: float, sample_every: float, write_batch: int = 
     }
 
 
+def bm25_snapshot(url: str) -> Path:
+    """Where the app keeps its BM25 copy of the server's store (``ChunkStore.lexical_snapshot_path``)."""
+    from kbqa.settings import Settings
+
+    return open_store(url).lexical_snapshot_path(Settings().lexical_cache)
+
+
 def app_at_size(url: str, queries: int) -> dict:
     questions = evalset.load_questions()
     result = {}
     for start in ("cold", "warm"):  # warm: the second start loads the BM25 snapshot the first saved
         if start == "cold":
             from kbqa.lexical import LexicalCorpus
-            from kbqa.settings import Settings
 
-            snapshot = open_store(url).lexical_snapshot_path(Settings().lexical_cache)
+            snapshot = bm25_snapshot(url)
             snapshot.unlink(missing_ok=True)
             shutil.rmtree(LexicalCorpus.index_dir(snapshot), ignore_errors=True)
         t0 = time.monotonic()
@@ -120,17 +126,16 @@ def app_at_size(url: str, queries: int) -> dict:
 
 
 def megabytes(path: Path) -> float:
-    """Bytes on disk under ``path`` (a file or a folder), in MB."""
-    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()] if path.exists() else []
+    """Bytes on disk under ``path`` (a file or a folder; nothing when it is missing), in MB."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
     return round(sum(f.stat().st_size for f in files) / 1e6, 1)
 
 
 def store_size(url: str, server_data: Path) -> dict:
     """The server's data folder, and the app's BM25 copy beside it (its corpus and saved index)."""
     from kbqa.lexical import LexicalCorpus
-    from kbqa.settings import Settings
 
-    snapshot = open_store(url).lexical_snapshot_path(Settings().lexical_cache)
+    snapshot = bm25_snapshot(url)
     return {"chroma_data_mb": megabytes(server_data),
             "bm25_snapshot_mb": round(megabytes(snapshot) + megabytes(LexicalCorpus.index_dir(snapshot)), 1)}
 
