@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from kbqa.types import Answer, Chunk, Citation, Passage
 from web.chat import NO_SOURCES_HTML, render_sources
 
@@ -120,14 +122,16 @@ def test_the_conversation_sent_with_a_question_is_the_plain_text_of_earlier_turn
 # --- the page's language (web/i18n.py) ----------------------------------------------------------
 
 
-def test_both_languages_word_the_same_things():
-    from web.i18n import LANGUAGES, TEXTS
+@pytest.mark.parametrize("table", ["TEXTS", "ADMIN_TEXTS"])
+def test_both_languages_word_the_same_things(table):
+    import web.i18n
 
-    keys = {lang: set(TEXTS[lang]) for lang in LANGUAGES}
+    texts = getattr(web.i18n, table)
+    keys = {lang: set(texts[lang]) for lang in web.i18n.LANGUAGES}
     assert keys["zh"] == keys["en"]
     for key in keys["zh"]:  # the same values to fill in, and no Chinese left in the English
-        assert re.findall(r"\{\w+\}", TEXTS["zh"][key]) == re.findall(r"\{\w+\}", TEXTS["en"][key]), key
-        assert key == "switch" or key == "topic_placeholder" or not re.search(r"[\u4e00-\u9fff]", TEXTS["en"][key]), key
+        assert re.findall(r"\{\w+\}", texts["zh"][key]) == re.findall(r"\{\w+\}", texts["en"][key]), key
+        assert key == "switch" or key == "topic_placeholder" or not re.search(r"[\u4e00-\u9fff]", texts["en"][key]), key
 
 
 def test_the_wording_around_an_answer_follows_the_page_and_the_answer_its_question():
