@@ -24,7 +24,7 @@ import argparse  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from kbqa.settings import Settings, settings_from_flags  # noqa: E402
+from kbcore.settings import Settings, settings_from_flags  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from web.app import create_app
     from web.server import server_config
 
-    from kbqa.chroma import StoreUnavailableError
-    from kbqa.schema import SchemaVersionError
+    from kbcore.chroma import StoreUnavailableError
+    from kbcore.schema import SchemaVersionError
 
     try:
         kb = KnowledgeBase(settings)

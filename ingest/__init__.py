@@ -1,5 +1,5 @@
 """Ingestion: read sources (files, folders, ``.jsonl`` corpora, URLs), clean them into
-:class:`kbqa.types.Document`s and split those into :class:`kbqa.types.Chunk`s.
+:class:`kbcore.types.Document`s and split those into :class:`kbcore.types.Chunk`s.
 
 ``loaders`` reads (``discovery`` walks folders, ``fetch`` fetches URLs safely, ``decoding`` and
 ``formats`` turn bytes into text, ``jsonl`` streams corpora), ``cleaning`` strips site chrome

@@ -63,9 +63,9 @@ _SETTINGS_FLAGS = ("store", "chroma_url", "embedder", "chunk_size", "chunk_overl
 
 def settings_from_args(args: argparse.Namespace):
     """The settings these flags give, read as ``python app.py`` reads its own
-    (``kbqa.settings.settings_from_flags``: e.g. ``--store`` wins over ``KB_CHROMA_URL``)."""
+    (``kbcore.settings.settings_from_flags``: e.g. ``--store`` wins over ``KB_CHROMA_URL``)."""
     # Imported after parsing: --help imports nothing.
-    from kbqa.settings import settings_from_flags
+    from kbcore.settings import settings_from_flags
 
     return settings_from_flags({name: getattr(args, name) for name in _SETTINGS_FLAGS})
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
         settings = settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    from kbqa.chroma import DEFAULT_KB, check_kb_name
+    from kbcore.chroma import DEFAULT_KB, check_kb_name
 
     try:
         args.kb = check_kb_name(args.kb or DEFAULT_KB)
@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
 
     import httpx
 
-    from kbqa.chroma import StoreUnavailableError
-    from kbqa.knowledge_base import UnknownKnowledgeBase
-    from kbqa.locks import IngestLockError
-    from kbqa.schema import SchemaVersionError
+    from kbcore.chroma import StoreUnavailableError, UnknownKnowledgeBase
+    from kbcore.locks import IngestLockError
+    from kbcore.schema import SchemaVersionError
 
     def events(name: str, info: dict[str, Any]) -> None:
         if name == "lock_waiting":
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
 def _reindex_command(settings, kb: str) -> str:
     import shlex
 
-    from kbqa.chroma import DEFAULT_KB
+    from kbcore.chroma import DEFAULT_KB
 
     where = ["--chroma-url", settings.chroma_url] if settings.chroma_url else ["--store", str(settings.store)]
     named = [] if kb == DEFAULT_KB else ["--kb", kb]
@@ -171,24 +170,24 @@ def _reindex_command(settings, kb: str) -> str:
 
 
 def _run(args: argparse.Namespace, settings, events) -> int:
-    """The command, through the facade only (``KnowledgeBase``), as any Python caller would."""
+    """The command, through the ingest service only (ingest/service.py), as the facade's writes go."""
     # The heavy stack, only once the flags are known to be good.
-    from kbqa.chroma import DEFAULT_KB
-    from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
+    from ingest.service import IngestService
+    from kbcore.chroma import DEFAULT_KB
 
     progress = not args.no_progress and sys.stderr.isatty()
     writes = {"lock_timeout": args.lock_timeout, "on_event": events}
     report = None
     failed = False  # a document that could not be ingested or removed: exit 1
     if args.reindex:
-        kb, report = KnowledgeBase.reindex(
+        kb, report = IngestService.reindex(
             settings, args.inputs, name=args.kb, progress=progress, write_batch_chunks=args.write_batch, **writes
         )
         _print_report(report)
     elif args.inputs:
-        kb = KnowledgeBase(settings, name=args.kb)  # ingesting into a new name creates it
+        kb = IngestService(settings, name=args.kb)  # ingesting into a new name creates it
     else:
-        kb = KnowledgeBases(settings).get(args.kb)  # --list or --remove of a name the store lacks: an error
+        kb = IngestService.existing(settings, name=args.kb)  # --list or --remove of a name the store lacks: an error
     if args.remove:
         removal = kb.remove(args.remove, **writes)
         print(f"removed {len(removal.removed)} document(s)")
@@ -204,10 +203,10 @@ def _run(args: argparse.Namespace, settings, events) -> int:
             state = "" if record.state == "ok" else f"\t({record.state}: re-run the ingest to finish)"
             print(f"{printable(record.doc_id)}\t{record.chunk_count} chunks\t{printable(record.date or '-')}\t"
                   f"{printable(record.title)}{state}")
-        stats = kb.stats(lexical=False)  # no BM25 build just to print counts
+        counts = kb.counts()
         named = "" if kb.name == DEFAULT_KB else f"knowledge base {kb.name}: "
-        print(f"{named}{stats['documents']} documents, {stats['chunks']} chunks in {printable(str(stats['store']))} "
-              f"({stats['embedder']})")
+        print(f"{named}{counts['documents']} documents, {counts['chunks']} chunks in {printable(kb.location)} "
+              f"({kb.embedder.name})")
     return 1 if failed or (report is not None and report.failed) else 0
 
 

@@ -1,6 +1,6 @@
 """Sentence-aware chunking of cleaned documents with exact character offsets.
 
-Sentences and heading lines are those of ``kbqa.text`` (``split_sentences``,
+Sentences and heading lines are those of ``kbcore.text`` (``split_sentences``,
 ``is_heading_line``), which the answerer and the briefer cut by too. ``chunk_document``
 packs whole sentences greedily into chunks of at most ``chunk_size`` characters; short
 standalone heading lines open a new chunk and become the ``section`` of the chunks below
@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kbqa.text import is_heading_line, split_sentences
-from kbqa.types import Chunk, Document
+from kbcore.text import is_heading_line, split_sentences
+from kbcore.types import Chunk, Document
 
 __all__ = ["chunk_document"]
 

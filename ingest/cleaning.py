@@ -1,4 +1,4 @@
-"""Turn a :class:`SourceDocument` into a clean :class:`kbqa.types.Document`.
+"""Turn a :class:`SourceDocument` into a clean :class:`kbcore.types.Document`.
 
 Scraped pages (kinds ``text``/``markdown``/``html``) carry *site chrome*: phone banners,
 breadcrumbs, "时间:…|来源:…" meta lines, keyword lists, view counters, copyright footers,
@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 
 from ingest.dates import parse_date
 from ingest.records import SourceDocument
-from kbqa.types import Document
+from kbcore.types import Document
 
 __all__ = ["clean_document", "normalize_layout", "derive_title", "classify_line"]
 

@@ -13,7 +13,7 @@ by another origin (compared with symlinks resolved: ``same_origin``) is refused 
 naming both, never written over; the same origin re-ingested is skipped or updated as usual.
 An entry stored without an origin is taken to be the same source, and gets the origin recorded.
 
-Reliability. A run holds the store's ingest lock (``kbqa.locks.ingest_lock``) from start to
+Reliability. A run holds the store's ingest lock (``kbcore.locks.ingest_lock``) from start to
 end, so two ingests into one store take turns. It writes in batches of about
 ``write_batch_chunks`` chunks through ``ChunkStore.write_documents``, whose step order leaves
 every interruption repairable, and it first finishes whatever an interrupted run left behind:
@@ -54,12 +54,12 @@ from ingest.cleaning import clean_document
 from ingest.loaders import is_url, iter_documents
 from ingest.records import LoadFailure, SourceDocument
 from ingest.regions import recognise_regions
-from kbqa.embeddings import Embedder
-from kbqa.locks import IngestLock, ingest_lock
-from kbqa.schema import begin_reindex, end_reindex
-from kbqa.store import ChunkStore, IndexedChunk
-from kbqa.text import index_text, tokenize
-from kbqa.types import (
+from kbcore.embeddings import Embedder
+from kbcore.locks import IngestLock, ingest_lock
+from kbcore.schema import begin_reindex, end_reindex
+from kbcore.store import ChunkStore, IndexedChunk
+from kbcore.text import index_text, tokenize
+from kbcore.types import (
     STATE_DELETING,
     STATE_OK,
     STATE_WRITING,
@@ -506,7 +506,7 @@ def reindex(
     documents' sources (``source_inputs`` of the old manifest) plus ``inputs``.
 
     Interrupted, it is resumed by running it again: the old manifest survives until the end
-    (``kbqa.schema.begin_reindex``). ``options`` go to ``IngestPipeline``.
+    (``kbcore.schema.begin_reindex``). ``options`` go to ``IngestPipeline``.
     """
     t0 = time.perf_counter()
 

@@ -1,6 +1,6 @@
-"""Knowledge-base QA: store, retrieval and cited answering over ingested documents.
+"""Knowledge-base QA: retrieval, cited answering and briefing over the index, and the
+``KnowledgeBase`` facade (``kbqa.knowledge_base``) that the chat and HTTP faces sit on.
 
-Import what you need from the submodules; the main entry point is
-``kbqa.knowledge_base.KnowledgeBase``. Nothing is imported here so that ``ingest`` can use
-``kbqa.store`` without pulling in the whole stack.
+Nothing is imported here: ``kbqa.retrieval`` is used without loading the facade, and the
+ground it stands on (records, text, the store) is ``kbcore``.
 """

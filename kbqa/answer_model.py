@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kbqa.text import is_heading_line
+from kbcore.text import is_heading_line
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "answer_scorer.json"
 

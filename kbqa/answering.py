@@ -57,11 +57,11 @@ from kbqa.answer_model import (
     subjects,
     trim_lead,
 )
-from kbqa.embeddings import Embedder, SentenceVectors
-from kbqa.evidence import MIN_SENTENCE_CHARS, cite, coverage
+from kbcore.embeddings import Embedder, SentenceVectors
+from kbcore.evidence import MIN_SENTENCE_CHARS, cite, coverage
 from kbqa.langchain_adapters import passage_from_langchain
-from kbqa.text import cut_question, split_sentences
-from kbqa.types import Answer, Citation, Passage, QueryTerms
+from kbcore.text import cut_question, split_sentences
+from kbcore.types import Answer, Citation, Passage, QueryTerms
 
 NOT_FOUND_TEXT = "抱歉，知识库中没有找到能回答这个问题的内容。"
 EMPTY_QUESTION_TEXT = "请提出一个具体的问题，例如：锦州的“三个开放”是什么？"

@@ -11,7 +11,7 @@ its footnote number ``n``), the footnotes' plain text — and its GitHub-flavour
 
 How points are chosen from the passages retrieved for the topic:
 
-1. every sentence is scored like the answerer scores it (``kbqa.evidence.score_sentences``:
+1. every sentence is scored like the answerer scores it (``kbcore.evidence.score_sentences``:
    idf-weighted coverage of the topic's key terms, terms only in the title/section counting
    half, discounted by the passage's rank);
 2. refusal as in the answerer: confidence = mean of the best sentence's coverage and its
@@ -53,16 +53,16 @@ from datetime import datetime
 
 import numpy as np
 
-from kbqa.embeddings import Embedder, SentenceVectors
-from kbqa.evidence import (
+from kbcore.embeddings import Embedder, SentenceVectors
+from kbcore.evidence import (
     SentenceCandidate,
     cite,
     confidence_of,
     coverage,
     score_sentences,
 )
-from kbqa.text import cut_question, is_heading_line
-from kbqa.types import Chunk, Citation, Passage, QueryTerms
+from kbcore.text import cut_question, is_heading_line
+from kbcore.types import Chunk, Citation, Passage, QueryTerms
 
 __all__ = [
     "NOTHING_FOUND_TEXT",

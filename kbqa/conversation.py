@@ -2,7 +2,7 @@
 
 Retrieval sees one question, so "那上海呢？" or "它是哪一年提出的？" must become a question that
 names its subject before anything is searched. ``rewrite(question, history)`` does that by
-rule, on jieba's words (``kbqa.text.words`` / ``word_tag``), without a model:
+rule, on jieba's words (``kbcore.text.words`` / ``word_tag``), without a model:
 
 * Ellipsis: "那上海呢？", "华为呢？", "And Shanghai?", "What about Huawei?" swap the new subject
   into the previous question, in place of its word of the same kind (a place for a place, a
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from kbqa.text import STOPWORDS, cut_question, word_tag, words
+from kbcore.text import STOPWORDS, cut_question, word_tag, words
 
 __all__ = ["Message", "as_messages", "is_follow_up", "rewrite", "subject_of"]
 

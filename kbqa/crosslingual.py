@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kbqa.types import QueryTerms
+from kbcore.types import QueryTerms
 
 # Deliberately a short list written here rather than a package's: what matters is the words a
 # *question* wraps its content in (how many, which, does ...), which general stopword lists

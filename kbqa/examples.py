@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from itertools import zip_longest
 
-from kbqa.text import is_heading_line
-from kbqa.types import Chunk
+from kbcore.text import is_heading_line
+from kbcore.types import Chunk
 
 # A heading's leading number: "一、" "（二）" "第三章 " "四." (digit list items are no headings).
 _NUMBERING = re.compile(r"^(?:第?[一二三四五六七八九十百]+[、.．章节部分]\s*|[（(][一二三四五六七八九十]+[)）]\s*)")

@@ -1,8 +1,9 @@
 """``KnowledgeBase``: the one Python API that the CLI, the chat UI and the HTTP API sit on;
 ``KnowledgeBases``: the named knowledge bases of one store, each a ``KnowledgeBase``.
 
-It stands above ingest and answering: ``python -m ingest``, ``app.py`` and ``web/`` reach the
-store, the pipeline and the answerers only through it.
+It stands above ingest and answering: ``app.py`` and ``web/`` reach the store, the pipeline
+and the answerers only through it. Its writes are the ingest service's (ingest/service.py,
+which ``python -m ingest`` runs on too), followed by a refresh of what searches read.
 """
 
 from __future__ import annotations
@@ -15,32 +16,24 @@ from dataclasses import asdict, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from kbqa.chroma import (
-    DEFAULT_KB,
-    check_kb_name,
-    connect_store,
-    kb_names,
-    kb_prefix,
-    reaching,
-)
+from ingest.service import IngestService
+from kbcore.chroma import DEFAULT_KB, UnknownKnowledgeBase, connect_store, kb_names, reaching, store_location
 from kbqa.conversation import Message, as_messages, rewrite
 from kbqa.crosslingual import glossary
-from kbqa.embeddings import Embedder, LazyEmbedder
+from kbcore.embeddings import Embedder, LazyEmbedder
 from kbqa.examples import candidate_questions
-from kbqa.locks import IngestLockError
+from kbcore.locks import IngestLockError
 from kbqa.retrieval import HybridSearcher
-from kbqa.settings import Settings
-from kbqa.store import ChunkStore
-from kbqa.types import STATE_OK, Answer, DocRecord, Filters, IngestReport, SearchResult
+from kbcore.settings import Settings
+from kbcore.types import Answer, DocRecord, Filters, IngestReport, SearchResult
 
-# The writer (ingest/: parsers, trafilatura ...), the answer layer and LangChain are imported
-# where they are first used, not here: a command that only lists or removes documents needs
-# none of them, and they are ~0.45 s of its start-up (python -m ingest --list, issue 13).
+# The answer layer and LangChain are imported where they are first used, not here: a
+# knowledge base that only lists documents needs neither.
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import Runnable
 
-    from ingest.pipeline import EventHook, IngestPipeline
+    from ingest.pipeline import EventHook
     from kbqa.answering import ExtractiveAnswerer
     from kbqa.briefing import Briefer, Briefing
     from kbqa.langchain_adapters import HybridRetriever
@@ -53,8 +46,7 @@ class QuestionError(ValueError):
     """A question the system refuses to process (empty, too long); the message says why."""
 
 
-class UnknownKnowledgeBase(LookupError):
-    """A knowledge base name the store does not hold (the HTTP API answers 404)."""
+__all__ = ["KnowledgeBase", "KnowledgeBases", "QuestionError", "UnknownKnowledgeBase"]
 
 
 class KnowledgeBase:
@@ -70,17 +62,10 @@ class KnowledgeBase:
         name: str = DEFAULT_KB,
         client=None,
     ):
-        self.settings = settings or Settings()
-        self.name = check_kb_name(name)
-        # Loaded on first use: listing or removing documents needs no model (kbqa/embeddings.py).
-        self.embedder = embedder or LazyEmbedder(self.settings)
-        self.client = client if client is not None else connect_store(self.settings)
-        self.store = ChunkStore(
-            self.client,
-            collection_prefix=kb_prefix(self.settings.collection, name),
-            embedder_name=self.embedder.name,
-            dim=self.embedder.dim,
-        )
+        # The embedder is loaded on first use: listing or removing documents needs no model.
+        self.writer = IngestService(settings, embedder=embedder, name=name, client=client)
+        self.settings, self.name, self.embedder = self.writer.settings, self.writer.name, self.writer.embedder
+        self.client, self.store = self.writer.client, self.writer.store
         self.searcher = HybridSearcher(
             self.store,
             self.embedder,
@@ -139,29 +124,8 @@ class KnowledgeBase:
 
         return LLMRewriter(self.chat_model)
 
-    # --- ingestion -----------------------------------------------------------------------
-    # Every write holds the store's ingest lock, waiting up to ``lock_timeout`` seconds for
-    # another ingest (IngestLockError beyond); ``on_event`` receives the pipeline's events
-    # (ingest/pipeline.py); ``write_batch_chunks`` is how much a killed ingest redoes at most.
-
-    @staticmethod
-    def _pipeline_options(
-        settings: Settings, *, lock_timeout: float, on_event: EventHook | None, write_batch_chunks: int = 256
-    ) -> dict:
-        return {
-            "chunk_size": settings.chunk_size,
-            "chunk_overlap": settings.chunk_overlap,
-            "allow_private_urls": settings.allow_private_urls,
-            "follow_symlinks": settings.follow_symlinks,
-            "lock_timeout": lock_timeout,
-            "write_batch_chunks": write_batch_chunks,
-            "on_event": on_event,
-        }
-
-    def _pipeline(self, **writes) -> IngestPipeline:
-        from ingest.pipeline import IngestPipeline
-
-        return IngestPipeline(self.store, self.embedder, **self._pipeline_options(self.settings, **writes))
+    # --- ingestion: the ingest service's writes (ingest/service.py), then what searches read is
+    # refreshed. The arguments are the service's.
 
     def ingest(
         self,
@@ -175,9 +139,9 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Ingest files, folders, .jsonl corpora and URLs; ``prune`` also removes documents
         whose files under ``inputs`` are gone."""
-        pipeline = self._pipeline(lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks)
         try:
-            return pipeline.run(inputs, prune=prune, progress=progress)
+            return self.writer.ingest(inputs, prune=prune, progress=progress, lock_timeout=lock_timeout,
+                                      write_batch_chunks=write_batch_chunks, on_event=on_event)
         finally:
             self.searcher.invalidate()
 
@@ -185,9 +149,8 @@ class KnowledgeBase:
         self, doc_ids: Sequence[str], *, lock_timeout: float = 0.0, on_event: EventHook | None = None
     ) -> IngestReport:
         """Remove documents (and their chunks) by id."""
-        pipeline = self._pipeline(lock_timeout=lock_timeout, on_event=on_event)
         try:
-            return pipeline.remove(doc_ids)
+            return self.writer.remove(doc_ids, lock_timeout=lock_timeout, on_event=on_event)
         finally:
             self.searcher.invalidate()
 
@@ -198,17 +161,12 @@ class KnowledgeBase:
         write_batch_chunks: int = 256,
         on_event: EventHook | None = None,
     ) -> IngestReport:
-        """Ingest every document again from its own source (``ingest.pipeline.source_inputs``),
-        in place: changed sources are updated, unchanged ones skipped (a changed chunking or
-        pipeline version changes every hash, so everything is re-chunked), a source that is
-        gone is a failure and its document stays. The store keeps serving meanwhile, unlike
-        ``reindex``, which drops the collections (for a schema change, with the app stopped)."""
-        from ingest.pipeline import source_inputs
-
-        inputs = source_inputs(self.documents(complete_only=False))
-        if not inputs:
-            return IngestReport()
-        return self.ingest(inputs, lock_timeout=lock_timeout, write_batch_chunks=write_batch_chunks, on_event=on_event)
+        """Ingest every document again from its own source, in place (``IngestService.refresh``)."""
+        try:
+            return self.writer.refresh(lock_timeout=lock_timeout, write_batch_chunks=write_batch_chunks,
+                                       on_event=on_event)
+        finally:
+            self.searcher.invalidate()
 
     @classmethod
     def reindex(
@@ -223,26 +181,14 @@ class KnowledgeBase:
         write_batch_chunks: int = 256,
         on_event: EventHook | None = None,
     ) -> tuple[KnowledgeBase, IngestReport]:
-        """Rebuild this embedder's collections at the current schema from the documents' own
-        sources plus ``inputs`` (ingest.pipeline.reindex); the knowledge base on the rebuilt
-        store and the report. A class method: a store that needs it can't be opened before
-        (SchemaVersionError). Interrupted, it is finished by running it again."""
-        settings = settings or Settings()
-        embedder = embedder or LazyEmbedder(settings)
-        from ingest.pipeline import reindex
-
-        client = connect_store(settings)
-        report = reindex(
-            client,
-            embedder,
-            collection_prefix=kb_prefix(settings.collection, name),
-            inputs=inputs,
-            progress=progress,
-            **cls._pipeline_options(
-                settings, lock_timeout=lock_timeout, on_event=on_event, write_batch_chunks=write_batch_chunks
-            ),
+        """Rebuild this embedder's collections at the current schema (``IngestService.reindex``);
+        the knowledge base on the rebuilt store and the report. A class method: a store that
+        needs it can't be opened before (SchemaVersionError)."""
+        writer, report = IngestService.reindex(
+            settings, inputs, name=name, embedder=embedder, progress=progress, lock_timeout=lock_timeout,
+            write_batch_chunks=write_batch_chunks, on_event=on_event,
         )
-        return cls(settings, embedder=embedder, name=name, client=client), report
+        return cls(writer.settings, embedder=writer.embedder, name=name, client=writer.client), report
 
     def ensure_seeded(self) -> IngestReport | None:
         """Ingest the demo ``kb/`` folder when the store is empty; None when it was not.
@@ -261,24 +207,18 @@ class KnowledgeBase:
     def documents(self, *, complete_only: bool = True) -> list[DocRecord]:
         """What the knowledge base holds; ``complete_only`` hides documents an interrupted
         ingest left half-written (the next ingest finishes or removes them)."""
-        with self._reaching():
-            records = self.store.doc_records().values()
-        return sorted((r for r in records if r.state == STATE_OK or not complete_only), key=lambda r: r.doc_id)
+        return self.writer.documents(complete_only=complete_only)
 
     def stats(self, *, lexical: bool = True) -> dict:
         """Counts of the store; ``lexical_chunks`` is what the BM25 index queries use now holds
         (the first call builds it; ``lexical=False`` leaves it out and unbuilt). Equal to
         ``chunks`` once the index caught up with the store, unless an interrupted write left
         chunks that no manifest entry owns (not served)."""
-        with self._reaching():
-            counts = {"documents": self.store.doc_count(), "chunks": self.store.chunk_count()}
-            if lexical:
+        counts = self.writer.counts()
+        if lexical:
+            with self._reaching():
                 counts["lexical_chunks"] = len(self.searcher.lexical_index())
-        return counts | {
-            "kb": self.name,
-            "embedder": self.embedder.name,
-            "store": self.settings.chroma_url or str(self.settings.store),
-        }
+        return counts | {"kb": self.name, "embedder": self.embedder.name, "store": self.writer.location}
 
     def ready(self) -> None:
         """Load the embedding model and the BM25 index now, so the first question doesn't wait;
@@ -290,9 +230,8 @@ class KnowledgeBase:
             self.searcher.lexical_index()
 
     def _reaching(self):
-        """Every read of the store goes through this: a Chroma server that stopped answering is
-        a StoreUnavailableError, not whatever its HTTP client raised."""
-        return reaching(self.settings.chroma_url or str(self.settings.store))
+        """Every read of the store goes through this (``IngestService.reaching``)."""
+        return self.writer.reaching()
 
     # --- questions -----------------------------------------------------------------------
     def _check(self, text: str, what: str) -> str:
@@ -338,7 +277,7 @@ class KnowledgeBase:
         self, query: str, k: int | None = None, *, filters: Filters | Mapping[str, str | None] | None = None
     ) -> SearchResult:
         """The ``k`` best passages for ``query``, from the documents ``filters`` allow (region,
-        date range, source: ``kbqa.types.Filters``)."""
+        date range, source: ``kbcore.types.Filters``)."""
         query = self._check(query, "query")
         filters = self._filters(filters)
         with self._reaching():
@@ -491,7 +430,7 @@ class KnowledgeBase:
 
 
 class KnowledgeBases:
-    """The named knowledge bases of one store (``kbqa.chroma.kb_prefix``): each a
+    """The named knowledge bases of one store (``kbcore.chroma.kb_prefix``): each a
     ``KnowledgeBase`` opened on first use, all on one Chroma client and one embedder (the model
     is loaded once). Thread-safe."""
 
@@ -516,7 +455,7 @@ class KnowledgeBases:
 
     def names(self) -> list[str]:
         """The knowledge bases the store holds, ``default`` first (and always)."""
-        with reaching(self.settings.chroma_url or str(self.settings.store)):
+        with reaching(store_location(self.settings)):
             stored = kb_names(self.client, self.settings.collection, self.embedder.name)
         return list(dict.fromkeys([*stored, *sorted(self._opened)]))
 
@@ -527,7 +466,7 @@ class KnowledgeBases:
         if kb is not None:
             return kb
         if name not in self.names():
-            raise UnknownKnowledgeBase(f"没有这个知识库（no such knowledge base: {name!r:.60}; GET /api/kbs lists them）")
+            raise UnknownKnowledgeBase(name)
         return self.open(name)
 
     def open(self, name: str) -> KnowledgeBase:

@@ -14,9 +14,9 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from kbqa.embeddings import Embedder
+from kbcore.embeddings import Embedder
 from kbqa.retrieval import HybridSearcher
-from kbqa.types import Chunk, Filters, Passage
+from kbcore.types import Chunk, Filters, Passage
 
 
 class LangChainEmbeddings(Embeddings):

@@ -32,9 +32,9 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from kbqa.answering import NOT_FOUND_TEXT, as_passages
 from kbqa.conversation import Message, rewrite
-from kbqa.evidence import cite
-from kbqa.settings import REPO_ROOT
-from kbqa.types import Answer, Passage
+from kbcore.evidence import cite
+from kbcore.settings import REPO_ROOT
+from kbcore.types import Answer, Passage
 from kbqa.verification import MIN_COVERAGE, find_support
 
 PROMPTS_DIR = REPO_ROOT / "prompts"
@@ -64,7 +64,7 @@ def chat_model(
 ) -> BaseChatModel:
     """LangChain's ``ChatOpenAI`` on an OpenAI-compatible server (DeepSeek, DashScope, vLLM,
     Ollama, llama.cpp's server ...); needs the ``llm`` extra. A reply is at most ``max_tokens``."""
-    from kbqa.extras import require
+    from kbcore.extras import require
 
     ChatOpenAI = require("langchain_openai", "llm").ChatOpenAI
     return ChatOpenAI(

@@ -13,13 +13,13 @@ import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from kbqa.embeddings import Embedder
-from kbqa.evidence import coverage
-from kbqa.lexical import LexicalCorpus, LexicalIndex
+from kbcore.embeddings import Embedder
+from kbcore.evidence import coverage
+from kbcore.lexical import LexicalCorpus, LexicalIndex
 from kbqa.crosslingual import translated_terms
-from kbqa.store import ChunkStore, filter_where
-from kbqa.text import cut_question
-from kbqa.types import (
+from kbcore.store import ChunkStore, filter_where
+from kbcore.text import cut_question
+from kbcore.types import (
     STATE_OK,
     Chunk,
     DocRecord,
@@ -254,7 +254,7 @@ class HybridSearcher:
         terms = cut.weighted(lexical.idf)
         where = filter_where(filters)
         # The documents the filters allow, from the manifest, which carries the same keys as
-        # the chunks (kbqa.store.filter_keys): what the BM25 leg may rank.
+        # the chunks (kbcore.store.filter_keys): what the BM25 leg may rank.
         allowed_docs = self.store.doc_ids(where) if where is not None else None
         if where is not None:
             timings["filter_ms"] = (time.perf_counter() - t0) * 1000

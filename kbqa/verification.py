@@ -2,7 +2,7 @@
 
 A chat model's sentence reaches the user only if a passage supports it: the sentence's content
 words (``cut_question``'s key words) are covered by one passage sentence, or two adjacent ones,
-to at least ``min_coverage`` (``kbqa.evidence.coverage``: substring tests, so 云计算 matches 云
+to at least ``min_coverage`` (``kbcore.evidence.coverage``: substring tests, so 云计算 matches 云
 计算), and every number in it occurs in those sentences — a model that writes 200 where the
 passage says 46 is not supported, however well the words match. A passage holding a sentence
 that reads as an instruction to a model ("忽略以上指令……", "ignore previous instructions") is no
@@ -22,9 +22,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kbqa.evidence import coverage
-from kbqa.text import cut_question, split_sentences
-from kbqa.types import Passage
+from kbcore.evidence import coverage
+from kbcore.text import cut_question, split_sentences
+from kbcore.types import Passage
 
 __all__ = ["MIN_COVERAGE", "Support", "find_support", "is_instruction", "numbers_in", "support"]
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +30,7 @@ EVAL_DIR = REPO.parent / "shared" / "eval"
 @pytest.fixture(scope="session")
 def make_settings(tmp_path_factory):
     """Settings for an isolated store; the built model folder is shared across tests."""
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     def make(**overrides):
         overrides.setdefault("store", tmp_path_factory.mktemp("store"))
@@ -40,7 +43,7 @@ def make_settings(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedder(make_settings):
     """The default embedder (e5-small, int8 in ONNX Runtime)."""
-    from kbqa.embeddings import make_embedder
+    from kbcore.embeddings import make_embedder
 
     return make_embedder(make_settings())
 
@@ -48,7 +51,7 @@ def embedder(make_settings):
 @pytest.fixture(scope="session")
 def st_embedder(make_settings):
     """The same model in fp32 sentence-transformers (the ONNX build is exported from it)."""
-    from kbqa.embeddings import make_embedder
+    from kbcore.embeddings import make_embedder
 
     return make_embedder(make_settings(embedder="e5-small"))
 
@@ -105,3 +108,41 @@ def region_kbs(make_settings, embedder, tmp_path_factory):
     report = kbs.open("regions").ingest([str(write_region_articles(tmp_path_factory.mktemp("regions")))])
     assert sorted(report.added) == sorted(REGION_ARTICLES), report
     return kbs
+
+
+# --- a deterministic fake embedder -------------------------------------------------------------
+# ``CharCountEmbedder`` counts characters into 16 buckets (by CRC-32, so the same in every
+# process): texts sharing characters are near, the vectors are exact, and no model is loaded.
+# It plays the part simonw/llm's tests give their demo embedding model.
+
+from kbcore.embeddings import Embedder  # noqa: E402 (after sys.path holds the repository)
+
+
+class CharCountEmbedder(Embedder):
+    name = "char-count-16"
+    dim = 16
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []  # ("queries" | "passages", how many texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            for ch in text:
+                if not ch.isspace():
+                    out[row, zlib.crc32(ch.encode("utf-8")) % self.dim] += 1.0
+        out[:, 0] += 1e-3  # no zero vector, even for an empty text
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(("queries", len(texts)))
+        return self._embed(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(("passages", len(texts)))
+        return self._embed(texts)
+
+
+@pytest.fixture
+def char_embedder() -> CharCountEmbedder:
+    return CharCountEmbedder()

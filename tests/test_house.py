@@ -1,10 +1,13 @@
 """The house's import graph: data flows one way, and the imports say so (README "The house").
 
-Every module of ``kbqa``, ``ingest``, ``web``, ``bench`` and ``app.py`` is parsed with ``ast``.
-Every import counts, also one inside a function (a lazy import that dodges a cycle is still a
-cycle), and importing ``a.b.c`` counts as importing the packages ``a`` and ``a.b`` too (Python
-runs their ``__init__``). The test fails on a cycle between files and on an import of a higher
-layer, and names the offending edge with its file and line.
+Every module of ``kbcore``, ``ingest``, ``kbqa``, ``web``, ``bench`` and ``app.py`` is parsed with
+``ast``. Every import counts, also one inside a function (a lazy import that dodges a cycle is
+still a cycle), and importing ``a.b.c`` counts as importing the packages ``a`` and ``a.b`` too
+(Python runs their ``__init__``). The test fails on a cycle between files and on an import of a
+higher layer, and names the offending edge with its file and line.
+
+The folders say the same: each top-level package (and ``app.py``) stands on a floor, and an
+import between two of them runs downward only, so the tree alone shows where a part belongs.
 """
 
 from __future__ import annotations
@@ -19,22 +22,33 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("kbqa", "ingest", "web", "bench")
+PACKAGES = ("kbcore", "ingest", "kbqa", "web", "bench")
 
 # Bottom to top. A module may import its own layer or a lower one only. Exact names win over
 # patterns (``ingest.__main__`` is a face, the rest of ``ingest`` is not). The README's house
 # map mirrors this table (``test_readme_mirrors_the_layer_table``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("kbqa", "kbqa.types", "kbqa.settings", "kbqa.text", "kbqa.evidence", "kbqa.extras",
-                "kbqa.conversation", "kbqa.verification", "kbqa.crosslingual", "kbqa.examples")),
-    ("store", ("kbqa.chroma", "kbqa.store", "kbqa.locks", "kbqa.schema", "kbqa.lexical", "kbqa.embeddings",
-               "kbqa.model_build", "kbqa.e5_onnx", "kbqa.e5_weights")),
+    ("ground", ("kbcore", "kbcore.types", "kbcore.settings", "kbcore.text", "kbcore.evidence", "kbcore.extras")),
+    ("store", ("kbcore.chroma", "kbcore.store", "kbcore.locks", "kbcore.schema", "kbcore.lexical",
+               "kbcore.embeddings", "kbcore.model_build", "kbcore.e5_onnx", "kbcore.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),
-    ("retrieval", ("kbqa.retrieval", "kbqa.langchain_adapters")),
-    ("answering", ("kbqa.answer_model", "kbqa.answering", "kbqa.briefing", "kbqa.llm_answering")),
+    ("retrieval", ("kbqa", "kbqa.retrieval", "kbqa.crosslingual", "kbqa.langchain_adapters")),
+    ("answering", ("kbqa.answer_model", "kbqa.answering", "kbqa.briefing", "kbqa.llm_answering",
+                   "kbqa.conversation", "kbqa.verification", "kbqa.examples")),
     ("facade", ("kbqa.knowledge_base",)),
     ("faces", ("app", "ingest.__main__", "web", "web.*")),
     ("bench", ("bench", "bench.*")),
+]
+
+# The folders (top-level packages, and app.py), bottom to top: an import between two of them
+# runs downward only. ``python -m ingest`` is a face that lives in its folder: it may reach the
+# ingest service and the ground, never kbqa. The README's house map mirrors this table too.
+FOLDERS: list[tuple[str, tuple[str, ...]]] = [
+    ("ground and index", ("kbcore",)),
+    ("ingest", ("ingest",)),
+    ("retrieval, answering, facade", ("kbqa",)),
+    ("faces", ("app", "web")),
+    ("bench", ("bench",)),
 ]
 
 Edges = dict[str, dict[str, str]]  # importer -> imported -> "file:line" of the first import
@@ -169,6 +183,19 @@ def upward(edges: Edges, layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> 
     return found
 
 
+def folder_graph(edges: Edges) -> Edges:
+    """The import graph between folders: each module edge as an edge between the top-level
+    packages of its two ends (the first place it occurs), edges inside a folder left out."""
+    folders: Edges = {}
+    for source, targets in sorted(edges.items()):
+        top = source.split(".")[0]
+        folders.setdefault(top, {})
+        for target, where in targets.items():  # in the order of their lines
+            if target.split(".")[0] != top:
+                folders[top].setdefault(target.split(".")[0], where)
+    return folders
+
+
 def _describe(cycle: list[str], edges: Edges) -> str:
     return " -> ".join(cycle) + "  (" + ", ".join(edges[a][b] for a, b in itertools.pairwise(cycle)) + ")"
 
@@ -195,6 +222,21 @@ def test_no_import_of_a_higher_layer(graph):
     assert not found, "imports of a higher layer:\n" + "\n".join(found)
 
 
+def test_every_folder_has_a_floor(graph):
+    assert [f for f in folder_graph(graph) if layer_of(f, FOLDERS) is None] == [], "add these folders to FOLDERS"
+
+
+def test_no_cycle_between_folders(graph):
+    folders = folder_graph(graph)
+    found = [_describe(c, folders) for c in cycles(folders)]
+    assert not found, "import cycles between folders:\n" + "\n".join(found)
+
+
+def test_no_import_of_a_higher_folder(graph):
+    found = upward(folder_graph(graph), FOLDERS)
+    assert not found, "imports of a higher folder:\n" + "\n".join(found)
+
+
 def layer_table(layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> str:
     """The layer map as the README shows it, top layer first."""
     rows = ["| layer | modules (a module imports its own layer or lower ones only) |", "|---|---|"]
@@ -202,9 +244,18 @@ def layer_table(layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> str:
     return "\n".join(rows)
 
 
+def folder_table(folders: list[tuple[str, tuple[str, ...]]] = FOLDERS) -> str:
+    """The folder map as the README shows it, top floor first."""
+    rows = ["| floor | folders (a folder imports its own floor or lower ones only) |", "|---|---|"]
+    rows += [f"| {name} | {', '.join(f'`{n}/`' if n != 'app' else '`app.py`' for n in names)} |"
+             for name, names in reversed(folders)]
+    return "\n".join(rows)
+
+
 def test_readme_mirrors_the_layer_table():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert layer_table() in readme, f"put this table in README.md's house map:\n{layer_table()}"
+    assert folder_table() in readme, f"put this table in README.md's house map:\n{folder_table()}"
 
 
 # --- the checker itself can fail ------------------------------------------------------------------
@@ -224,6 +275,24 @@ def test_a_synthetic_cycle_and_upward_edge_are_named():
     assert _describe(found[0], edges).startswith("pkg.a -> pkg.b -> pkg.c -> pkg.a  (a.py:1, b.py:2, c.py:3")
     assert cycles({"pkg.a": {"pkg.a"}}) == [["pkg.a", "pkg.a"]]
     assert upward(edges, layers) == ["c.py:9: pkg.c (low) imports pkg.d (high)"]
+
+
+def test_a_synthetic_upward_folder_edge_and_folder_cycle_are_named():
+    """Each module edge here is allowed by the module layers, yet the folders import each other:
+    the folder check fails where the module check passes."""
+    layers = [("low", ("low.a", "high.b")), ("high", ("low.c", "high.d"))]
+    folders = [("low", ("low",)), ("high", ("high",))]
+    edges: Edges = {
+        "low.a": {"high.b": "low/a.py:3"},  # same layer, but a lower folder importing a higher one
+        "high.b": {},
+        "low.c": {"low.a": "low/c.py:1"},
+        "high.d": {"low.c": "high/d.py:2"},  # same layer, downward folder
+    }
+    assert upward(edges, layers) == [] and cycles(edges) == []
+    between = folder_graph(edges)
+    assert between == {"low": {"high": "low/a.py:3"}, "high": {"low": "high/d.py:2"}}
+    assert upward(between, folders) == ["low/a.py:3: low (low) imports high (high)"]
+    assert [_describe(c, between) for c in cycles(between)] == ["high -> low -> high  (high/d.py:2, low/a.py:3)"]
 
 
 def test_imports_in_functions_relative_ones_and_parent_packages_count():
@@ -248,8 +317,9 @@ def test_imports_in_functions_relative_ones_and_parent_packages_count():
 
 
 def test_layer_patterns_and_exact_names():
-    assert [LAYERS[layer_of(m)][0] for m in ("ingest.__main__", "ingest.loaders", "kbqa", "web.api", "app")] == [
+    assert [LAYERS[layer_of(m)][0] for m in ("ingest.__main__", "ingest.loaders", "kbcore", "web.api", "app")] == [
         "faces", "ingest", "ground", "faces", "faces"
     ]
     assert layer_of("kbqa.something_new") is None
-    assert re.fullmatch(r"[a-z0-9_.*]+", "".join(n for _, names in LAYERS for n in names))
+    assert re.fullmatch(r"[a-z0-9_.*]+", "".join(n for _, names in LAYERS + FOLDERS for n in names))
+    assert layer_of("kbcore", FOLDERS) == 0 and layer_of("kbcore.store", FOLDERS) is None

@@ -45,11 +45,11 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
-from kbqa.chroma import DEFAULT_KB
+from kbcore.chroma import DEFAULT_KB
 from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
-from kbqa.locks import IngestLockError
-from kbqa.settings import Settings
-from kbqa.types import IngestReport
+from kbcore.locks import IngestLockError
+from kbcore.settings import Settings
+from kbcore.types import IngestReport
 from web.errors import JSONErrorRoute, error_response
 from web.feedback import FeedbackStore
 from web.schemas import ErrorOut, KbQuery

@@ -15,7 +15,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
 
 from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
-from kbqa.settings import Settings
+from kbcore.settings import Settings
 from web.admin import AdminKey, admin_router, upload_limit
 from web.api import api_router
 from web.briefing import briefing_router

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from kbqa.briefing import Briefing
-from kbqa.chroma import DEFAULT_KB
+from kbcore.chroma import DEFAULT_KB
 from kbqa.knowledge_base import KnowledgeBases
 from web.docx_export import DOCX_MEDIA_TYPE, briefing_docx
 from web.errors import JSONErrorRoute

@@ -15,7 +15,7 @@ conversation.
 
 Both tabs ask the knowledge base chosen in the page's bar (shown only when the store holds more
 than ``default``; its example questions follow the choice); questions can be narrowed by region
-and date (kbqa.types.Filters).
+and date (kbcore.types.Filters).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from urllib.parse import quote
 import gradio as gr
 
 from kbqa.briefing import escape_markdown
-from kbqa.chroma import DEFAULT_KB
+from kbcore.chroma import DEFAULT_KB
 from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
-from kbqa.types import Answer
+from kbcore.types import Answer
 from web.admin_tab import admin_tab
 from web.feedback import FeedbackStore
 from web.i18n import LANGUAGES, TEXTS, Lang, as_lang, text

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from kbqa.chroma import StoreUnavailableError
+from kbcore.chroma import StoreUnavailableError
 from kbqa.knowledge_base import QuestionError, UnknownKnowledgeBase
 
 

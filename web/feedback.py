@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from kbqa.settings import Settings
+from kbcore.settings import Settings
 
 MAX_ROWS = 100_000  # past this the oldest votes go: a visitor clicking all day can't fill the disk
 MAX_TEXT = 20_000  # characters kept of a question or an answer

@@ -30,7 +30,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
-from kbqa.types import Answer
+from kbcore.types import Answer
 from web.api import text_deltas
 from web.errors import JSONErrorRoute, error_response
 from web.schemas import ERROR_RESPONSES, CitationOut, OpenModel

@@ -18,7 +18,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from kbqa.chroma import KB_NAME_PATTERN
+from kbcore.chroma import KB_NAME_PATTERN
 
 # k is bounded like KnowledgeBase._k; checking it here turns a bad k into a 422 before any work.
 K = Annotated[StrictInt, Field(ge=1, le=50, description="number of passages to retrieve (default: settings.top_k)")]
@@ -30,7 +30,7 @@ IsoDate = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description
 
 
 class FiltersIn(BaseModel):
-    """Which documents to draw on, applied inside retrieval (kbqa.types.Filters)."""
+    """Which documents to draw on, applied inside retrieval (kbcore.types.Filters)."""
 
     model_config = ConfigDict(extra="forbid")
     region: Annotated[StrictStr, Field(max_length=100)] | None = Field(

@@ -19,7 +19,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from kbqa.settings import Settings
+from kbcore.settings import Settings
 
 
 class HeaderDeadlineH11Protocol(H11Protocol):

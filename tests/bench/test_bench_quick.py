@@ -100,7 +100,7 @@ def test_own_corpus_and_questions_measure_the_answers_and_write_them(tmp_path):
 
 def test_an_answer_is_judged_by_the_gold_answers_characters_and_documents():
     from bench.answers import char_recall, judge
-    from kbqa.types import Answer, Chunk, Citation, Passage
+    from kbcore.types import Answer, Chunk, Citation, Passage
 
     q = evalset.Question("q1", "福建全省口罩日产量目标为多少？", "2000万个", ("doc-a", "doc-b"))
     chunk = Chunk(doc_id="doc-b", ordinal=0, text="全省口罩日产量目标为2000万个。", start=0, end=16)

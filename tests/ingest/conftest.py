@@ -21,8 +21,8 @@ from reliability import (
 
 @pytest.fixture(scope="session")
 def nano():
-    from kbqa.embeddings import make_embedder
-    from kbqa.settings import Settings
+    from kbcore.embeddings import make_embedder
+    from kbcore.settings import Settings
 
     return make_embedder(Settings(embedder=EMBEDDER))
 
@@ -38,7 +38,7 @@ def corpus(tmp_path_factory) -> Corpus:
 @pytest.fixture(scope="session")
 def open_kb(nano):
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     def open_(store: Path | None = None, **overrides):
         settings = Settings(embedder=EMBEDDER, chunk_size=CHUNK_SIZE, **({"store": store} if store else {}), **overrides)

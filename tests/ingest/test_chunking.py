@@ -13,8 +13,8 @@ from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
 from ingest.loaders import iter_documents
 from ingest.records import SourceDocument
-from kbqa.text import is_heading_line, split_sentences
-from kbqa.types import Document
+from kbcore.text import is_heading_line, split_sentences
+from kbcore.types import Document
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = next((p for p in [Path("/work/shared/seed/000_d3d8b424e3677781.txt"), REPO / "kb" / "000_d3d8b424e3677781.txt"]

@@ -15,7 +15,7 @@ from ingest.cleaning import (
 )
 from ingest.loaders import iter_documents
 from ingest.records import SourceDocument
-from kbqa.types import Document
+from kbcore.types import Document
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_CANDIDATES = [Path("/work/shared/seed/000_d3d8b424e3677781.txt"), REPO / "kb" / "000_d3d8b424e3677781.txt"]

@@ -116,9 +116,9 @@ def test_second_ingest_fails_fast_or_waits_its_turn(corpus, r1, open_kb, tmp_pat
 def test_lease_expiry_refresh_and_foreign_holders(chroma_server, nano):
     """The lease in-process: a live foreign holder blocks, an expired one is taken over, and a
     held lease is refreshed so it outlives its ttl."""
-    from kbqa.chroma import connect
-    from kbqa.locks import IngestLockError, LeaseIngestLock
-    from kbqa.store import ChunkStore
+    from kbcore.chroma import connect
+    from kbcore.locks import IngestLockError, LeaseIngestLock
+    from kbcore.store import ChunkStore
 
     client = connect(None, chroma_server)
     prefix = f"lease{uuid.uuid4().hex[:8]}"

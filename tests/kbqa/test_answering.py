@@ -11,15 +11,15 @@ import re
 import numpy as np
 import pytest
 
-import kbqa.text
+import kbcore.text
 from kbqa.answer_model import BACKGROUND
-from kbqa.embeddings import Embedder
-from kbqa.evidence import coverage
+from kbcore.embeddings import Embedder
+from kbcore.evidence import coverage
 from kbqa.answering import EMPTY_QUESTION_TEXT, NOT_FOUND_TEXT, NOT_FOUND_TEXT_EN, ExtractiveAnswerer
 from kbqa.langchain_adapters import passage_to_langchain
-from kbqa.settings import Settings
-from kbqa.text import cut_question
-from kbqa.types import Chunk, Passage
+from kbcore.settings import Settings
+from kbcore.text import cut_question
+from kbcore.types import Chunk, Passage
 
 # One cleaned document; every passage below is a span of it (Chunk.text == DOC[start:end]).
 DOC = (
@@ -169,11 +169,11 @@ def test_the_question_is_cut_once_and_weighed_by_the_search(small_kb, monkeypatc
     found = small_kb.search(question)
     index = small_kb.searcher.lexical_index()
     assert found.terms.weights == {word: index.idf(word) for word in ("锦州", "三个", "开放")}
-    assert found.terms.search == tuple(kbqa.text.query_terms(question))
+    assert found.terms.search == tuple(kbcore.text.query_terms(question))
 
     cuts, lookups = [], []
-    real_words, real_index = kbqa.text._words, small_kb.searcher.lexical_index
-    monkeypatch.setattr(kbqa.text, "_words", lambda text: cuts.append(text) or real_words(text))
+    real_words, real_index = kbcore.text._words, small_kb.searcher.lexical_index
+    monkeypatch.setattr(kbcore.text, "_words", lambda text: cuts.append(text) or real_words(text))
     monkeypatch.setattr(small_kb.searcher, "lexical_index", lambda: lookups.append(1) or real_index())
     answer = small_kb.ask(question)
     assert answer.found and answer.text == OPEN_ANSWER + "[1]"

@@ -12,8 +12,8 @@ import pytest
 
 from kbqa.briefing import Briefer, Briefing, central, escape_markdown, figures
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
-from kbqa.text import cut_question
-from kbqa.types import Chunk, Passage
+from kbcore.text import cut_question
+from kbcore.types import Chunk, Passage
 from tests.kbqa.test_answering import ConceptEmbedder
 
 SEED_ID = "000_d3d8b424e3677781.txt"

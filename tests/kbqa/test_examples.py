@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kbqa.examples import candidate_questions, heading_question, quoted_terms
-from kbqa.types import Chunk
+from kbcore.types import Chunk
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
 from kbqa.retrieval import HybridSearcher
-from kbqa.types import Filters
+from kbcore.types import Filters
 from tests.conftest import REGION_ARTICLES, REGION_QUESTION, write_region_articles
 
 JINZHOU, GUIYANG = "jinzhou.txt", "guiyang.txt"

@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage
 from kbqa.answering import NOT_FOUND_TEXT
 from kbqa.llm_answering import LLMAnswerer, load_prompt, render_documents
 from kbqa.conversation import Message
-from kbqa.types import Answer, Chunk, Passage
+from kbcore.types import Answer, Chunk, Passage
 
 
 def passage(text: str, n: int = 0) -> Passage:
@@ -54,7 +54,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel  #
 
 from kbqa.answering import ExtractiveAnswerer  # noqa: E402
 from kbqa.llm_answering import FALLBACK_NOTICE, LLMRewriter  # noqa: E402
-from kbqa.text import cut_question  # noqa: E402
+from kbcore.text import cut_question  # noqa: E402
 
 AGREEMENT = "2017年,华为与锦州签署云计算产业战略协议,随后华为锦州云计算平台投入使用。"
 OPENINGS = "目前,锦州坚持“三个开放”,推进产业发展,即开放业务系统、开放数据资源、开放市场应用。将全市46家单位的100多个业务系统,统一迁移上华为云。"

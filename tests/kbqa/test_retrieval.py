@@ -12,14 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
-from kbqa.chroma import connect
-from kbqa.lexical import LexicalCorpus, LexicalIndex
+from kbcore.chroma import connect
+from kbcore.lexical import LexicalCorpus, LexicalIndex
 from kbqa.retrieval import HybridSearcher
-from kbqa.store import ChunkStore, IndexedChunk
-from kbqa.text import query_terms, tokenize
-from kbqa.types import Chunk, DocRecord
+from kbcore.store import ChunkStore, IndexedChunk
+from kbcore.text import query_terms, tokenize
+from kbcore.types import Chunk, DocRecord
 from tests.ingest.reliability import REPO, assert_consistent, run_driver
-from tests.kbqa.test_lexical import QUERIES, assert_same_index
+from tests.kbcore.test_lexical import QUERIES, assert_same_index
 from tests.web.conftest import serve
 
 DIM = 8
@@ -298,7 +298,7 @@ STATS_IN_A_NEW_PROCESS = """
 import json, sys
 from pathlib import Path
 from kbqa.knowledge_base import KnowledgeBase
-from kbqa.settings import Settings
+from kbcore.settings import Settings
 print(json.dumps(KnowledgeBase(Settings(store=Path(sys.argv[1]), lexical_cache=Path(sys.argv[2]))).stats()))
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbqa.types import Chunk, Passage
+from kbcore.types import Chunk, Passage
 from kbqa.verification import MIN_COVERAGE, find_support, is_instruction, support
 from tests.conftest import SEED
 

@@ -16,7 +16,7 @@ def serve(app, settings=None) -> Iterator[str]:
     (web/server.py: h11 with header limits and deadlines); yields its base URL."""
     import uvicorn
 
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
     from web.server import server_config
 
     # port=0: the OS picks a free port, read back from the bound socket (no check-then-bind race).

@@ -104,7 +104,7 @@ def test_the_key_check_is_constant_time_compare_and_reads_bearer_only(make_setti
 
 
 def test_the_key_setting_is_never_shown_and_must_be_long(make_settings):
-    from kbqa.settings import settings_from_flags
+    from kbcore.settings import settings_from_flags
 
     settings = make_settings(admin_key=KEY)
     assert KEY not in repr(settings) and KEY not in str(settings) and KEY not in settings.model_dump_json()

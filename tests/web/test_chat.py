@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from kbqa.types import Answer, Chunk, Citation, Passage
+from kbcore.types import Answer, Chunk, Citation, Passage
 from web.chat import NO_SOURCES_HTML, render_sources
 
 TEXT = "第一句<b>粗</b>。<script>alert(1)</script>被引用的句子。结尾 & 其他。"

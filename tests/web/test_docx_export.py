@@ -11,7 +11,7 @@ from docx.oxml.ns import qn
 from lxml import etree
 
 from kbqa.briefing import Briefer
-from kbqa.types import Chunk, Passage
+from kbcore.types import Chunk, Passage
 from web.docx_export import briefing_docx
 
 NASTY = "锦州云计算平台的<b>[链接](javascript:x)</b>与**加粗**和反斜杠\\*共有120个系统[^1]。"

@@ -31,7 +31,7 @@ def test_a_vote_on_anything_but_an_answer_of_the_history_is_none():
 
 
 def test_the_answer_stored_is_its_text_without_the_notice_or_the_check_line():
-    from kbqa.types import Answer
+    from kbcore.types import Answer
     from web.chat import render_answer
 
     answer = Answer(question="q", text="答案 <一>[1]", found=True, citations=(), notice="理解为：锦州的开放数据资源是什么？",

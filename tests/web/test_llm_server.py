@@ -141,7 +141,7 @@ def assert_every_sentence_shown_is_supported(data: dict) -> None:
 
 
 def _passage(citation: dict):
-    from kbqa.types import Chunk, Passage
+    from kbcore.types import Chunk, Passage
 
     chunk = Chunk(doc_id=citation["doc_id"], ordinal=0, text=citation["text"], start=citation["passage_start"],
                   end=citation["passage_end"], title=citation["title"], section=citation["section"] or "")

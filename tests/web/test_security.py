@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
-from kbqa.settings import Settings
+from kbcore.settings import Settings
 from web.app import create_app
 from web.gradio_guard import EVENT_WRITE, SESSION_WRITES
 from web.middleware import TokenBucketLimiter, _bucket_key, client_ip

@@ -75,7 +75,7 @@ class Chunk:
         return f"{self.doc_id}#{self.ordinal}"
 
 
-# Manifest entry states (see ``kbqa.store``'s docstring on crash safety).
+# Manifest entry states (see ``kbcore.store``'s docstring on crash safety).
 STATE_OK = "ok"
 STATE_WRITING = "writing"
 STATE_DELETING = "deleting"
@@ -295,7 +295,7 @@ class Answer:
 
 @dataclass(frozen=True)
 class QueryTerms:
-    """A question cut once (``kbqa.text.cut_question``) and weighed once (by the BM25 index's
+    """A question cut once (``kbcore.text.cut_question``) and weighed once (by the BM25 index's
     idf, when the search runs): what BM25 looks up, and what coverage is measured by."""
 
     text: str

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from kbqa.lexical import LexicalCorpus, LexicalIndex
-from kbqa.text import query_terms, tokenize
+from kbcore.lexical import LexicalCorpus, LexicalIndex
+from kbcore.text import query_terms, tokenize
 
 
 def test_tokenize_drops_punctuation_and_lowercases():

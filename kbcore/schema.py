@@ -2,8 +2,8 @@
 store is stamped with, the check when one is opened, and the rebuild (``--reindex``) for a
 version that can't be migrated in place.
 
-The layout is what ``kbqa.store`` writes: the chunk metadata (``kbqa.store``) and the manifest
-entries (``kbqa.types.DocRecord``). Bump ``SCHEMA_VERSION`` when a change makes old records
+The layout is what ``kbcore.store`` writes: the chunk metadata (``kbcore.store``) and the manifest
+entries (``kbcore.types.DocRecord``). Bump ``SCHEMA_VERSION`` when a change makes old records
 unreadable or wrong, and either list the old version in ``_STAMP_ONLY_VERSIONS`` (when the old
 records stay valid) or let :class:`SchemaVersionError` send the user to ``--reindex``.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 
-from kbqa.chroma import DEFAULT_KB, PAGE, collection_base, split_prefix, store_flag
-from kbqa.types import DocRecord
+from kbcore.chroma import DEFAULT_KB, PAGE, collection_base, split_prefix, store_flag
+from kbcore.types import DocRecord
 
 log = logging.getLogger(__name__)
 
 # 2: chunks and manifest entries carry the document's filter keys (regions, date number,
-# source keys: ``kbqa.store.filter_keys``) and entries their ``ingested_at``. A store of
+# source keys: ``kbcore.store.filter_keys``) and entries their ``ingested_at``. A store of
 # version 0 or 1 has none of them, so its filters would silently miss every document: it is
 # rebuilt (--reindex), not stamped.
 SCHEMA_VERSION = 2

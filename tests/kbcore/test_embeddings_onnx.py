@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kbqa.model_build as emb
-from kbqa.embeddings import Embedder, OnnxEmbedder, make_embedder
-from kbqa.model_build import E5_ONNX_FOLDER, ensure_e5_onnx_folder
-from kbqa.settings import Settings
+import kbcore.model_build as emb
+from kbcore.embeddings import Embedder, OnnxEmbedder, make_embedder
+from kbcore.model_build import E5_ONNX_FOLDER, ensure_e5_onnx_folder
+from kbcore.settings import Settings
 
 TEXTS = [
     "如何申请年假？",
@@ -84,7 +84,7 @@ def test_listed_in_the_unknown_embedder_message() -> None:
 _KILLED_BUILD = """
 import sys, time
 from pathlib import Path
-from kbqa.model_build import build_once as _build_once
+from kbcore.model_build import build_once as _build_once
 
 def build(out: Path) -> None:
     (out / "model.onnx").write_bytes(b"half a model")

@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from kbqa.chroma import connect
-from kbqa.store import ChunkStore, IndexedChunk
-from kbqa.types import Chunk, DocRecord
+from kbcore.chroma import connect
+from kbcore.store import ChunkStore, IndexedChunk
+from kbcore.types import Chunk, DocRecord
 
 DIM = 8
 
@@ -88,8 +88,8 @@ def test_empty_store_queries_return_nothing(store):
 
 def test_connect_store_picks_the_server_when_settings_name_one(tmp_path):
     from bench.servers import free_port
-    from kbqa.chroma import StoreUnavailableError, connect_store, describe_location
-    from kbqa.settings import Settings
+    from kbcore.chroma import StoreUnavailableError, connect_store, describe_location
+    from kbcore.settings import Settings
 
     embedded = connect_store(Settings(store=tmp_path / "chroma"))
     assert describe_location(embedded) == str(tmp_path / "chroma")

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from kbqa.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
-from kbqa.extras import require
+from kbcore.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
+from kbcore.extras import require
 
 __all__ = [
     "build_e5_onnx_fp32", "build_e5_onnx_int8", "build_e5_onnx_int8_per_sequence", "per_sequence_scales",
@@ -115,7 +115,7 @@ def per_sequence_scales(onnx: Any, model: Any) -> Any:
 
     Every integer is the one a text alone gets today, and the float steps after it are the same
     operations in the same order, so a text alone comes out identical to today's model and
-    its batch-mates cannot move it (both checked by tests/kbqa/test_e5_onnx.py). The price is
+    its batch-mates cannot move it (both checked by tests/kbcore/test_e5_onnx.py). The price is
     that ONNX Runtime no longer fuses the quantize, the integer GEMM and the scaling into one
     kernel (``DynamicQuantizeMatMul``): the scaling runs as separate element-wise passes.
     """
@@ -204,7 +204,7 @@ def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
     LayerNorm, so those stay unfused there, and the FFN-output ones fuse. The fused kernel rounds
     differently and dynamic int8 amplifies that: with every LayerNorm fused (static reshapes,
     a constant token-type row) some texts came out at cosine 0.998 to today's int8 vectors.
-    With the same fusions they match to >= 0.9999 (checked by tests/kbqa/test_e5_onnx.py).
+    With the same fusions they match to >= 0.9999 (checked by tests/kbcore/test_e5_onnx.py).
     """
     helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     H, NH, FF, NL = hdr["H"], hdr["NH"], hdr["FF"], hdr["NL"]
@@ -313,6 +313,6 @@ def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
         inits,
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION, producer_name="kbqa.e5_onnx"
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION, producer_name="kbcore.e5_onnx"
     )
     return model

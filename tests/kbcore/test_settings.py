@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kbqa.settings import Settings, settings_from_flags
+from kbcore.settings import Settings, settings_from_flags
 
 
 @pytest.fixture(autouse=True)

