@@ -57,11 +57,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from kbqa.knowledge_base import KnowledgeBase
-    from web.app import create_app
+    from web.asgi import create_app
     from web.server import server_config
 
     from kbcore.chroma import StoreUnavailableError
-    from kbcore.schema import SchemaVersionError
+    from kbcore.store_layout import SchemaVersionError
 
     try:
         kb = KnowledgeBase(settings)

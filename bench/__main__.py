@@ -106,7 +106,7 @@ def rank_ours(kb, questions, **overrides: float) -> list[list[str]]:
         setattr(searcher, name, value)
     try:
         return [
-            evalset.unique_in_order(p.chunk.doc_id for p in searcher.search(q.question, 40).passages)
+            evalset.unique_in_order(p.chunk.doc_id for p in searcher.retrieve(q.question, 40).passages)
             for q in questions
         ]
     finally:
@@ -165,7 +165,7 @@ def answer_metrics(kb, questions, answers_out: Path | None) -> dict:
     from bench.answers import evaluate
 
     bearing = sum(
-        any(q.answer in p.chunk.text for p in kb.searcher.search(q.question, 5).passages) for q in questions
+        any(q.answer in p.chunk.text for p in kb.searcher.retrieve(q.question, 5).passages) for q in questions
     )
     return {"answer_bearing@5": bearing / len(questions)} | evaluate(kb, questions, out=answers_out)
 

@@ -78,7 +78,7 @@ def evaluate(
     def ask(q: Question, exclude: Sequence[str] = ()):
         nonlocal notices
         t0 = time.perf_counter()
-        found = kb.searcher.search(q.question, k, exclude_docs=exclude)
+        found = kb.searcher.retrieve(q.question, k, exclude_docs=exclude)
         answer = answerer.invoke({"question": q.question, "passages": found.passages, "terms": found.terms})
         seconds.append(time.perf_counter() - t0)
         notices += bool(answer.notice)

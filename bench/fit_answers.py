@@ -101,7 +101,7 @@ def collect(kb, questions):
     for n, q in enumerate(questions):
         item = {"q": q}
         for case, exclude in (("present", ()), ("removed", q.gold)):
-            res = kb.searcher.search(q.question, 5, exclude_docs=exclude)
+            res = kb.searcher.retrieve(q.question, 5, exclude_docs=exclude)
             found = answerer.candidates(q.question, res.passages, res.terms)
             item[case] = {
                 "found": found,

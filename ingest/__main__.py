@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None, *, on_event: Callable[[str, dict[str, An
 
     from kbcore.chroma import StoreUnavailableError, UnknownKnowledgeBase
     from kbcore.locks import IngestLockError
-    from kbcore.schema import SchemaVersionError
+    from kbcore.store_layout import SchemaVersionError
 
     def events(name: str, info: dict[str, Any]) -> None:
         if name == "lock_waiting":

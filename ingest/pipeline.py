@@ -56,7 +56,7 @@ from ingest.records import LoadFailure, SourceDocument
 from ingest.regions import recognise_regions
 from kbcore.embeddings import Embedder
 from kbcore.locks import IngestLock, ingest_lock
-from kbcore.schema import begin_reindex, end_reindex
+from kbcore.store_layout import begin_reindex, end_reindex
 from kbcore.store import ChunkStore, IndexedChunk
 from kbcore.text import index_text, tokenize
 from kbcore.types import (
@@ -506,7 +506,7 @@ def reindex(
     documents' sources (``source_inputs`` of the old manifest) plus ``inputs``.
 
     Interrupted, it is resumed by running it again: the old manifest survives until the end
-    (``kbcore.schema.begin_reindex``). ``options`` go to ``IngestPipeline``.
+    (``kbcore.store_layout.begin_reindex``). ``options`` go to ``IngestPipeline``.
     """
     t0 = time.perf_counter()
 

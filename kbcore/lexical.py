@@ -115,7 +115,7 @@ class LexicalIndex:
         df = self.doc_frequency(term)
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
-    def search(self, terms: Sequence[str], k: int, *, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+    def rank(self, terms: Sequence[str], k: int, *, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best ``k`` chunks with a positive score; with
         ``allowed`` (a ``rows`` mask), of those chunks only: the others are out before the
         ranking, so a filter never leaves fewer than ``k`` where ``k`` allowed chunks match."""

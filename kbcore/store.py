@@ -7,7 +7,7 @@ server agree on what the knowledge base holds:
   text, and metadata (offsets, title, section, date, source, the jieba tokens the BM25 index
   is built from, and the hash of the chunk's embedding input, so a chunk whose input was
   embedded before, in this document or any other, reuses that vector). Its
-  collection metadata carries the layout's ``schema_version`` (``kbcore.schema``).
+  collection metadata carries the layout's ``schema_version`` (``kbcore.store_layout``).
 * ``<prefix>-<embedder>-docs``: one record per document (content hash, origin, chunk count,
   regions, when it was ingested and a ``state``). Chroma needs a vector per record; these carry
   a constant 1-d placeholder. The origin (absolute file path, the ``.jsonl`` file of a corpus
@@ -51,7 +51,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from kbcore import schema
+from kbcore import store_layout
 from kbcore.chroma import (
     PAGE,
     PLACEHOLDER_VECTOR,
@@ -178,7 +178,7 @@ class ChunkStore:
         self._chunks = client.get_or_create_collection(
             f"{base}-chunks",
             configuration={"hnsw": {"space": "cosine"}},
-            metadata=schema.stamp(embedder_name, dim),
+            metadata=store_layout.stamp(embedder_name, dim),
             embedding_function=None,
         )
         stored = dict(self._chunks.metadata or {})
@@ -187,7 +187,7 @@ class ChunkStore:
                 f"collection {base}-chunks was built by {stored.get('embedder')!r} "
                 f"(dim {stored.get('dim')}), not {embedder_name!r} (dim {dim})"
             )
-        schema.check(self._chunks, stored, client=client, location=self.location, collection_prefix=collection_prefix)
+        store_layout.check(self._chunks, stored, client=client, location=self.location, collection_prefix=collection_prefix)
         self._docs = client.get_or_create_collection(
             f"{base}-docs", metadata={"revision": "new"}, embedding_function=None
         )

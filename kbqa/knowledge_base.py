@@ -281,7 +281,7 @@ class KnowledgeBase:
         query = self._check(query, "query")
         filters = self._filters(filters)
         with self._reaching():
-            return self.searcher.search(query, self._k(k), filters=filters)
+            return self.searcher.retrieve(query, self._k(k), filters=filters)
 
     def _history(self, history: Sequence[Message | Mapping[str, str]] | None) -> list[Message]:
         """The conversation before a question, checked against the settings' bounds."""
@@ -346,7 +346,7 @@ class KnowledgeBase:
         rewrite_ms = (time.perf_counter() - t0) * 1000
         k = self._k(k)
         with self._reaching():
-            found = self.searcher.search(standalone, k, filters=filters)
+            found = self.searcher.retrieve(standalone, k, filters=filters)
         previous = None
         for partial in self.answerer.stream({"question": standalone, "passages": found.passages, "terms": found.terms}):
             if previous is not None:
@@ -373,7 +373,7 @@ class KnowledgeBase:
             answered: dict[str, Answer] = {}  # by answer text: two questions with one answer are one example
             for question in candidates:
                 with self._reaching():
-                    found = self.searcher.search(question, self.settings.top_k)
+                    found = self.searcher.retrieve(question, self.settings.top_k)
                 answer = self.extractive.invoke(
                     {"question": question, "passages": found.passages, "terms": found.terms}
                 )
@@ -399,7 +399,7 @@ class KnowledgeBase:
         filters = self._filters(filters)
         t0 = time.perf_counter()
         with self._reaching():
-            found = self.searcher.search(topic, self._k(k), filters=filters)
+            found = self.searcher.retrieve(topic, self._k(k), filters=filters)
         briefing = self.briefer.run(topic, found.passages, found.terms)
         timings = found.timings_ms | briefing.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
@@ -415,18 +415,18 @@ class KnowledgeBase:
         return HybridRetriever(searcher=self.searcher, k=self._k(k), filters=self._filters(filters))
 
     def chain(self, k: int | None = None, *, filters: Filters | Mapping[str, str | None] | None = None) -> Runnable:
-        """question -> Answer, as a LangChain chain: ``search | answerer``, the search handing
+        """question -> Answer, as a LangChain chain: ``retrieve | answerer``, the retrieval handing
         on the passages and the question's weighed terms (``{question, passages, terms}``),
         from the documents ``filters`` allow."""
         from langchain_core.runnables import RunnableLambda
 
         k, filters = self._k(k), self._filters(filters)
 
-        def search(question: str) -> dict:
-            found = self.searcher.search(question, k, filters=filters)
+        def retrieve(question: str) -> dict:
+            found = self.searcher.retrieve(question, k, filters=filters)
             return {"question": question, "passages": found.passages, "terms": found.terms}
 
-        return RunnableLambda(search, name="search") | self.answerer
+        return RunnableLambda(retrieve, name="retrieve") | self.answerer
 
 
 class KnowledgeBases:

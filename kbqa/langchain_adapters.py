@@ -75,4 +75,4 @@ class HybridRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
-        return [passage_to_langchain(p) for p in self.searcher.search(query, self.k, filters=self.filters).passages]
+        return [passage_to_langchain(p) for p in self.searcher.retrieve(query, self.k, filters=self.filters).passages]

@@ -232,7 +232,7 @@ class HybridSearcher:
             self._checked_at = 0.0
             self._rebuild_now = True
 
-    def search(
+    def retrieve(
         self, query: str, k: int, *, exclude_docs: Collection[str] = (), filters: Filters | None = None
     ) -> SearchResult:
         """The ``k`` best passages; ``exclude_docs`` leaves those documents out entirely, and
@@ -265,7 +265,7 @@ class HybridSearcher:
             if exclude_docs:
                 kept = ~lexical.rows(exclude_docs)
                 allowed = kept if allowed is None else allowed & kept
-            lexical_hits = lexical.search(terms.search, self.candidate_k, allowed=allowed)
+            lexical_hits = lexical.rank(terms.search, self.candidate_k, allowed=allowed)
         t2 = time.perf_counter()
         dense_hits: list[tuple[Chunk, float]] = []
         if self.dense_weight and allowed_docs != set():

@@ -29,7 +29,7 @@ PACKAGES = ("kbcore", "ingest", "kbqa", "web", "bench")
 # map mirrors this table (``test_readme_mirrors_the_layer_table``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("kbcore", "kbcore.types", "kbcore.settings", "kbcore.text", "kbcore.evidence", "kbcore.extras")),
-    ("store", ("kbcore.chroma", "kbcore.store", "kbcore.locks", "kbcore.schema", "kbcore.lexical",
+    ("store", ("kbcore.chroma", "kbcore.store", "kbcore.locks", "kbcore.store_layout", "kbcore.lexical",
                "kbcore.embeddings", "kbcore.model_build", "kbcore.e5_onnx", "kbcore.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),
     ("retrieval", ("kbqa", "kbqa.retrieval", "kbqa.crosslingual", "kbqa.langchain_adapters")),
@@ -235,6 +235,19 @@ def test_no_cycle_between_folders(graph):
 def test_no_import_of_a_higher_folder(graph):
     found = upward(folder_graph(graph), FOLDERS)
     assert not found, "imports of a higher folder:\n" + "\n".join(found)
+
+
+def test_one_name_along_a_question():
+    """A question followed from /api/search by name: the route and the facade ``search``, the
+    searcher ``retrieve``s passages, the BM25 index ``rank``s chunks. No lower part reuses the
+    facade's word, so a reader never lands on the wrong ``search``."""
+    defined = sorted(
+        module
+        for module, path in module_files().items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "search"
+    )
+    assert defined == ["kbqa.knowledge_base", "web.api"]
 
 
 def layer_table(layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> str:

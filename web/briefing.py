@@ -2,7 +2,7 @@
 ``GET /api/brief.docx`` (the briefing as a Markdown or a Word download; web/docx_export.py).
 
 ``briefing_router(kbs)`` returns an ``APIRouter`` the app includes with
-``app.include_router(briefing_router(kbs))``; it has to be included before web/app.py's
+``app.include_router(briefing_router(kbs))``; it has to be included before web/asgi.py's
 catch-all ``/api/{path:path}`` route, which would otherwise answer these paths with a 404.
 
 Its routes are ``JSONErrorRoute``s (web/errors.py), so it keeps the API's error contract in any

@@ -81,7 +81,7 @@ Message = dict[str, Any]
 # history), kept apart from the chat's rendered HTML.
 Turn = tuple[int, str, str, str, str]
 
-# Page-wide style and behaviour (web/app.py passes them to Gradio): answers and refusals look
+# Page-wide style and behaviour (web/asgi.py passes them to Gradio): answers and refusals look
 # different; a click on [n] brings its source into view in the panel and flashes it.
 CHAT_CSS = """
 #kb-chat .kb-refusal { color: var(--body-text-color-subdued); border-left: 3px solid var(--color-accent-soft);

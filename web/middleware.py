@@ -163,7 +163,7 @@ GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, cal
 def admin_request(scope: Scope) -> bool:
     """A request to an admin endpoint (web/admin.py), with or without a key. Each one spends a
     token of the general buckets; one that does not show the key also spends one of the far
-    smaller admin buckets (settings.admin_rate_limit_*; web/app.py), so guessing is slow.
+    smaller admin buckets (settings.admin_rate_limit_*; web/asgi.py), so guessing is slow.
     ``GET /api/documents`` is the public list, not one of them."""
     path, method = scope.get("path", ""), scope.get("method", "")
     if path == "/api/documents":
@@ -265,7 +265,7 @@ class RateLimitMiddleware:
 
     Limited: the query endpoints (RATE_LIMITED_PATHS, any method, so probing them costs too)
     and every POST to Gradio's own API (its queue and predict endpoints, and the closed ones);
-    or what ``limited`` says (web/app.py adds the admin endpoints, and a second instance with
+    or what ``limited`` says (web/asgi.py adds the admin endpoints, and a second instance with
     buckets of its own for admin requests without the key).
     Pages, static files, /api/health and /api/documents are cheap reads and are not limited.
     Checked before the request body is read.
@@ -340,7 +340,7 @@ class SecurityHeadersMiddleware:
     Chromium), so the CSP's worth here is in what it closes: no script, frame, form target or
     connection to another origin, no plugins, no ``<base>``. ``frame-ancestors`` lets this origin and the allowed origins (the
     widget's hosts, ``allowed_origins``) frame the pages. The API docs' Swagger UI and Redoc
-    are served from this origin too (web/app.py).
+    are served from this origin too (web/asgi.py).
     """
 
     def __init__(self, app: ASGIApp, *, frame_ancestors: Sequence[str] = ()) -> None:

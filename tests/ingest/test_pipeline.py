@@ -105,7 +105,7 @@ def test_server_mode_by_configuration_alone(make_settings, embedder, chroma_serv
     writer.ingest([str(note)])
     deadline = time.monotonic() + 20
     def note_found() -> bool:
-        hits = reader.searcher.lexical_index().search(query_terms("锦州烧烤节"), 3)
+        hits = reader.searcher.lexical_index().rank(query_terms("锦州烧烤节"), 3)
         return bool(hits) and hits[0][0].startswith("note.txt#")
 
     while not note_found():

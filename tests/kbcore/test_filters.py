@@ -134,12 +134,12 @@ def test_the_bm25_mask_applies_before_the_top_k():
         ("jinzhou#0", tokenize("锦州建设大数据中心")),
     ])
     terms = query_terms("大数据产业园入驻企业")
-    assert [cid for cid, _ in index.search(terms, 1)] == ["guiyang#0"]
+    assert [cid for cid, _ in index.rank(terms, 1)] == ["guiyang#0"]
     allowed = index.rows(["jinzhou", "no-such-doc"])
     assert allowed.tolist() == [False, False, True]
     # Top 1 among the allowed: not the overall top 1 filtered afterwards (which would be empty).
-    assert [cid for cid, _ in index.search(terms, 1, allowed=allowed)] == ["jinzhou#0"]
-    assert index.search(terms, 5, allowed=index.rows([])) == []
+    assert [cid for cid, _ in index.rank(terms, 1, allowed=allowed)] == ["jinzhou#0"]
+    assert index.rank(terms, 5, allowed=index.rows([])) == []
 
 
 # --- knowledge base names -------------------------------------------------------------------

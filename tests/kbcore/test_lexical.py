@@ -25,16 +25,16 @@ def test_bm25_ranks_matching_chunk_first_and_idf_orders_rarity():
         ("c#0", tokenize("杭州发展数字经济")),
     ]
     index = LexicalIndex.from_rows(rows)
-    hits = index.search(query_terms("锦州的三个开放"), 3)
+    hits = index.rank(query_terms("锦州的三个开放"), 3)
     assert hits[0][0] == "a#0"
     assert all(score > 0 for _, score in hits)
-    assert index.search(["不存在的词"], 3) == []
+    assert index.rank(["不存在的词"], 3) == []
     assert index.idf("不存在的词") > index.idf("三个") > index.idf("锦州")
 
 
 def test_empty_index():
     index = LexicalIndex.from_rows([])
-    assert len(index) == 0 and index.search(["锦州"], 5) == []
+    assert len(index) == 0 and index.rank(["锦州"], 5) == []
 
 
 def corpus_of(docs: dict[str, list[str]]) -> LexicalCorpus:
@@ -48,7 +48,7 @@ def assert_same_index(a: LexicalIndex, b: LexicalIndex, queries: list[str]) -> N
     assert sorted(a.chunk_ids) == sorted(b.chunk_ids)
     for q in queries:
         terms = query_terms(q)
-        got, want = dict(a.search(terms, 50)), dict(b.search(terms, 50))
+        got, want = dict(a.rank(terms, 50)), dict(b.rank(terms, 50))
         assert got.keys() == want.keys(), q
         assert all(abs(got[c] - want[c]) < 1e-5 for c in got), q
         assert all(abs(a.idf(t) - b.idf(t)) < 1e-9 for t in terms), q
@@ -72,7 +72,7 @@ def test_corpus_index_equals_an_index_of_the_same_rows_after_drops_and_replaceme
     assert_same_index(corpus.index(), expected, QUERIES)
     assert corpus.signature("c") == "ok:c2" and corpus.signature("b") is None
     # "云计算" only lived in the dropped document: its idf is that of an unseen word again.
-    assert corpus.index().idf("云计算") == expected.idf("从未出现") and not corpus.index().search(["云计算"], 5)
+    assert corpus.index().idf("云计算") == expected.idf("从未出现") and not corpus.index().rank(["云计算"], 5)
 
 
 def test_corpus_survives_a_save_and_load(tmp_path):
@@ -106,8 +106,8 @@ def test_an_index_keeps_serving_while_its_corpus_grows():
     corpus = corpus_of(DOCS)
     serving = corpus.index()
     corpus.put("d", "ok:d", [("d#0", tokenize("全新的词汇：量子通信"))])  # new ids in the shared vocabulary
-    assert serving.search(tokenize("量子通信"), 5) == [] and serving.idf("量子") == serving.idf("从未出现")
-    assert [c for c, _ in corpus.index().search(tokenize("量子通信"), 5)] == ["d#0"]
+    assert serving.rank(tokenize("量子通信"), 5) == [] and serving.idf("量子") == serving.idf("从未出现")
+    assert [c for c, _ in corpus.index().rank(tokenize("量子通信"), 5)] == ["d#0"]
 
 
 def test_idf_uses_each_terms_chunk_frequency():

@@ -112,8 +112,8 @@ def test_examples_are_computed_once_per_content_of_the_store(make_settings, embe
     assert kb.example_questions() == []  # an empty store: nothing to offer
     kb.ensure_seeded()
     asked: list[str] = []
-    search = kb.searcher.search
-    monkeypatch.setattr(kb.searcher, "search", lambda q, k: asked.append(q) or search(q, k))
+    retrieve = kb.searcher.retrieve
+    monkeypatch.setattr(kb.searcher, "retrieve", lambda q, k: asked.append(q) or retrieve(q, k))
     first = kb.example_questions()
     assert first and 0 < len(asked) <= 12
     assert kb.example_questions() == first and len(asked) <= 12  # the same content: no asking again

@@ -63,9 +63,9 @@ def test_each_leg_filters_before_it_ranks(region_kbs, embedder, leg):
     kb = region_kbs.get("regions")
     weights = {"dense_weight": 0.0} if leg == "lexical" else {"lexical_weight": 0.0}
     searcher = HybridSearcher(kb.store, embedder, candidate_k=1, **weights)
-    (best,) = searcher.search(REGION_QUESTION, 1).passages
+    (best,) = searcher.retrieve(REGION_QUESTION, 1).passages
     assert best.chunk.doc_id == GUIYANG
-    (kept,) = searcher.search(REGION_QUESTION, 1, filters=Filters(region="锦州市")).passages
+    (kept,) = searcher.retrieve(REGION_QUESTION, 1, filters=Filters(region="锦州市")).passages
     assert kept.chunk.doc_id == JINZHOU
     assert (kept.lexical_score if leg == "lexical" else kept.dense_score) is not None
 

@@ -102,7 +102,7 @@ def test_rows_read_in_the_middle_of_a_write_are_read_again(store, embedder, tmp_
         steps.append(step)
         if step == "manifest_pending":
             searcher.invalidate()
-            assert [c for c, _ in searcher.lexical_index().search(tokenize("开放"), 5)] == ["a#0"]
+            assert [c for c, _ in searcher.lexical_index().rank(tokenize("开放"), 5)] == ["a#0"]
 
     store.write_documents([doc("a", ["锦州开放数据资源", "开放市场应用"], version="2")], on_step=mid_write)
     assert steps[-1] == "manifest_written"
@@ -187,7 +187,7 @@ def test_mostly_new_documents_do_not_push_the_unchanged_ones_out_of_bm25(make_se
         index = restarted.searcher.lexical_index()
         assert sorted(index.chunk_ids) == sorted(cid for cid, _ in restarted.store.iter_lexical_rows())
         assert len(index) == restarted.store.chunk_count() > seed_chunks
-        assert any(cid.startswith("000_") for cid, _ in index.search(query_terms("锦州的三个开放"), 5))
+        assert any(cid.startswith("000_") for cid, _ in index.rank(query_terms("锦州的三个开放"), 5))
 
 
 def test_a_mostly_changed_store_is_read_in_one_scan_that_keeps_the_unchanged_documents(store, embedder, tmp_path):
@@ -307,7 +307,7 @@ def test_bm25_holds_the_store_through_two_processes_ingesting_removing_and_resta
     make_settings, embedder, tmp_path
 ):
     from kbqa.knowledge_base import KnowledgeBase
-    from web.app import create_app
+    from web.asgi import create_app
 
     settings = make_settings()
     store = ["--store", str(settings.store), "--no-progress"]

@@ -39,7 +39,7 @@ def serve(app, settings=None) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def start_app() -> Iterator[Callable[..., str]]:
     """``start_app(kb, settings=None)`` serves ``create_app(kb, settings)``; stopped at session end."""
-    from web.app import create_app
+    from web.asgi import create_app
 
     with ExitStack() as stack:
         yield lambda kb, settings=None: stack.enter_context(serve(create_app(kb, settings), settings or kb.settings))

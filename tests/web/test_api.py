@@ -306,7 +306,7 @@ def test_a_chroma_outage_is_a_503_with_the_apis_error_shape(make_settings, embed
     from bench.servers import free_port, start_chroma, stop
     from kbqa.knowledge_base import KnowledgeBase
     from tests.web.conftest import serve
-    from web.app import create_app
+    from web.asgi import create_app
 
     port = free_port()
     server = start_chroma(tmp_path / "chroma", port)

