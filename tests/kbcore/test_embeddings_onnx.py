@@ -30,9 +30,6 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def onnx_embedder(make_settings) -> Embedder:
-    cache = make_settings().model_cache
-    if not (cache / E5_ONNX_FOLDER).is_dir():
-        pytest.importorskip("onnx", reason="building the int8 model needs the 'onnx' package")
     return make_embedder(make_settings(embedder="e5-small-onnx"))
 
 
@@ -91,7 +88,7 @@ def build(out: Path) -> None:
     (out / "started").touch()
     time.sleep(60)
 
-_build_once(Path(sys.argv[1]), build, extra="onnx")
+_build_once(Path(sys.argv[1]), build)
 """
 
 
@@ -132,5 +129,5 @@ def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
         raise RuntimeError("export failed")
 
     with pytest.raises(RuntimeError, match="export failed"):
-        emb.build_once(tmp_path / "thing", broken, extra="onnx")
+        emb.build_once(tmp_path / "thing", broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thing.lock"]
