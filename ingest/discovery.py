@@ -122,9 +122,3 @@ def readable_size(path: Path) -> int | LoadFailure:
     except OSError as exc:
         return LoadFailure(origin, f"cannot read file ({exc.strerror or exc})")
     return LoadFailure(origin, "empty file") if size == 0 else size
-
-
-def supported_files(folder: Path, *, follow_symlinks: bool = False) -> list[Path]:
-    """Supported files under ``folder`` (recursive), sorted by relative path; hidden ones
-    skipped, and symlinks leading out of the folder too unless ``follow_symlinks``."""
-    return [item for _, item in walk_folder(Path(folder), follow_symlinks) if isinstance(item, Path)]

@@ -64,15 +64,6 @@ class LexicalIndex:
         bm25.index(bm25s.tokenization.Tokenized(ids=list(token_ids), vocab=dict(vocab)), show_progress=False)
         return cls(chunk_ids, bm25)
 
-    @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, Sequence[str]]], **params: float) -> LexicalIndex:
-        vocab: dict[str, int] = {}
-        chunk_ids, token_ids = [], []
-        for chunk_id, tokens in rows:
-            chunk_ids.append(chunk_id)
-            token_ids.append(_ids(tokens, vocab))
-        return cls.build(chunk_ids, token_ids, vocab, **params)
-
     def save(self, directory: Path) -> None:
         """The bm25s score matrix and vocabulary, in bm25s's own format (``load`` maps it)."""
         directory.mkdir(parents=True, exist_ok=True)

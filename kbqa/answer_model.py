@@ -28,7 +28,6 @@ another language than Chinese gets the ``semantic`` variant: no character-overla
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -303,7 +302,3 @@ def load_models(path: Path = MODEL_PATH) -> dict[str, AnswerModel]:
         variant: AnswerModel(Logistic.from_dict(m["chooser"]), Logistic.from_dict(m["presence"]), data.get("fitted", {}))
         for variant, m in data["models"].items()
     }
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))

@@ -99,10 +99,6 @@ class AdminKey:
         # Bytes, not str: compare_digest refuses non-ASCII str; Starlette decodes headers as latin-1.
         return 0 if hmac.compare_digest(presented.strip().encode("latin-1", "replace"), self._key) else 403
 
-    def matches(self, typed: str) -> bool:
-        """Whether a key typed by hand (not a header) is the key."""
-        return self._key is not None and hmac.compare_digest(typed.encode("utf-8", "replace"), self._key)
-
     def allows(self, scope: Scope) -> bool:
         return self.status(Headers(scope=scope).get("authorization")) == 0
 

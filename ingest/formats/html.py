@@ -33,7 +33,6 @@ class HtmlScanner(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self.skip_depth = 0
         self.skip_stack: list[str] = []
         self.in_title = False
         self.title_parts: list[str] = []

@@ -15,7 +15,7 @@ import pytest
 
 from ingest.dates import parse_date
 from ingest.decoding import decode_bytes
-from ingest.discovery import supported_files
+from ingest.discovery import walk_folder
 from ingest.loaders import iter_documents
 from ingest.records import LoadFailure, SourceDocument
 
@@ -99,6 +99,11 @@ def test_too_large_names_the_size(tmp_path):
 
 
 # --------------------------------------------------------------------------- folders
+
+def supported_files(folder: Path) -> list[Path]:
+    """The files a folder ingest reads, in its order (what walk_folder finds that is no failure)."""
+    return [item for _, item in walk_folder(folder, False) if isinstance(item, Path)]
+
 
 def test_supported_files_recursive_sorted_and_skips_hidden(tmp_path):
     for rel in ["b.txt", "a.md", "sub/c.html", "sub/deeper/d.pdf", "sub/e.docx", "x.jsonl", "y.jsonl.gz",

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from kbcore.chroma import check_kb_name, connect, kb_names, kb_prefix, split_prefix
-from kbcore.lexical import LexicalIndex
 from kbcore.store import ChunkStore, IndexedChunk, filter_keys, filter_where, source_keys
 from kbcore.text import query_terms, tokenize
 from kbcore.types import Chunk, DocRecord, Filters
+from tests.kbcore.test_lexical import index_of
 
 DIM = 4
 
@@ -128,7 +128,7 @@ def test_a_rewritten_document_loses_the_keys_it_no_longer_has(store):
 
 
 def test_the_bm25_mask_applies_before_the_top_k():
-    index = LexicalIndex.from_rows([
+    index = index_of([
         ("guiyang#0", tokenize("贵阳大数据产业园入驻企业三百余家")),
         ("guiyang#1", tokenize("大数据产业园建设数据中心")),
         ("jinzhou#0", tokenize("锦州建设大数据中心")),

@@ -5,6 +5,19 @@ import pytest
 
 from kbcore.lexical import LexicalCorpus, LexicalIndex
 from kbcore.text import query_terms, tokenize
+from kbcore.types import chunk_doc_id
+
+
+def index_of(rows) -> LexicalIndex:
+    """A fresh BM25 index of these ``(chunk id, tokens)`` rows, built as the app builds one:
+    through a ``LexicalCorpus``, one entry per document."""
+    by_doc: dict[str, list] = {}
+    for chunk_id, tokens in rows:
+        by_doc.setdefault(chunk_doc_id(chunk_id), []).append((chunk_id, tokens))
+    corpus = LexicalCorpus()
+    for doc_id, doc_rows in by_doc.items():
+        corpus.put(doc_id, f"ok:{doc_id}", doc_rows)
+    return corpus.index()
 
 
 def test_tokenize_drops_punctuation_and_lowercases():
@@ -24,7 +37,7 @@ def test_bm25_ranks_matching_chunk_first_and_idf_orders_rarity():
         ("b#0", tokenize("华为与锦州签署云计算产业战略协议")),
         ("c#0", tokenize("杭州发展数字经济")),
     ]
-    index = LexicalIndex.from_rows(rows)
+    index = index_of(rows)
     hits = index.rank(query_terms("锦州的三个开放"), 3)
     assert hits[0][0] == "a#0"
     assert all(score > 0 for _, score in hits)
@@ -33,7 +46,7 @@ def test_bm25_ranks_matching_chunk_first_and_idf_orders_rarity():
 
 
 def test_empty_index():
-    index = LexicalIndex.from_rows([])
+    index = index_of([])
     assert len(index) == 0 and index.rank(["锦州"], 5) == []
 
 
@@ -66,7 +79,7 @@ def test_corpus_index_equals_an_index_of_the_same_rows_after_drops_and_replaceme
     corpus = corpus_of(DOCS)
     corpus.drop("b")
     corpus.put("c", "ok:c2", [("c#0", tokenize("杭州政务数据开放平台上线"))])  # fewer chunks than before
-    expected = LexicalIndex.from_rows(
+    expected = index_of(
         [(f"a#{i}", tokenize(t)) for i, t in enumerate(DOCS["a"])] + [("c#0", tokenize("杭州政务数据开放平台上线"))]
     )
     assert_same_index(corpus.index(), expected, QUERIES)
@@ -112,7 +125,7 @@ def test_an_index_keeps_serving_while_its_corpus_grows():
 
 def test_idf_uses_each_terms_chunk_frequency():
     rows = [(f"{d}#{i}", tokenize(t)) for d, texts in DOCS.items() for i, t in enumerate(texts)]
-    index = LexicalIndex.from_rows(rows)
+    index = index_of(rows)
     n = len(rows)
     for term in ["锦州", "开放", "杭州", "云计算", "从未出现"]:
         df = sum(term in tokens for _, tokens in rows)

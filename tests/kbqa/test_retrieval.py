@@ -19,7 +19,7 @@ from kbcore.store import ChunkStore, IndexedChunk
 from kbcore.text import query_terms, tokenize
 from kbcore.types import Chunk, DocRecord
 from tests.ingest.reliability import REPO, assert_consistent, run_driver
-from tests.kbcore.test_lexical import QUERIES, assert_same_index
+from tests.kbcore.test_lexical import QUERIES, assert_same_index, index_of
 from tests.web.conftest import serve
 
 DIM = 8
@@ -53,7 +53,7 @@ def store(tmp_path):
 
 
 def from_scratch(store: ChunkStore) -> LexicalIndex:
-    return LexicalIndex.from_rows((cid, tokens.split()) for cid, tokens in store.iter_lexical_rows())
+    return index_of((cid, tokens.split()) for cid, tokens in store.iter_lexical_rows())
 
 
 def searcher_on(store: ChunkStore, embedder, path) -> HybridSearcher:
