@@ -56,12 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Heavy imports (torch, chromadb, gradio) only after the arguments are known to be good.
     import uvicorn
 
-    from kbqa.knowledge_base import KnowledgeBase
+    from kbqa.knowledge_base import KnowledgeBase, SchemaVersionError, StoreUnavailableError
     from web.asgi import create_app
     from web.server import server_config
-
-    from kbcore.chroma import StoreUnavailableError
-    from kbcore.store_layout import SchemaVersionError
 
     try:
         kb = KnowledgeBase(settings)

@@ -341,3 +341,49 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --- briefings (kbqa/briefing.py makes them; kbcore/markdown.py renders them) ----------------
+
+BRIEFING_TITLE = "简报：{topic}"
+
+
+@dataclass(frozen=True)
+class BriefPoint:
+    text: str  # the sentence as quoted (or its clipped head ending in "…"), plain text
+    n: int  # its footnote: Briefing.sources[n - 1], Briefing.notes[n - 1]
+
+
+@dataclass(frozen=True)
+class BriefSection:
+    heading: str  # plain text
+    points: tuple[BriefPoint, ...]
+
+
+@dataclass(frozen=True)
+class Briefing:
+    topic: str
+    markdown: str
+    sources: tuple[Citation, ...]  # footnote n is sources[n - 1]
+    found: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    confidence: float = 0.0  # evidence score the refusal threshold was applied to
+    # The same briefing as structure, plain text (what the Markdown escapes): the paragraphs
+    # under the title (generation time and basis, the source document; or the refusal), the
+    # sections (摘要, 关键数据, then by source or section) and the footnotes' text.
+    lead: tuple[str, ...] = ()
+    sections: tuple[BriefSection, ...] = ()
+    notes: tuple[str, ...] = ()  # footnote n is notes[n - 1]: "title · date · section · source"
+
+    @property
+    def title(self) -> str:
+        return BRIEFING_TITLE.format(topic=self.topic)
+
+    def to_dict(self) -> dict:
+        return {
+            "topic": self.topic,
+            "found": self.found,
+            "markdown": self.markdown,
+            "sources": [c.to_dict() for c in self.sources],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }

@@ -38,9 +38,10 @@ Nothing is said twice: a sentence that overlaps one already taken, or is a near-
 are one per passage, numbered in order of first appearance (summary, figures, sections) and
 reused by every later point from the same passage.
 
-Document text is untrusted: in the Markdown everything taken from a document (and the topic)
-is escaped so it renders as the literal text it is: it cannot open links, images, HTML,
-headings, lists, code or tables in the briefing. The structure keeps the plain text.
+Document text is untrusted: in the Markdown (kbcore/markdown.py) everything taken from a
+document (and the topic) is escaped so it renders as the literal text it is: it cannot open
+links, images, HTML, headings, lists, code or tables in the briefing. The structure
+(``kbcore.types.Briefing``) keeps the plain text.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -61,22 +62,13 @@ from kbcore.evidence import (
     coverage,
     score_sentences,
 )
+from kbcore.markdown import briefing_markdown, note_fields
 from kbcore.text import cut_question, is_heading_line
-from kbcore.types import Chunk, Citation, Passage, QueryTerms
+from kbcore.types import BRIEFING_TITLE, BriefPoint, BriefSection, Briefing, Chunk, Citation, Passage, QueryTerms
 
-__all__ = [
-    "NOTHING_FOUND_TEXT",
-    "BriefPoint",
-    "BriefSection",
-    "Briefer",
-    "Briefing",
-    "central",
-    "escape_markdown",
-    "figures",
-]
+__all__ = ["NOTHING_FOUND_TEXT", "Briefer", "central", "figures"]
 
 NOTHING_FOUND_TEXT = "知识库中没有关于“{topic}”的内容，无法生成简报。"
-TITLE = "简报：{topic}"
 LEAD_SECTION = "导语"  # heading for the part of a document above its first section heading
 SUMMARY_HEADING = "摘要"
 FIGURES_HEADING = "关键数据"
@@ -89,80 +81,6 @@ FUSION_K = 10  # reciprocal rank fusion's constant, as retrieval's (HybridSearch
 _ELLIPSIS = "…"
 _CLAUSE_ENDS = "，,；;：:、"
 _QUESTION_ENDS = ("？", "?")
-
-
-@dataclass(frozen=True)
-class BriefPoint:
-    text: str  # the sentence as quoted (or its clipped head ending in "…"), plain text
-    n: int  # its footnote: Briefing.sources[n - 1], Briefing.notes[n - 1]
-
-
-@dataclass(frozen=True)
-class BriefSection:
-    heading: str  # plain text
-    points: tuple[BriefPoint, ...]
-
-
-@dataclass(frozen=True)
-class Briefing:
-    topic: str
-    markdown: str
-    sources: tuple[Citation, ...]  # footnote n is sources[n - 1]
-    found: bool
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    confidence: float = 0.0  # evidence score the refusal threshold was applied to
-    # The same briefing as structure, plain text (what the Markdown escapes): the paragraphs
-    # under the title (generation time and basis, the source document; or the refusal), the
-    # sections (摘要, 关键数据, then by source or section) and the footnotes' text.
-    lead: tuple[str, ...] = ()
-    sections: tuple[BriefSection, ...] = ()
-    notes: tuple[str, ...] = ()  # footnote n is notes[n - 1]: "title · date · section · source"
-
-    @property
-    def title(self) -> str:
-        return TITLE.format(topic=self.topic)
-
-    def to_dict(self) -> dict:
-        return {
-            "topic": self.topic,
-            "found": self.found,
-            "markdown": self.markdown,
-            "sources": [c.to_dict() for c in self.sources],
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-        }
-
-
-# --- Markdown escaping ----------------------------------------------------------------------
-
-# Every ASCII character with a meaning in CommonMark/GFM inline syntax: emphasis, code, links,
-# images, raw HTML, entities, tables, strikethrough, math ($ for renderers with LaTeX), e-mail
-# autolinks. A backslash before ASCII punctuation always renders as the character itself.
-_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]()<>#!|~&$@])")
-_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|(?<=www)(\.)")  # GFM's bare-URL links
-_LINE_START = re.compile(r"^([-+=])|^(\d+)([.)])")  # list items, setext underlines
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` as one line of Markdown that renders as exactly this text.
-
-    Whitespace runs (newlines included) become one space, so nothing can start a block
-    (heading, list item, quote, code block, table) or end the line it is put on.
-    """
-    text = " ".join(text.split())
-    text = _INLINE_SPECIAL.sub(r"\\\1", text)
-    text = _AUTOLINK.sub(lambda m: "\\" + (m.group(1) or m.group(2)), text)
-    return _LINE_START.sub(lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", text)
-
-
-_SAFE_URL = re.compile(r"https?://[^\s<>\\\x00-\x1f\x7f]+", re.I)
-
-
-def _source_markdown(source: str) -> str:
-    """http(s) sources become autolinks (as in the chat's source panel); anything else,
-    a ``javascript:`` URL included, is plain escaped text."""
-    if _SAFE_URL.fullmatch(source):
-        return f"<{source}>"
-    return escape_markdown(source)
 
 
 # --- figures and centrality -------------------------------------------------------------------
@@ -390,14 +308,14 @@ class Briefer:
         timings["brief_ms"] = (time.perf_counter() - t0) * 1000
         return Briefing(
             topic=topic,
-            markdown=_markdown(TITLE.format(topic=topic), lead, sections, sources),
+            markdown=briefing_markdown(BRIEFING_TITLE.format(topic=topic), lead, sections, sources),
             sources=sources,
             found=bool(parts),
             timings_ms=timings,
             confidence=confidence,
             lead=lead,
             sections=sections,
-            notes=tuple(" · ".join(" ".join(f.split()) for f in _note_fields(c.passage.chunk)) for c in sources),
+            notes=tuple(" · ".join(" ".join(f.split()) for f in note_fields(c.passage.chunk)) for c in sources),
         )
 
     # --- choosing ----------------------------------------------------------------------------
@@ -559,31 +477,3 @@ class Briefer:
 def _title_with_date(chunk: Chunk) -> str:
     title = " ".join((chunk.title.strip() or chunk.doc_id).split())
     return f"{title}（{chunk.date.strip()}）" if chunk.date and chunk.date.strip() else title
-
-
-def _note_fields(chunk: Chunk) -> list[str]:
-    """``title, date, section, source``, the empty ones left out. The source (or, without one,
-    the document id) is always there: a Markdown definition of a single word would read as a
-    link reference definition ("[^1]: target") to renderers that know no footnotes."""
-    fields = [chunk.title.strip() or chunk.doc_id]
-    fields += [part for part in (chunk.date or "", chunk.section) if part.strip()]
-    fields.append(chunk.source.strip() or chunk.doc_id)
-    return fields
-
-
-def _markdown(
-    title: str, lead: tuple[str, ...], sections: tuple[BriefSection, ...], sources: tuple[Citation, ...]
-) -> str:
-    lines = [f"# {escape_markdown(title)}"]
-    for paragraph in lead:
-        lines += ["", escape_markdown(paragraph)]
-    for section in sections:
-        lines += ["", f"## {escape_markdown(section.heading)}", ""]
-        lines += [f"- {escape_markdown(point.text)}[^{point.n}]" for point in section.points]
-    lines.append("")
-    if sources:
-        for citation in sources:
-            *fields, source = _note_fields(citation.passage.chunk)
-            lines.append(f"[^{citation.n}]: {' · '.join([*map(escape_markdown, fields), _source_markdown(source)])}")
-        lines.append("")
-    return "\n".join(lines)

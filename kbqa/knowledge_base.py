@@ -17,15 +17,25 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from ingest.service import IngestService
-from kbcore.chroma import DEFAULT_KB, UnknownKnowledgeBase, connect_store, kb_names, reaching, store_location
+from kbcore.chroma import (
+    DEFAULT_KB,
+    KB_NAME_PATTERN,
+    StoreUnavailableError,
+    UnknownKnowledgeBase,
+    connect_store,
+    kb_names,
+    reaching,
+    store_location,
+)
+from kbcore.embeddings import Embedder, LazyEmbedder
+from kbcore.locks import IngestLockError
+from kbcore.settings import Settings
+from kbcore.store_layout import SchemaVersionError
+from kbcore.types import Answer, Briefing, DocRecord, Filters, IngestReport, SearchResult
 from kbqa.conversation import Message, as_messages, rewrite
 from kbqa.crosslingual import glossary
-from kbcore.embeddings import Embedder, LazyEmbedder
 from kbqa.examples import candidate_questions
-from kbcore.locks import IngestLockError
 from kbqa.retrieval import HybridSearcher
-from kbcore.settings import Settings
-from kbcore.types import Answer, DocRecord, Filters, IngestReport, SearchResult
 
 # The answer layer and LangChain are imported where they are first used, not here: a
 # knowledge base that only lists documents needs neither.
@@ -35,7 +45,7 @@ if TYPE_CHECKING:
 
     from ingest.pipeline import EventHook
     from kbqa.answering import ExtractiveAnswerer
-    from kbqa.briefing import Briefer, Briefing
+    from kbqa.briefing import Briefer
     from kbqa.langchain_adapters import HybridRetriever
     from kbqa.llm_answering import LLMAnswerer
 
@@ -46,7 +56,19 @@ class QuestionError(ValueError):
     """A question the system refuses to process (empty, too long); the message says why."""
 
 
-__all__ = ["KnowledgeBase", "KnowledgeBases", "QuestionError", "UnknownKnowledgeBase"]
+# The faces (app.py, web/) import this module and the ground's records (kbcore.types,
+# kbcore.settings) only, never the store's internals: what they need from below is named here.
+__all__ = [
+    "DEFAULT_KB",
+    "KB_NAME_PATTERN",
+    "IngestLockError",
+    "KnowledgeBase",
+    "KnowledgeBases",
+    "QuestionError",
+    "SchemaVersionError",
+    "StoreUnavailableError",
+    "UnknownKnowledgeBase",
+]
 
 
 class KnowledgeBase:

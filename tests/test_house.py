@@ -28,7 +28,8 @@ PACKAGES = ("kbcore", "ingest", "kbqa", "web", "bench")
 # patterns (``ingest.__main__`` is a face, the rest of ``ingest`` is not). The README's house
 # map mirrors this table (``test_readme_mirrors_the_layer_table``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("kbcore", "kbcore.types", "kbcore.settings", "kbcore.text", "kbcore.evidence", "kbcore.extras")),
+    ("ground", ("kbcore", "kbcore.types", "kbcore.settings", "kbcore.text", "kbcore.evidence", "kbcore.markdown",
+                "kbcore.extras")),
     ("store", ("kbcore.chroma", "kbcore.store", "kbcore.locks", "kbcore.store_layout", "kbcore.lexical",
                "kbcore.embeddings", "kbcore.model_build", "kbcore.e5_onnx", "kbcore.e5_weights")),
     ("ingest", ("ingest", "ingest.*")),
@@ -50,6 +51,12 @@ FOLDERS: list[tuple[str, tuple[str, ...]]] = [
     ("faces", ("app", "web")),
     ("bench", ("bench",)),
 ]
+
+# What the faces (app.py, web/) may import from the floors below: the facade, and the ground
+# (records, settings, text, Markdown escaping). Never the store, the pipeline, or the answerers'
+# internals: what a face needs of those, the facade names (kbqa.knowledge_base.__all__).
+FACES = ("app", "web", "web.*")
+FACE_REACH = ("kbqa", "kbqa.knowledge_base", *dict(LAYERS)["ground"])
 
 Edges = dict[str, dict[str, str]]  # importer -> imported -> "file:line" of the first import
 
@@ -196,6 +203,19 @@ def folder_graph(edges: Edges) -> Edges:
     return folders
 
 
+def reaching_past(edges: Edges, sources: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
+    """Each import by a module matching ``sources`` of a module that neither matches ``sources``
+    nor is one of ``allowed``, described with its place."""
+    def matches(module: str) -> bool:
+        return any(fnmatch.fnmatchcase(module, pattern) for pattern in sources)
+
+    return [
+        f"{where}: {source} imports {target}"
+        for source, targets in sorted(edges.items()) if matches(source)
+        for target, where in sorted(targets.items()) if not matches(target) and target not in allowed
+    ]
+
+
 def _describe(cycle: list[str], edges: Edges) -> str:
     return " -> ".join(cycle) + "  (" + ", ".join(edges[a][b] for a, b in itertools.pairwise(cycle)) + ")"
 
@@ -235,6 +255,11 @@ def test_no_cycle_between_folders(graph):
 def test_no_import_of_a_higher_folder(graph):
     found = upward(folder_graph(graph), FOLDERS)
     assert not found, "imports of a higher folder:\n" + "\n".join(found)
+
+
+def test_faces_import_the_facade_and_the_ground_only(graph):
+    found = reaching_past(graph, FACES, FACE_REACH)
+    assert not found, "faces reaching past the facade:\n" + "\n".join(found)
 
 
 def test_one_name_along_a_question():
@@ -306,6 +331,15 @@ def test_a_synthetic_upward_folder_edge_and_folder_cycle_are_named():
     assert between == {"low": {"high": "low/a.py:3"}, "high": {"low": "high/d.py:2"}}
     assert upward(between, folders) == ["low/a.py:3: low (low) imports high (high)"]
     assert [_describe(c, between) for c in cycles(between)] == ["high -> low -> high  (high/d.py:2, low/a.py:3)"]
+
+
+def test_a_synthetic_face_reaching_past_the_facade_is_named():
+    edges: Edges = {
+        "web.api": {"web.errors": "web/api.py:1", "kbqa.knowledge_base": "web/api.py:2", "kbcore.types": "web/api.py:3",
+                    "kbcore.chroma": "web/api.py:4"},
+        "kbqa.knowledge_base": {"kbcore.chroma": "kbqa/knowledge_base.py:1"},  # not a face: not checked
+    }
+    assert reaching_past(edges, FACES, FACE_REACH) == ["web/api.py:4: web.api imports kbcore.chroma"]
 
 
 def test_imports_in_functions_relative_ones_and_parent_packages_count():

@@ -45,11 +45,9 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
-from kbcore.chroma import DEFAULT_KB
-from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
-from kbcore.locks import IngestLockError
 from kbcore.settings import Settings
 from kbcore.types import IngestReport
+from kbqa.knowledge_base import DEFAULT_KB, IngestLockError, KnowledgeBase, KnowledgeBases
 from web.errors import JSONErrorRoute, error_response
 from web.feedback import FeedbackStore
 from web.schemas import ErrorOut, KbQuery

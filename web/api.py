@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from kbcore.chroma import DEFAULT_KB
-from kbqa.knowledge_base import KnowledgeBases
 from kbcore.types import Answer
+from kbqa.knowledge_base import DEFAULT_KB, KnowledgeBases
 from web.errors import JSONErrorRoute
 from web.schemas import (
     ERROR_RESPONSES,

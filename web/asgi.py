@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
 
-from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 from kbcore.settings import Settings
+from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 from web.admin import AdminKey, admin_router, upload_limit
 from web.api import api_router
 from web.briefing import briefing_router

@@ -19,9 +19,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from kbqa.briefing import Briefing
-from kbcore.chroma import DEFAULT_KB
-from kbqa.knowledge_base import KnowledgeBases
+from kbcore.types import Briefing
+from kbqa.knowledge_base import DEFAULT_KB, KnowledgeBases
 from web.docx_export import DOCX_MEDIA_TYPE, briefing_docx
 from web.errors import JSONErrorRoute
 from web.schemas import (

@@ -28,10 +28,9 @@ from urllib.parse import quote
 
 import gradio as gr
 
-from kbqa.briefing import escape_markdown
-from kbcore.chroma import DEFAULT_KB
-from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
+from kbcore.markdown import escape_markdown
 from kbcore.types import Answer
+from kbqa.knowledge_base import DEFAULT_KB, KnowledgeBases, QuestionError, UnknownKnowledgeBase
 from web.admin_tab import admin_tab
 from web.feedback import FeedbackStore
 from web.i18n import LANGUAGES, TEXTS, Lang, as_lang, text

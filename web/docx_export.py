@@ -40,7 +40,7 @@ from docx.oxml.text.run import CT_R
 from docx.shared import Pt
 from docx.text.paragraph import Paragraph
 
-from kbqa.briefing import Briefing
+from kbcore.types import Briefing
 
 __all__ = ["DOCX_MEDIA_TYPE", "briefing_docx"]
 

@@ -12,8 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from kbcore.chroma import StoreUnavailableError
-from kbqa.knowledge_base import QuestionError, UnknownKnowledgeBase
+from kbqa.knowledge_base import QuestionError, StoreUnavailableError, UnknownKnowledgeBase
 
 
 def error_response(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:

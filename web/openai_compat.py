@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
 from kbcore.types import Answer
+from kbqa.knowledge_base import KnowledgeBases, QuestionError, UnknownKnowledgeBase
 from web.api import text_deltas
 from web.errors import JSONErrorRoute, error_response
 from web.schemas import ERROR_RESPONSES, CitationOut, OpenModel

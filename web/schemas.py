@@ -18,7 +18,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from kbcore.chroma import KB_NAME_PATTERN
+from kbqa.knowledge_base import KB_NAME_PATTERN
 
 # k is bounded like KnowledgeBase._k; checking it here turns a bad k into a 422 before any work.
 K = Annotated[StrictInt, Field(ge=1, le=50, description="number of passages to retrieve (default: settings.top_k)")]

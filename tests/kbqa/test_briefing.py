@@ -10,10 +10,11 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from kbqa.briefing import Briefer, Briefing, central, escape_markdown, figures
+from kbcore.markdown import escape_markdown
+from kbqa.briefing import Briefer, central, figures
 from kbqa.knowledge_base import KnowledgeBase, QuestionError
 from kbcore.text import cut_question
-from kbcore.types import Chunk, Passage
+from kbcore.types import Briefing, Chunk, Passage
 from tests.kbqa.test_answering import ConceptEmbedder
 
 SEED_ID = "000_d3d8b424e3677781.txt"
