@@ -1,1 +1,1 @@
-"""Benchmarks: retrieval quality, answers, ingest throughput and latency (see README)."""
+"""Benchmarks: retrieval quality, answers, ingest throughput and latency (see docs/benchmarks.md)."""

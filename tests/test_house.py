@@ -1,4 +1,4 @@
-"""The house's import graph: data flows one way, and the imports say so (README "The house").
+"""The house's import graph: data flows one way, and the imports say so (docs/architecture.md, "The house").
 
 Every module of ``kbcore``, ``ingest``, ``kbqa``, ``web``, ``bench`` and ``app.py`` is parsed with
 ``ast``. Every import counts, also one inside a function (a lazy import that dodges a cycle is
@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("kbcore", "ingest", "kbqa", "web", "bench")
 
 # Bottom to top. A module may import its own layer or a lower one only. Exact names win over
-# patterns (``ingest.__main__`` is a face, the rest of ``ingest`` is not). The README's house
-# map mirrors this table (``test_readme_mirrors_the_layer_table``).
+# patterns (``ingest.__main__`` is a face, the rest of ``ingest`` is not). docs/architecture.md's house
+# map mirrors this table (``test_the_docs_mirror_the_tables``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("kbcore", "kbcore.types", "kbcore.settings", "kbcore.text", "kbcore.evidence", "kbcore.markdown",
                 "kbcore.extras")),
@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 # The folders (top-level packages, and app.py), bottom to top: an import between two of them
 # runs downward only. ``python -m ingest`` is a face that lives in its folder: it may reach the
-# ingest service and the ground, never kbqa. The README's house map mirrors this table too.
+# ingest service and the ground, never kbqa. README.md and docs/architecture.md mirror this table.
 FOLDERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground and index", ("kbcore",)),
     ("ingest", ("ingest",)),
@@ -229,7 +229,7 @@ def graph() -> Edges:
 
 
 def test_every_module_has_a_layer(graph):
-    assert [m for m in graph if layer_of(m) is None] == [], "add these modules to LAYERS (and the README)"
+    assert [m for m in graph if layer_of(m) is None] == [], "add these modules to LAYERS (and docs/architecture.md)"
 
 
 def test_no_cycle_between_files(graph):
@@ -276,24 +276,27 @@ def test_one_name_along_a_question():
 
 
 def layer_table(layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> str:
-    """The layer map as the README shows it, top layer first."""
+    """The layer map as docs/architecture.md shows it, top layer first."""
     rows = ["| layer | modules (a module imports its own layer or lower ones only) |", "|---|---|"]
     rows += [f"| {name} | {', '.join(f'`{n}`' for n in names)} |" for name, names in reversed(layers)]
     return "\n".join(rows)
 
 
 def folder_table(folders: list[tuple[str, tuple[str, ...]]] = FOLDERS) -> str:
-    """The folder map as the README shows it, top floor first."""
+    """The folder map as README.md and docs/architecture.md show it, top floor first."""
     rows = ["| floor | folders (a folder imports its own floor or lower ones only) |", "|---|---|"]
     rows += [f"| {name} | {', '.join(f'`{n}/`' if n != 'app' else '`app.py`' for n in names)} |"
              for name, names in reversed(folders)]
     return "\n".join(rows)
 
 
-def test_readme_mirrors_the_layer_table():
+def test_the_docs_mirror_the_tables():
+    """README.md shows the folders; docs/architecture.md the folders and the modules."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert layer_table() in readme, f"put this table in README.md's house map:\n{layer_table()}"
-    assert folder_table() in readme, f"put this table in README.md's house map:\n{folder_table()}"
+    architecture = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert folder_table() in readme, f"put this table in README.md's house section:\n{folder_table()}"
+    assert folder_table() in architecture, f"put this table in docs/architecture.md:\n{folder_table()}"
+    assert layer_table() in architecture, f"put this table in docs/architecture.md:\n{layer_table()}"
 
 
 # --- the checker itself can fail ------------------------------------------------------------------

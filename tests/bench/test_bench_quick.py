@@ -1,5 +1,5 @@
 """The benchmark's quick mode end to end, so `python -m bench` keeps working (numbers are not
-asserted against targets here: that is the full run's job, by hand, see README)."""
+asserted against targets here: that is the full run's job, by hand, see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
