@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         description="Host header values served (\"*.example.com\" for subdomains, \"*\" for any); "
         "set the public name behind a reverse proxy (KB_TRUSTED_HOSTS)",
     )
+    max_events_per_client: int = Field(
+        6, ge=1, description="chat page events one client may have waiting or running in Gradio's queue (429 beyond)"
+    )
+    max_heartbeats_per_client: int = Field(
+        8, ge=1, description="open chat pages (Gradio heartbeat streams) per client (429 beyond)"
+    )
+    max_heartbeats: int = Field(512, ge=1, description="open chat pages (Gradio heartbeat streams) in all (503 beyond)")
     allow_private_urls: bool = Field(
         False, description="let URL ingestion reach loopback/private/link-local addresses (SSRF guard off)"
     )

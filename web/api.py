@@ -11,8 +11,9 @@ refer to these local classes as real objects, not strings.
 """
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -21,11 +22,12 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from kbcore.types import Answer
 from kbqa.knowledge_base import DEFAULT_KB, KnowledgeBases
-from web.errors import JSONErrorRoute
+from web.errors import JSONErrorRoute, error_response
 from web.schemas import (
     ERROR_RESPONSES,
     AnswerOut,
     DocumentsOut,
+    ErrorOut,
     FiltersIn,
     HealthOut,
     K,
@@ -39,8 +41,13 @@ from web.schemas import (
 )
 
 
-def api_router(kbs: KnowledgeBases) -> APIRouter:
-    """``/api/ask``, ``/api/ask/stream``, ``/api/search``, ``/api/health``, ``/api/documents``, ``/api/kbs``."""
+log = logging.getLogger(__name__)
+
+
+def api_router(kbs: KnowledgeBases, failing: Callable[[], str | None] = lambda: None) -> APIRouter:
+    """``/api/ask``, ``/api/ask/stream``, ``/api/search``, ``/api/health``, ``/api/documents``, ``/api/kbs``.
+    ``failing()`` names a part of the app that stopped working, or is None: /api/health then
+    answers 503, so an orchestrator restarts the app."""
     settings = kbs.settings
     limit = settings.max_question_chars
     History = history_field(settings.max_history_messages, settings.max_history_chars)
@@ -85,8 +92,16 @@ def api_router(kbs: KnowledgeBases) -> APIRouter:
     def search(req: SearchRequest) -> dict:
         return kbs.get(req.kb).search(req.query, req.k, filters=filters_of(req.filters)).to_dict()
 
-    @router.get("/api/health", response_model=HealthOut, responses={404: ERROR_RESPONSES[404]})
-    def health(kb: KbQuery = DEFAULT_KB) -> dict:
+    @router.get(
+        "/api/health",
+        response_model=HealthOut,
+        responses={404: ERROR_RESPONSES[404], 503: {"model": ErrorOut, "description": "a part of the app has stopped: restart it"}},
+    )
+    def health(kb: KbQuery = DEFAULT_KB) -> Any:
+        problem = failing()
+        if problem is not None:
+            log.error("health check failing: %s", problem)
+            return error_response(503, f"unhealthy: {problem}")
         stats = kbs.get(kb).stats()
         return {"status": "ok"} | {key: stats[key] for key in ("documents", "chunks", "lexical_chunks", "embedder")}
 

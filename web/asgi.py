@@ -22,7 +22,7 @@ from web.briefing import briefing_router
 from web.chat import CHAT_CSS, CHAT_HEAD, build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
-from web.gradio_guard import GradioGuard, mark_launched, own_cache
+from web.gradio_guard import GradioGuard, mark_launched, own_cache, queue_failure
 from web.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
@@ -102,7 +102,7 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=_served_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.allowed_origins)
 
-    app.include_router(api_router(kbs))
+    app.include_router(api_router(kbs, failing=lambda: queue_failure(demo)))
     app.include_router(briefing_router(kbs))
     app.include_router(openai_router(kbs))
     app.include_router(admin)
@@ -127,7 +127,14 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     # What Gradio's half accepts (web/gradio_guard.py): the guard wraps the mount itself, so
     # the API's own routes never pass through it and it needs no list of them.
     gradio_mount = next(route for route in app.routes if isinstance(route, Mount) and route.path in ("", "/"))
-    gradio_mount.app = GradioGuard(gradio_mount.app, demo=demo)
+    gradio_mount.app = GradioGuard(
+        gradio_mount.app,
+        demo=demo,
+        trusted_proxies=settings.trusted_proxies,
+        max_events_per_client=settings.max_events_per_client,
+        max_heartbeats_per_client=settings.max_heartbeats_per_client,
+        max_heartbeats=settings.max_heartbeats,
+    )
     mark_launched(demo)
     return app
 

@@ -22,18 +22,28 @@ core and stopped the app. So, at the root:
   and the result of a live ``call/ask`` event. Gradio's file, proxy, stream, monitoring and
   run-history routes are closed: this app serves no file through Gradio;
 * an unknown session or event is a 404 here, not a 200 whose stream then fails inside
-  Gradio ("response already started").
+  Gradio ("response already started");
+* a session id (``session_hash``) has the shape Gradio's own clients give it, on every route
+  that takes one: an empty one made Gradio queue an event under ``""`` and announce it under
+  an id of its own, and the ``KeyError`` ended the queue's loop for every visitor (issue 18);
+* the queue holds a few events per client (``max_events_per_client``), so one client cannot
+  fill an event's queue (the briefing's) for everyone; the heartbeat streams, which need no
+  session and never end, are bounded per client and in all.
 
 The body has been read (and bounded) by ``BodyLimitMiddleware`` before it gets here.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import re
 import shutil
 import tempfile
 import weakref
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -42,7 +52,9 @@ import gradio as gr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from web.errors import error_response
-from web.middleware import replaying
+from web.middleware import client_key, replaying
+
+log = logging.getLogger(__name__)
 
 # The page, its build and its static files; Gradio serves these from its package.
 PAGE_GETS = re.compile(
@@ -51,11 +63,20 @@ PAGE_GETS = re.compile(
 )
 # Reads of Gradio's API the page and gradio_client make; queue/data and call results are
 # checked against the live queue below.
-API_GETS = re.compile(r"^/gradio_api/(?:info/?|app_id/?|startup-events|heartbeat/[A-Za-z0-9_-]{1,64}|queue/data)$")
+API_GETS = re.compile(r"^/gradio_api/(?:info/?|app_id/?|startup-events|queue/data)$")
+HEARTBEAT = re.compile(r"/gradio_api/heartbeat/(.*)", re.DOTALL)  # fullmatch: no "$" before a newline
 CALL_RESULT = re.compile(r"^/gradio_api/call(?:/v2)?/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]{1,64})$")
-# Writes: the queue, the predict endpoints (by name, or "predict" with an fn_index), cancel, reset.
-EVENT_WRITE = re.compile(r"^/gradio_api/(?:queue/join|(?:run|call|call/v2|api)/([A-Za-z0-9_-]+)/?)$")
+# Writes: the queue, the predict endpoints (by name, or "predict" with an fn_index on run/ and
+# api/), cancel, reset. Not call/v2/, whose keyword-argument body neither the page nor
+# gradio_client sends (it answered 500 to every body).
+EVENT_WRITE = re.compile(r"^/gradio_api/(?:queue/join|(run|call|api)/([A-Za-z0-9_-]+)/?)$")
 SESSION_WRITES = frozenset({"/gradio_api/cancel", "/gradio_api/reset"})
+# The writes that put an event in Gradio's queue (run/ and api/ answer at once, unqueued).
+QUEUED = re.compile(r"^/gradio_api/(?:queue/join|call/[A-Za-z0-9_-]+/?)$")
+# A session id as Gradio's own clients make one: the page's Math.random().toString(36)
+# .substring(2) (base 36, 10 to 12 characters in practice; under 8 has odds of about 2e-5),
+# gradio_client's uuid4.
+SESSION_HASH = re.compile(r"[0-9a-z]{8,20}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # What each kind of input on the page may carry: a textbox its text, a dropdown its choice (a
 # string; Gradio checks it is one of the choices), an example's button its index; a gr.State's
 # slot is sent as null and never read (its value lives on the server). Any other component is
@@ -87,6 +108,13 @@ def own_cache(demo: gr.Blocks) -> Path:
     return cache
 
 
+def queue_failure(demo: gr.Blocks) -> str | None:
+    """Why the chat page's events no longer run, or None. Gradio's queue loop
+    (``Queue.start_processing``) marks the queue stopped whatever ended it, and from then on
+    every ``queue/join`` is a 503 until the process restarts; /api/health reports it (web/asgi.py)."""
+    return "the chat page's event queue has stopped" if demo._queue.stopped else None
+
+
 def _has_file_reference(value: Any) -> bool:
     """Any dict shaped like Gradio's FileData (a "path" or a "meta" type), at any depth."""
     stack = [value]
@@ -105,9 +133,23 @@ class GradioGuard:
     """The mounted chat app ``demo``'s ASGI app, wrapped (see the module docstring): every
     request that reaches Gradio passes here, and none of the app's own routes do."""
 
-    def __init__(self, app: ASGIApp, *, demo: gr.Blocks) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        demo: gr.Blocks,
+        trusted_proxies: Sequence[str] = (),
+        max_events_per_client: int = 6,
+        max_heartbeats_per_client: int = 8,
+        max_heartbeats: int = 512,
+    ) -> None:
         self.app = app
         self.demo = demo
+        self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.max_events_per_client = max_events_per_client
+        self.max_heartbeats_per_client = max_heartbeats_per_client
+        self.max_heartbeats = max_heartbeats
+        self.heartbeats: Counter[str] = Counter()  # open heartbeat streams by client
         # The page's events (those that run Python; "js only" events never reach the server).
         self.events = {index: fn for index, fn in demo.fns.items() if fn.fn is not None}
         self.public = {fn.api_name: index for index, fn in self.events.items() if fn.api_visibility == "public"}
@@ -121,6 +163,8 @@ class GradioGuard:
             refusal = self._check_read(path, scope.get("query_string", b"").decode("latin-1"))
             if refusal is not None:
                 return await error_response(*refusal)(scope, receive, send)
+            if HEARTBEAT.fullmatch(path):
+                return await self._heartbeat(scope, receive, send)
             return await self.app(scope, receive, send)
         if method == "OPTIONS":  # preflights are the CORS middleware's, outside this one
             return await self.app(scope, receive, send)
@@ -128,19 +172,66 @@ class GradioGuard:
         if match is None and path not in SESSION_WRITES:
             return await error_response(404, f"no such endpoint: {method} {path}")(scope, receive, send)
         body, receive = await _read_body(receive)
-        refusal = self._check_write(path, match.group(1) if match else None, body)
+        refusal = self._check_write(path, match.groups() if match else (None, None), body)
+        if refusal is None and QUEUED.match(path):
+            refusal = self._check_queued(scope)
         if refusal is not None:
             return await error_response(*refusal)(scope, receive, send)
         await self.app(scope, receive, send)
+
+    async def _heartbeat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Gradio's heartbeat: a stream a page keeps open while it is shown, one per tab. It
+        needs no session and never ends, so each held one is a socket: 100 of them took the
+        app from 45 to 145 open files (issue 18). Bounded per client, and in all."""
+        if sum(self.heartbeats.values()) >= self.max_heartbeats:
+            response = error_response(503, "too many open pages (heartbeat streams); retry later")
+            response.headers["Retry-After"] = "10"
+            return await response(scope, receive, send)
+        key = client_key(scope, self.trusted_proxies)
+        if self.heartbeats[key] >= self.max_heartbeats_per_client:
+            response = error_response(429, f"too many open pages from this client (at most {self.max_heartbeats_per_client})")
+            response.headers["Retry-After"] = "10"
+            return await response(scope, receive, send)
+        self.heartbeats[key] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.heartbeats[key] -= 1
+            if self.heartbeats[key] <= 0:
+                del self.heartbeats[key]
+
+    def _check_queued(self, scope: Scope) -> tuple[int, str] | None:
+        """At most ``max_events_per_client`` events of one client waiting or running in
+        Gradio's queue: an event runs a few at a time (the briefing's two), so 30 briefings
+        queued by one client made everyone's wait behind them."""
+        queue = self.demo._queue
+        key = client_key(scope, self.trusted_proxies)
+        waiting = [event for events in queue.event_queue_per_concurrency_id.values() for event in events.queue]
+        running = [event for job in queue.active_jobs if job for event in job]
+        mine = sum(
+            1 for event in waiting + running
+            if getattr(event, "request", None) is not None and client_key(event.request.scope, self.trusted_proxies) == key
+        )
+        if mine >= self.max_events_per_client:
+            return 429, f"too many requests of this client in the queue (at most {self.max_events_per_client}); wait for them"
+        return None
 
     def _check_read(self, path: str, query: str) -> tuple[int, str] | None:
         if PAGE_GETS.match(path):
             return None
         queue = self.demo._queue
         if path == "/gradio_api/queue/data":
-            session = parse_qs(query).get("session_hash", [""])[0]
-            if session not in queue.pending_messages_per_session:
+            # One value, checked as Gradio reads it (the last of several would be its choice).
+            sessions = parse_qs(query, keep_blank_values=True).get("session_hash", [])
+            if len(sessions) != 1 or not SESSION_HASH.fullmatch(sessions[0]):
+                return 422, "session_hash is not a session id of this page"
+            if sessions[0] not in queue.pending_messages_per_session:
                 return 404, "no such session (join the queue first)"
+            return None
+        heartbeat = HEARTBEAT.fullmatch(path)
+        if heartbeat is not None:
+            if not SESSION_HASH.fullmatch(heartbeat.group(1)):
+                return 422, "not a session id of this page"
             return None
         if API_GETS.match(path):
             return None
@@ -155,21 +246,33 @@ class GradioGuard:
             return None
         return 404, f"no such endpoint: GET {path}"
 
-    def _check_write(self, path: str, api_name: str | None, body: bytes) -> tuple[int, str] | None:
+    def _check_write(
+        self, path: str, route: tuple[str | None, str | None], body: bytes
+    ) -> tuple[int, str] | None:
+        family, api_name = route
         try:
             payload = json.loads(body or b"null")
+        except RecursionError:  # as the JSON API answers a body it cannot parse
+            return 400, "the request body is nested too deeply"
         except (ValueError, UnicodeDecodeError):
             return 422, "the request body is not JSON"
         if not isinstance(payload, dict):
             return 422, "the request body must be a JSON object"
         if _has_file_reference(payload):
             return 422, "this app takes text only: file references are refused"
+        # Required where Gradio requires one (queue/join, cancel, reset), checked wherever sent.
+        session = payload.get("session_hash")
+        if session is not None or family is None:
+            if not isinstance(session, str) or not SESSION_HASH.fullmatch(session):
+                return 422, "session_hash is not a session id of this page"
         if path in SESSION_WRITES:
             return None
         fn_index = payload.get("fn_index")
+        if api_name == "predict" and (family == "call" or fn_index is None):
+            return 404, "no such event: predict needs an fn_index, on run/ or api/"
         if fn_index is not None:
             if type(fn_index) is not int or fn_index not in self.events:
-                return 404, f"no such event: fn_index {fn_index!r}"
+                return 404, f"no such event: fn_index {fn_index!r:.40}"
             if api_name not in (None, "predict") and self.public.get(api_name) != fn_index:
                 return 404, f"no such event: {api_name} with fn_index {fn_index}"
             fn = self.events[fn_index]
@@ -184,7 +287,12 @@ class GradioGuard:
             return 422, f"data must be a list of {len(fn.inputs)} value(s)"
         for block, value in zip(fn.inputs, data):
             if not isinstance(value, INPUT_TYPES.get(type(block), ())):
-                return 422, f"this app takes text only: {type(block).__name__} input {value!r:.40}"
+                return 422, f"this app takes text only: {type(block).__name__} input of type {type(value).__name__}"
+            # An example's index, where Gradio looks the example up itself (gr.Examples'
+            # load_example: [99] was an IndexError, a 500); the chat's own examples
+            # (type="index") are looked up by their handler among those it offered.
+            if isinstance(block, gr.Dataset) and block.type != "index" and not 0 <= value < len(block.raw_samples):
+                return 422, f"no such example: {value!r:.40}"
         if any(event == "like" for _, event in fn.targets):
             return _check_like(payload.get("event_data"))
         return None

@@ -260,6 +260,12 @@ def _bucket_key(ip: str) -> str:
     return ip
 
 
+def client_key(scope: Scope, trusted_proxies: Sequence[IPNetwork] = ()) -> str:
+    """Who a request counts against in a per-client limit: its client address (``client_ip``),
+    an IPv6 one by its /64."""
+    return _bucket_key(client_ip(scope, trusted_proxies))
+
+
 class RateLimitMiddleware:
     """429 + ``Retry-After`` once a client IP has used its tokens on a query endpoint.
 
@@ -293,7 +299,7 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.limited(scope):
-            wait = self.limiter.acquire(_bucket_key(client_ip(scope, self.trusted_proxies)))
+            wait = self.limiter.acquire(client_key(scope, self.trusted_proxies))
             if wait > 0:
                 retry_after = max(1, math.ceil(wait))
                 response = error_response(

@@ -13,6 +13,8 @@ that closes a connection whose next request's headers have not all arrived withi
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 
 import h11
@@ -63,10 +65,34 @@ class HeaderDeadlineH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class SessionRedacted(logging.Filter):
+    """Keeps chat sessions' ids out of the access log: a Gradio session id is the key of a
+    visitor's conversation (its server-side history), and uvicorn logs every request's path and
+    query (``/gradio_api/queue/data?session_hash=...``, ``/gradio_api/heartbeat/<id>``)."""
+
+    SESSION = re.compile(r"(session_hash=|/heartbeat/)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access records: (client, method, path with query, HTTP version, status).
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            args = list(record.args)
+            args[2] = self.SESSION.sub(r"\1<redacted>", args[2])
+            record.args = tuple(args)
+        return True
+
+
+def redact_sessions_in_access_log() -> None:
+    """Add ``SessionRedacted`` to uvicorn's access logger (once; after ``uvicorn.Config``
+    has configured logging, which replaces the logger's handlers but not its filters)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, SessionRedacted) for f in access.filters):
+        access.addFilter(SessionRedacted())
+
+
 def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None, **extra: Any):
     """A ``uvicorn.Config`` for ``app`` with the limits of ``settings``."""
     protocol = type("BoundedH11Protocol", (HeaderDeadlineH11Protocol,), {"header_timeout": settings.header_timeout_seconds})
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=settings.host if host is None else host,
         port=settings.port if port is None else port,
@@ -77,3 +103,5 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         proxy_headers=False,
         **extra,
     )
+    redact_sessions_in_access_log()
+    return config

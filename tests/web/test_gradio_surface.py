@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -16,7 +17,8 @@ from web.asgi import create_app
 
 SEED_QUESTION = "锦州的“三个开放”是什么？"
 SECRET = "kbqa-test-secret-7f3a9c"
-CHOICE = ["default", "", "", ""]  # the knowledge base and the filters (region, date from, date to)
+CHOICE = ["default", "", "", ""]
+SESSION = "k3j9x0q2ab"  # a session id of the page's shape (Math.random().toString(36).substring(2))  # the knowledge base and the filters (region, date from, date to)
 
 
 def ask_data(question: object) -> list:
@@ -50,9 +52,9 @@ def attack_bodies(path: str | Path) -> list[tuple[str, dict]]:
                 body["fn_index"] = 1
             bodies.append((f"/gradio_api/{route}", body))
     for data in (["锦州", in_history], [ref, None], [[ref], None]):
-        bodies.append(("/gradio_api/queue/join", {"data": data, "fn_index": 1, "session_hash": "attacker"}))
+        bodies.append(("/gradio_api/queue/join", {"data": data, "fn_index": 1, "session_hash": "attacker01"}))
     bodies.append(("/gradio_api/queue/join",
-                   {"data": ["x", None, None, None], "fn_index": 1, "session_hash": "a", "event_data": ref}))
+                   {"data": ["x", None, None, None], "fn_index": 1, "session_hash": "attacker01", "event_data": ref}))
     return bodies
 
 
@@ -126,9 +128,9 @@ def test_gradio_writes_nothing_to_its_cache(seed_kb, start_app, planted):
             client.post(path, json=body)
         brief = next(d["id"] for d in client.get("/config").json()["dependencies"] if d["api_name"] == "brief")
         for fn_index, data in ((1, ask_data(SEED_QUESTION)), (brief, ["锦州数字政府建设", None, "default"])):
-            joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": "s1"})
+            joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": "cachetest01"})
             assert joined.status_code == 200, joined.text
-            with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": "s1"}) as stream:
+            with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": "cachetest01"}) as stream:
                 for line in stream.iter_lines():
                     if '"process_completed"' in line:
                         assert '"success":true' in line.replace(" ", ""), line[:300]
@@ -150,21 +152,21 @@ def test_the_chat_event_works_through_gradio_client(app_url):
 @pytest.mark.parametrize(
     "path, body, status",
     [
-        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": 99, "session_hash": "a"}, 404),
-        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": -1, "session_hash": "a"}, 404),
-        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": "1", "session_hash": "a"}, 404),
-        ("/gradio_api/queue/join", {"data": ["x", None], "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": ask_data(None), "fn_index": 1, "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": ask_data(123), "fn_index": 1, "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": [SEED_QUESTION, None, None, None], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": 99, "session_hash": SESSION}, 404),
+        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": -1, "session_hash": SESSION}, 404),
+        ("/gradio_api/queue/join", {"data": ["x", None], "fn_index": "1", "session_hash": SESSION}, 404),
+        ("/gradio_api/queue/join", {"data": ["x", None], "session_hash": SESSION}, 422),
+        ("/gradio_api/queue/join", {"data": ask_data(None), "fn_index": 1, "session_hash": SESSION}, 422),
+        ("/gradio_api/queue/join", {"data": ask_data(123), "fn_index": 1, "session_hash": SESSION}, 422),
+        ("/gradio_api/queue/join", {"data": [SEED_QUESTION, None, None, None], "fn_index": 1, "session_hash": SESSION}, 422),
         # The knowledge base's and the filters' slots take text only, like the question's.
-        ("/gradio_api/queue/join", {"data": [*ask_data("x")[:4], 1, "", "", ""], "fn_index": 1, "session_hash": "a"}, 422),
+        ("/gradio_api/queue/join", {"data": [*ask_data("x")[:4], 1, "", "", ""], "fn_index": 1, "session_hash": SESSION}, 422),
         ("/gradio_api/queue/join", {"data": [*ask_data("x")[:4], ["default"], "", "", ""], "fn_index": 1,
-                                    "session_hash": "a"}, 422),
+                                    "session_hash": SESSION}, 422),
         ("/gradio_api/queue/join", {"data": [*ask_data("x")[:5], {"path": "/etc/passwd"}, "", ""], "fn_index": 1,
-                                    "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": "x", "fn_index": 1, "session_hash": "a"}, 422),
-        ("/gradio_api/queue/join", {"data": ["x"], "fn_index": 1, "session_hash": "a"}, 422),
+                                    "session_hash": SESSION}, 422),
+        ("/gradio_api/queue/join", {"data": "x", "fn_index": 1, "session_hash": SESSION}, 422),
+        ("/gradio_api/queue/join", {"data": ["x"], "fn_index": 1, "session_hash": SESSION}, 422),
         ("/gradio_api/queue/join", [1, 2], 422),
         ("/gradio_api/call/brief", {"data": ["x"]}, 404),
         ("/gradio_api/run/brief", {"data": ["x"]}, 404),
@@ -187,7 +189,7 @@ def test_a_body_that_is_not_json_is_a_422(app_url):
     assert response.status_code == 422 and response.json()["error"]
 
 
-@pytest.mark.parametrize("url", ["/gradio_api/queue/data?session_hash=abc", "/gradio_api/call/ask/x",
+@pytest.mark.parametrize("url", ["/gradio_api/queue/data?session_hash=abcdefgh12", "/gradio_api/call/ask/x",
                                  "/gradio_api/call/v2/ask/x", "/gradio_api/call/brief/x"])
 def test_streams_of_unknown_sessions_and_events_are_404(app_url, url):
     response = httpx.get(app_url + url, timeout=30)
@@ -258,14 +260,14 @@ def test_a_vote_stores_the_servers_own_question_and_answer(vote_app):
 
     url, fn_index, db = vote_app
     with httpx.Client(base_url=url, timeout=60) as client:
-        run_event(client, "voter", {"data": ask_data(SEED_QUESTION), "fn_index": 1})
+        run_event(client, "voter0001", {"data": ask_data(SEED_QUESTION), "fn_index": 1})
         # The page's value says anything; what is stored is the server's history at that index.
         vote = {"index": 1, "value": ["<b>forged answer</b>"], "liked": False}
-        line = run_event(client, "voter", {"data": [None], "fn_index": fn_index, "event_data": vote})
+        line = run_event(client, "voter0001", {"data": [None], "fn_index": fn_index, "event_data": vote})
         assert '"success":true' in line.replace(" ", "")
         # A vote on the question's index, or past the end, stores nothing.
         for index in (0, 7, [99, 0]):
-            run_event(client, "voter", {"data": [None], "fn_index": fn_index,
+            run_event(client, "voter0001", {"data": [None], "fn_index": fn_index,
                                         "event_data": {"index": index, "value": "x", "liked": True}})
     rows = sqlite3.connect(db).execute("SELECT question, answer, vote FROM feedback").fetchall()
     assert len(rows) == 1
@@ -283,12 +285,12 @@ def test_a_vote_stores_the_servers_own_question_and_answer(vote_app):
 ])
 def test_a_vote_carries_gradios_like_data_and_nothing_else(vote_app, event_data):
     url, fn_index, _ = vote_app
-    body = {"data": [None], "fn_index": fn_index, "session_hash": "v2", "event_data": event_data}
+    body = {"data": [None], "fn_index": fn_index, "session_hash": "voter0002", "event_data": event_data}
     response = httpx.post(url + "/gradio_api/queue/join", json=body, timeout=30)
     assert response.status_code == 422, response.text
     assert response.json()["error"]
     # And the vote's one input is state: text there is refused as for any state slot.
-    body = {"data": ["x"], "fn_index": fn_index, "session_hash": "v2",
+    body = {"data": ["x"], "fn_index": fn_index, "session_hash": "voter0002",
             "event_data": {"index": 1, "value": "x", "liked": True}}
     assert httpx.post(url + "/gradio_api/queue/join", json=body, timeout=30).status_code == 422
 
@@ -300,20 +302,20 @@ def test_an_example_is_asked_by_its_index_and_the_language_switch_takes_state_on
     with httpx.Client(base_url=app_url, timeout=60) as client:
         events = {d["api_name"]: d["id"] for d in client.get("/config").json()["dependencies"]}
         example, language, load = events["ask_example"], events["language"], events["load_page"]
-        assert '"success":true' in run_event(client, "ex", {"data": [], "fn_index": load}).replace(" ", "")
-        line = run_event(client, "ex", {"data": [0, None, None, None, None, *CHOICE], "fn_index": example})
+        assert '"success":true' in run_event(client, "examples01", {"data": [], "fn_index": load}).replace(" ", "")
+        line = run_event(client, "examples01", {"data": [0, None, None, None, None, *CHOICE], "fn_index": example})
         assert '"success":true' in line.replace(" ", "") and "kb-cite" in line and "kb-src-1-1" in line
-        line = run_event(client, "ex", {"data": [None, None, None, "default"], "fn_index": language})
+        line = run_event(client, "examples01", {"data": [None, None, None, "default"], "fn_index": language})
         assert "Ask" in line and "Briefing" in line and "Q1: " in line  # the panel drawn again, in English
-        line = run_event(client, "ex", {"data": [99, None, None, None, None, *CHOICE], "fn_index": example})
+        line = run_event(client, "examples01", {"data": [99, None, None, None, None, *CHOICE], "fn_index": example})
         assert '"success":true' in line.replace(" ", "") and "kb-cite" not in line  # not offered: nothing asked
         for data in (["锦州", None, None, None, None, *CHOICE], [{"path": "/etc/passwd"}, None, None, None, None, *CHOICE],
                      [0, "zh", None, None, None, *CHOICE], [0, None, None, None, ["x"], *CHOICE],
                      [0, None, None, None, None, None, "", "", ""]):
-            response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": example, "session_hash": "ex"})
+            response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": example, "session_hash": "examples01"})
             assert response.status_code == 422, (data, response.text)
         for data in (["en", None, None, "default"], [None, [], None, "default"], [None, None, None, 0]):
-            response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": language, "session_hash": "ex"})
+            response = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": language, "session_hash": "examples01"})
             assert response.status_code == 422, (data, response.text)
 
 
@@ -322,5 +324,169 @@ def test_a_knowledge_base_the_page_does_not_offer_is_not_asked(app_url):
     its choices, so a forged name fails the event (no answer, no 5xx, nothing of the name's)."""
     with httpx.Client(base_url=app_url, timeout=60) as client:
         data = [*ask_data(SEED_QUESTION)[:4], "/etc/passwd", "", "", ""]
-        line = run_event(client, "forged-kb", {"data": data, "fn_index": 1})
+        line = run_event(client, "forgedkb01", {"data": data, "fn_index": 1})
     assert '"success":false' in line.replace(" ", "") and "root:x:0:0" not in line and "开放数据资源" not in line
+
+
+# --------------------------------------------------------------------------- issue 18: sessions, the queue, heartbeats
+
+
+def guarded(app):
+    """The GradioGuard of an app made by create_app."""
+    from web.gradio_guard import GradioGuard
+
+    return next(route.app for route in app.routes if isinstance(getattr(route, "app", None), GradioGuard))
+
+
+@pytest.fixture
+def own_app(seed_kb):
+    """A fresh app and its server (its own Gradio queue: these tests stop or fill it)."""
+    from tests.web.conftest import serve
+
+    def start(**update):
+        settings = seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0, **update})
+        app = create_app(seed_kb, settings)
+        return app, serve(app, settings)
+
+    return start
+
+
+def test_the_reported_empty_session_requests_no_longer_stop_the_queue(own_app):
+    """The report: ten joins of the briefing event with sessions "filler<i>", then two with "":
+    the second empty one ended Gradio's queue loop (a KeyError), and every queue/join after
+    was a 503 "Queue is stopped." for every visitor until a restart."""
+    app, server = own_app()
+    with server as url, httpx.Client(base_url=url, timeout=60) as client:
+        brief = next(d["id"] for d in client.get("/config").json()["dependencies"] if d["api_name"] == "brief")
+        body = {"data": ["锦州数字政府建设和云计算产业", None, "default"], "fn_index": brief}
+        statuses = [client.post("/gradio_api/queue/join", json=body | {"session_hash": f"filler{i}"}).status_code
+                    for i in range(10)]
+        statuses += [client.post("/gradio_api/queue/join", json=body | {"session_hash": ""}).status_code for _ in range(2)]
+        assert statuses == [422] * 12
+        time.sleep(0.5)
+        assert client.get("/api/health").status_code == 200
+        line = run_event(client, "k3j9x0q2ab", {"data": ["锦州数字政府建设", None, "default"], "fn_index": brief})
+        assert '"success":true' in line.replace(" ", "")
+        line = run_event(client, "0c4e2b7a-5d1f-4a8e-9b3c-2f6d8e1a7b90", {"data": ask_data(SEED_QUESTION), "fn_index": 1})
+        assert "开放数据资源" in line  # gradio_client's uuid4 sessions too
+
+
+BAD_SESSIONS = ["", "filler0", "a" * 21, "../../x", "abc def123", "ABCDEFGH12", "abcdefgh12\n", "ｆｕｌｌｗｉｄｔｈ１２", 12345678]
+
+
+@pytest.mark.parametrize("session", BAD_SESSIONS, ids=[repr(s) for s in BAD_SESSIONS])
+def test_a_session_id_not_of_gradios_shape_is_refused_on_every_route(app_url, session):
+    with httpx.Client(base_url=app_url, timeout=30) as client:
+        writes = [("/gradio_api/queue/join", {"data": ask_data("x"), "fn_index": 1}),
+                  ("/gradio_api/run/ask", {"data": ask_data("x")}), ("/gradio_api/call/ask", {"data": ask_data("x")}),
+                  ("/gradio_api/api/ask", {"data": ask_data("x")}),
+                  ("/gradio_api/run/predict", {"data": ask_data("x"), "fn_index": 1}),
+                  ("/gradio_api/cancel", {"event_id": "abc", "fn_index": 1}), ("/gradio_api/reset", {"event_id": "abc"})]
+        for path, body in writes:
+            response = client.post(path, json=body | {"session_hash": session})
+            assert response.status_code == 422 and "session" in response.json()["error"], (path, response.text)
+        if isinstance(session, str):
+            for url, params in (("/gradio_api/queue/data", {"session_hash": session}),
+                                (f"/gradio_api/heartbeat/{quote(session, safe='')}", None)):
+                response = client.get(url, params=params)
+                assert response.status_code in (404, 422) and response.json()["error"], (url, response.text)
+        # Two values: Gradio would read the last one, so neither is taken on trust.
+        response = client.get("/gradio_api/queue/data?session_hash=abcdefgh12&session_hash=")
+        assert response.status_code == 422
+
+
+def test_health_fails_once_the_queue_loop_has_stopped_for_any_reason(own_app):
+    """Whatever ends Gradio's queue loop (here: an exception where it picks the next event),
+    /api/health answers 503 from then on, so an orchestrator restarts the app."""
+    app, server = own_app()
+    queue = guarded(app).demo._queue
+    with server as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/api/health").status_code == 200
+
+        def broken():
+            raise RuntimeError("the queue loop fails")
+
+        queue.get_events = broken
+        client.post("/gradio_api/queue/join", json={"data": ask_data("x"), "fn_index": 1, "session_hash": "abcdefgh12"})
+        deadline = time.monotonic() + 10
+        while not queue.stopped and time.monotonic() < deadline:
+            time.sleep(0.05)
+        health = client.get("/api/health")
+        assert health.status_code == 503 and "queue has stopped" in health.json()["error"], health.text
+        joined = client.post("/gradio_api/queue/join", json={"data": ask_data("x"), "fn_index": 1,
+                                                             "session_hash": "abcdefgh13"})
+        assert joined.status_code == 503
+
+
+def test_session_ids_stay_out_of_the_access_log(seed_kb):
+    """A session id is the key of a visitor's conversation: uvicorn's access log (on in
+    app.py) shows the path and query of queue/data and heartbeat requests without it."""
+    import logging
+
+    import uvicorn
+
+    from web.server import server_config
+
+    settings = seed_kb.settings.model_copy(update={"rate_limit_per_minute": 0})
+    config = server_config(create_app(seed_kb, settings), settings, host="127.0.0.1", port=0, log_level="info")
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("uvicorn.access").addHandler(handler)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        with httpx.Client(base_url=url, timeout=30) as client:
+            line = run_event(client, "secret0session", {"data": ask_data(SEED_QUESTION), "fn_index": 1})
+            assert "开放数据资源" in line
+            with client.stream("GET", "/gradio_api/heartbeat/secret1session") as stream:
+                assert stream.status_code == 200
+        time.sleep(0.2)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        logging.getLogger("uvicorn.access").removeHandler(handler)
+    assert any("queue/data?session_hash=<redacted>" in line for line in lines), lines
+    assert any("/heartbeat/<redacted>" in line for line in lines), lines
+    assert not any("secret0session" in line or "secret1session" in line for line in lines), lines
+
+
+def _open_files() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_held_heartbeats_are_bounded_per_client_and_in_all(own_app):
+    """The report: 100 held GET /gradio_api/heartbeat/<anything> streams, open for ever (open
+    files 45 -> 145). Now a client holds at most max_heartbeats_per_client, all clients
+    max_heartbeats; the extra ones are refused at once."""
+    from contextlib import ExitStack
+
+    app, server = own_app(max_heartbeats_per_client=3, max_heartbeats=5, trusted_proxies=["127.0.0.1"])
+    guard = guarded(app)
+    with server as url, ExitStack() as held:
+
+        def heartbeat(client_ip: str, n: int) -> httpx.Response:
+            client = held.enter_context(httpx.Client(base_url=url, timeout=5, headers={"X-Forwarded-For": client_ip}))
+            return held.enter_context(client.stream("GET", f"/gradio_api/heartbeat/abcdefgh{n:02d}"))
+
+        assert [heartbeat("198.51.100.1", n).status_code for n in range(3)] == [200] * 3
+        before = _open_files()
+        t0 = time.monotonic()
+        for n in range(30):  # each refused at once, its connection closed by this client
+            with httpx.Client(base_url=url, timeout=5, headers={"X-Forwarded-For": "198.51.100.1"}) as client:
+                response = client.get(f"/gradio_api/heartbeat/abcdefgh{n:02d}")
+            assert response.status_code == 429 and response.json()["error"]
+        assert time.monotonic() - t0 < 10
+        assert _open_files() <= before + 4
+        assert [heartbeat("198.51.100.2", n).status_code for n in range(2)] == [200] * 2
+        refused = heartbeat("198.51.100.3", 0)
+        assert refused.status_code == 503
+        assert sum(guard.heartbeats.values()) == 5
+    deadline = time.monotonic() + 10  # closed streams are counted out
+    while sum(guard.heartbeats.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not guard.heartbeats
