@@ -1,7 +1,7 @@
 """The chat page's 管理 (Admin) tab, built only when an admin key is configured (web/chat.py).
 
 The page is public, so the tab holds no key and runs no Gradio event: it is one ``gr.HTML``
-whose script talks to the JSON admin API (web/admin.py) with the key the admin types, sent as
+whose script talks to the JSON admin API (web/admin/) with the key the admin types, sent as
 ``Authorization: Bearer`` from this origin only. The key stays in the script's memory (not in
 storage, not in Gradio's state or queue; a reload asks again). Files go up through a plain
 ``<input type=file>`` posting to ``POST /api/documents``: no Gradio file component, so
@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from web.admin import UPLOAD_TYPES
+from web.admin.uploads import UPLOAD_TYPES
 from web.i18n import ADMIN_TEXTS, text
 
 # Wording by key: ``data-t`` (text), ``data-t-placeholder``, ``data-t-title``, ``data-t-label``

@@ -16,7 +16,8 @@ from starlette.routing import Mount
 
 from kbcore.settings import Settings
 from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
-from web.admin import AdminKey, admin_router, upload_limit
+from web.admin.key import AdminKey, upload_limit
+from web.admin.routes import admin_router
 from web.api import api_router
 from web.briefing import briefing_router
 from web.chat import CHAT_CSS, CHAT_HEAD, build_chat

@@ -1,5 +1,5 @@
 """The chat's 👍/👎 on answers: ``FeedbackStore``, SQLite beside the store (exported, admin
-only, at ``GET /api/feedback.csv``: web/admin.py).
+only, at ``GET /api/feedback.csv``: web/admin/).
 
 One row a vote: when (UTC), the question, the answer's text as shown, and the vote (+1 / -1).
 Nothing about the visitor (no address, session or browser) is stored.

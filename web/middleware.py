@@ -161,7 +161,7 @@ GRADIO_API_PREFIX = "/gradio_api/"  # every POST under it: queue/join, run/, cal
 
 
 def admin_request(scope: Scope) -> bool:
-    """A request to an admin endpoint (web/admin.py), with or without a key. Each one spends a
+    """A request to an admin endpoint (web/admin/), with or without a key. Each one spends a
     token of the general buckets; one that does not show the key also spends one of the far
     smaller admin buckets (settings.admin_rate_limit_*; web/asgi.py), so guessing is slow.
     ``GET /api/documents`` is the public list, not one of them."""

@@ -1,4 +1,4 @@
-"""The admin API (web/admin.py) through a real uvicorn on a knowledge base of its own: the key's
+"""The admin API (web/admin/) through a real uvicorn on a knowledge base of its own: the key's
 401/403, uploads that become answerable, their limits and names, URL jobs behind the SSRF
 guard, removal, reindex, the admin rate limit, and the feedback export. See SECURITY.md."""
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from web.admin import AdminKey, safe_name
+from web.admin.key import AdminKey
+from web.admin.uploads import safe_name
 
 KEY = "test-admin-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}

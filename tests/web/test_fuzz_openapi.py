@@ -35,7 +35,7 @@ CASES = [(method, path, mode) for method, path in OPERATIONS for mode in (Genera
          if method == "POST" or mode is GenerationMode.POSITIVE]  # a GET without parameters has no invalid form
 
 
-# web/admin.py's, fuzzed with the key on a knowledge base of their own (the seed's stays as it is).
+# web/admin/'s, fuzzed with the key on a knowledge base of their own (the seed's stays as it is).
 ADMIN_OPERATIONS = [("POST", "/api/documents"), ("DELETE", "/api/documents/{doc_id}"), ("POST", "/api/reindex"),
                     ("GET", "/api/jobs"), ("GET", "/api/jobs/{job_id}"), ("GET", "/api/feedback.csv")]
 ADMIN_KEY = "fuzz-admin-key-0123456789abcdef"

@@ -21,7 +21,7 @@ SEED_QUESTION = "锦州的“三个开放”是什么？"
 READS = {"GET", "HEAD"}
 QUERY_ENDPOINTS = {("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search"), ("POST", "/api/brief"),
                    ("POST", "/v1/chat/completions")}
-# web/admin.py: behind the admin key (403 while none is configured; tests/web/test_admin.py).
+# web/admin/: behind the admin key (403 while none is configured; tests/web/test_admin.py).
 ADMIN_WRITES = {("POST", "/api/documents"), ("DELETE", "/api/documents/{doc_id:path}"), ("POST", "/api/reindex")}
 ADMIN_PATHS = {"/api/documents", "/api/documents/{doc_id}", "/api/reindex", "/api/jobs", "/api/jobs/{job_id}",
                "/api/feedback.csv"}
