@@ -1,4 +1,4 @@
-"""The chat page's 管理 (Admin) tab, built only when an admin key is configured (web/chat.py).
+"""The chat page's 管理 (Admin) tab, built only when an admin key is configured (web/chat/).
 
 The page is public, so the tab holds no key and runs no Gradio event: it is one ``gr.HTML``
 whose script talks to the JSON admin API (web/admin/) with the key the admin types, sent as
@@ -84,7 +84,7 @@ ADMIN_JS = (
     "const WORDS = " + json.dumps(ADMIN_TEXTS, ensure_ascii=False) + ";\n"
     + r"""
 const $ = (sel) => element.querySelector(sel);
-// The page's language: its 中文 / English switch (#kb-lang) names the other one (web/chat.py).
+// The page's language: its 中文 / English switch (#kb-lang) names the other one (web/chat/).
 const switchButton = document.querySelector("#kb-lang");
 const lang = () => (switchButton && switchButton.textContent.trim() === "中文" ? "en" : "zh");
 const t = (name, slots = {}) => WORDS[lang()][name].replace(/\{(\w+)\}/g, (_, slot) => String(slots[slot]));
@@ -264,7 +264,7 @@ if (switchButton) new MutationObserver(translate).observe(switchButton, {childLi
 
 def admin_tab() -> tuple[Any, Any]:
     """The 管理 tab, inside the page's ``gr.Blocks`` (see the module docstring): the tab and its
-    intro, for the page's wording (web/chat.py); the panel follows the language by itself."""
+    intro, for the page's wording (web/chat/); the panel follows the language by itself."""
     with gr.Tab(text("zh", "tab_admin"), id="kb-tab-admin") as tab:
         intro = gr.Markdown(text("zh", "admin_intro"))
         gr.HTML(ADMIN_HTML, elem_id="kb-admin", css_template=ADMIN_CSS, js_on_load=ADMIN_JS)

@@ -20,7 +20,8 @@ from web.admin.key import AdminKey, upload_limit
 from web.admin.routes import admin_router
 from web.api import api_router
 from web.briefing import briefing_router
-from web.chat import CHAT_CSS, CHAT_HEAD, build_chat
+from web.chat.assets import CHAT_CSS, CHAT_HEAD
+from web.chat.layout import build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
 from web.gradio_guard import GradioGuard, mark_launched, own_cache, queue_failure

@@ -1,5 +1,5 @@
 """Every piece of wording the chat page shows, per language: Chinese (the default) and
-English, switched by the page's 中文 / English button (web/chat.py).
+English, switched by the page's 中文 / English button (web/chat/).
 
 Answers are not here: their text, refusals included, follows the question's language
 (kbqa/answering.py). Gradio's own controls (the chat's copy and trash buttons) follow the

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from kbcore.types import Answer, Chunk, Citation, Passage
-from web.chat import NO_SOURCES_HTML, render_sources
+from web.chat.renderers import NO_SOURCES_HTML, render_sources
 
 TEXT = "第一句<b>粗</b>。<script>alert(1)</script>被引用的句子。结尾 & 其他。"
 
@@ -55,7 +55,7 @@ def test_no_citations_without_an_answer():
 
 
 def test_briefing_footnotes_become_superscripts_and_a_source_list():
-    from web.chat import render_briefing
+    from web.chat.renderers import render_briefing
 
     markdown = (
         "# 简报：x\n\n## 甲\n\n- 第一句。[^1]\n- 含 \\[^2\\] 的第二句。[^2]\n\n"
@@ -71,7 +71,8 @@ def test_briefing_footnotes_become_superscripts_and_a_source_list():
 def test_briefing_tab_handler(seed_kb):
     """The tab's event ("brief", private to the page) as Gradio calls it."""
     from kbqa.knowledge_base import KnowledgeBases
-    from web.chat import NO_DOWNLOAD_HTML, build_chat
+    from web.chat.layout import build_chat
+    from web.chat.renderers import NO_DOWNLOAD_HTML
 
     demo = build_chat(KnowledgeBases.serving(seed_kb))
     (make_briefing,) = [f.fn for f in demo.fns.values() if f.api_name == "brief"]
@@ -95,7 +96,7 @@ def test_briefing_tab_handler(seed_kb):
 
 
 def test_a_notice_and_removed_sentences_are_shown_with_the_answer():
-    from web.chat import render_answer
+    from web.chat.renderers import render_answer
 
     answer = Answer("q", "锦州坚持“三个开放”[1]。", True, verification={"sentences": 2, "verified": 1, "corrected": 0, "removed": 1})
     html = render_answer(answer, 1)
@@ -106,7 +107,8 @@ def test_a_notice_and_removed_sentences_are_shown_with_the_answer():
 
 
 def test_the_conversation_sent_with_a_question_is_the_plain_text_of_earlier_turns():
-    from web.chat import conversation, render_turns
+    from web.chat.renderers import render_turns
+    from web.chat.session import conversation
 
     turns = [(1, "锦州的“三个开放”是什么？", "<ol>…</ol>", "开放业务系统、开放数据资源。[1]", "锦州的“三个开放”是什么？"),
              (2, "其中第二个呢？", "<ol>…</ol>", "开放数据资源,鼓励企业……[1]", "锦州的开放数据资源是什么？")]
@@ -135,7 +137,8 @@ def test_both_languages_word_the_same_things(table):
 
 
 def test_the_wording_around_an_answer_follows_the_page_and_the_answer_its_question():
-    from web.chat import message_text, render_answer, render_turns
+    from web.chat.renderers import render_answer, render_turns
+    from web.chat.session import message_text
 
     refusal = Answer("锦州2024年的GDP是多少？", "抱歉，知识库中没有找到能回答这个问题的内容。", False,
                      related=(Passage(Chunk("d.txt", 0, "锦州的文字", 0, 5, title="标题"), 0.5),))
@@ -154,7 +157,7 @@ def test_the_wording_around_an_answer_follows_the_page_and_the_answer_its_questi
 
 
 def test_the_refusal_badge_is_styled_in_each_language():
-    from web.chat import CHAT_CSS
+    from web.chat.assets import CHAT_CSS
 
     assert '.kb-refusal.kb-ui-zh::before { content: "未找到答案 · "; }' in CHAT_CSS
     assert '.kb-refusal.kb-ui-en::before { content: "No answer · "; }' in CHAT_CSS
@@ -164,7 +167,7 @@ def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     """The language event as Gradio calls it: every component it names gets its wording, the
     sources panel is drawn again in the new language, a briefing shown stays."""
     from kbqa.knowledge_base import KnowledgeBases
-    from web.chat import build_chat
+    from web.chat.layout import build_chat
 
     demo = build_chat(KnowledgeBases.serving(seed_kb))
     (fn,) = [f for f in demo.fns.values() if f.api_name == "language"]

@@ -1,4 +1,4 @@
-"""The chat's votes on hand-built inputs: which turn a vote names (web/chat.py) and the store
+"""The chat's votes on hand-built inputs: which turn a vote names (web/chat/) and the store
 (web/feedback.py). Through HTTP and Gradio's queue: tests/web/test_gradio_surface.py."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import csv
 import io
 import sqlite3
 
-from web.chat import message_text, voted_turn
+from web.chat.session import message_text, voted_turn
 from web.feedback import FeedbackStore
 
 HISTORY = [
@@ -32,7 +32,7 @@ def test_a_vote_on_anything_but_an_answer_of_the_history_is_none():
 
 def test_the_answer_stored_is_its_text_without_the_notice_or_the_check_line():
     from kbcore.types import Answer
-    from web.chat import render_answer
+    from web.chat.renderers import render_answer
 
     answer = Answer(question="q", text="答案 <一>[1]", found=True, citations=(), notice="理解为：锦州的开放数据资源是什么？",
                     verification={"removed": 2})

@@ -215,7 +215,7 @@ def test_the_event_table_the_guard_knows_is_the_pages(seed_kb):
     import gradio as gr
 
     from kbqa.knowledge_base import KnowledgeBases
-    from web.chat import build_chat
+    from web.chat.layout import build_chat
     from web.feedback import FeedbackStore
     from web.gradio_guard import INPUT_TYPES, GradioGuard
 

@@ -1,0 +1,157 @@
+"""Answers, sources and briefings as the page shows them. Document text is untrusted: it
+reaches the browser only HTML-escaped (the chatbot renders its messages without Markdown, so an
+answer shows exactly as quoted); a briefing's Markdown comes escaped from the briefer."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import quote
+
+from kbcore.types import Answer
+from kbqa.knowledge_base import DEFAULT_KB
+from web.chat.session import Turn
+from web.i18n import Lang, as_lang, text
+
+
+def no_sources_html(lang: Lang = "zh") -> str:
+    return f'<p class="kb-none">{text(lang, "no_sources")}</p>'
+
+
+DOWNLOADS = (("md", "download"), ("docx", "download_docx"))  # extension, i18n key
+
+
+def no_download_html(lang: Lang = "zh") -> str:
+    return " ".join(f'<span class="kb-download kb-download-off">{text(lang, key)}</span>' for _, key in DOWNLOADS)
+
+
+NO_SOURCES_HTML = no_sources_html()
+NO_DOWNLOAD_HTML = no_download_html()
+
+
+def _highlight(text: str, offset: int, spans: list[list[int]]) -> str:
+    """Escape ``text`` and wrap each span (document offsets; the text starts at ``offset``) in <mark>."""
+    out: list[str] = []
+    pos = 0
+    for start, end in sorted(spans):
+        # Clamp to the passage: spans are document offsets and must not index past it.
+        start, end = max(start - offset, pos), min(end - offset, len(text))
+        if start >= end:
+            continue
+        out += [html.escape(text[pos:start]), "<mark>", html.escape(text[start:end]), "</mark>"]
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _source_link(source: str) -> str:
+    # Only http(s) sources become links: a document could carry a javascript: URL.
+    if source.startswith(("http://", "https://")):
+        url = html.escape(source, quote=True)
+        return f'<a href="{url}" target="_blank" rel="noopener noreferrer">{html.escape(source)}</a>'
+    return html.escape(source)
+
+
+def download_links(topic: str, lang: Lang = "zh", kb: str = DEFAULT_KB) -> str:
+    """The briefing's downloads: links to ``GET /api/brief.md`` and ``GET /api/brief.docx``
+    (relative, so they work under any mount path) of knowledge base ``kb``. The briefing is
+    composed again there, so nothing is written to Gradio's cache for it."""
+    query = f"topic={quote(topic, safe='')}" + ("" if kb == DEFAULT_KB else f"&kb={quote(kb, safe='')}")
+    links = []
+    for extension, key in DOWNLOADS:
+        href = html.escape(f"api/brief.{extension}?{query}", quote=True)
+        links.append(f'<a class="kb-download" href="{href}" download>{text(lang, key)}</a>')
+    return " ".join(links)
+
+
+def render_sources(answer: Answer, turn: int = 1, lang: Lang = "zh") -> str:
+    """Answer ``turn``'s sources: ``[n] title · date · section · source`` and the passage with
+    the cited spans highlighted; item ``n`` has the id ``kb-src-<turn>-<n>`` its mark links to."""
+    if not answer.found or not answer.citations:
+        return no_sources_html(lang)
+    items = []
+    for c in (citation.to_dict() for citation in answer.citations):
+        meta = [f'<span class="kb-title">{html.escape(c["title"] or c["doc_id"])}</span>']
+        meta += [html.escape(part) for part in (c["date"], c["section"]) if part]
+        if c["source"]:
+            meta.append(_source_link(c["source"]))
+        passage = _highlight(c["text"], c["passage_start"], c["spans"])
+        items.append(
+            f'<li class="kb-source" id="kb-src-{turn}-{c["n"]}">'
+            f'<div class="kb-meta"><span class="kb-n">[{c["n"]}]</span> {" · ".join(meta)}</div>'
+            f'<p class="kb-passage">{passage}</p></li>'
+        )
+    return f'<ol class="kb-sources">{"".join(items)}</ol>'
+
+
+_MARK = re.compile(r"\[(\d+)\]")
+
+
+def refusal_html(message: str, lang: Lang = "zh") -> str:
+    """A refusal's text in the chat's refusal style, its badge (CHAT_CSS) in ``lang``."""
+    return f'<div class="kb-refusal kb-ui-{as_lang(lang)}">{html.escape(message)}</div>'
+
+
+def render_answer(answer: Answer, turn: int, lang: Lang = "zh") -> str:
+    """An answer as the chat shows it: the text escaped, each ``[n]`` a link to its source in
+    the panel (``kb-src-<turn>-<n>``; the page's script opens and flashes it); a refusal in
+    its own style. Only marks that name one of the answer's citations become links: a "[3]"
+    quoted from a document stays text. The page's own wording around it is in ``lang``; the
+    answer's text is in the question's language."""
+    notice = f'<div class="kb-notice">{html.escape(answer.notice)}</div>' if answer.notice else ""
+    if not answer.found:
+        related = "".join(
+            f'<li>{html.escape(p.chunk.title or p.chunk.doc_id)}：{html.escape(p.chunk.text[:80])}…</li>'
+            for p in answer.related
+        )
+        extra = f'<div class="kb-related">{text(lang, "related")}<ul>{related}</ul></div>' if related else ""
+        return f"{notice}{refusal_html(answer.text, lang)}{extra}"
+    cited = len(answer.citations)
+
+    def link(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if not 1 <= n <= cited:
+            return match.group(0)
+        return f'<a class="kb-cite" href="#kb-src-{turn}-{n}" title="{text(lang, "cite_title", n=n)}">[{n}]</a>'
+
+    checked = ""
+    if answer.verification and answer.verification.get("removed"):
+        removed = answer.verification["removed"]
+        checked = f'<div class="kb-checked">{text(lang, "removed", n=removed)}</div>'
+    return f'{notice}<div class="kb-answer">{_MARK.sub(link, html.escape(answer.text))}</div>{checked}'
+
+
+def render_turns(turns: list[Turn], lang: Lang = "zh") -> str:
+    """The sources panel: every answer's sources, newest first, under its question (and, for
+    a follow-up, the standalone question it was understood as)."""
+    if not turns:
+        return no_sources_html(lang)
+    sections = []
+    for turn, question, sources, _, standalone in reversed(turns):
+        understood = ""
+        if standalone and standalone != question.strip():
+            understood = text(lang, "understood", question=html.escape(standalone))
+            understood = f'<span class="kb-standalone">{understood}</span>'
+        sections.append(
+            f'<section class="kb-turn" id="kb-turn-{turn}"><h4 class="kb-q">{text(lang, "turn", n=turn)}'
+            f"{html.escape(question)}{understood}</h4>{sources}</section>"
+        )
+    return "".join(sections)
+
+
+_FOOTNOTE_REF = re.compile(r"\[\^(\d+)\]")
+_FOOTNOTE_DEF = re.compile(r"^\[\^(\d+)\]: ", re.M)
+
+
+def render_briefing(markdown: str) -> str:
+    """A briefing's GitHub Markdown as Gradio's Markdown shows it: that renderer has no
+    footnotes, so ``[^n]`` marks become superscript ``[n]`` and the definitions a numbered
+    source list. Document text in a briefing is escaped, so a ``[^n]`` with its closing
+    bracket unescaped can only be one of the briefer's own marks."""
+    first = _FOOTNOTE_DEF.search(markdown)
+    if first is None:
+        return markdown
+    body, notes = markdown[: first.start()], markdown[first.start() :]
+    notes = _FOOTNOTE_DEF.sub(lambda m: f"{m.group(1)}. ", notes)
+    body = _FOOTNOTE_REF.sub(lambda m: f"<sup>[{m.group(1)}]</sup>", body)
+    return f"{body}### 来源\n\n{notes}"
