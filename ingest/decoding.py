@@ -16,6 +16,12 @@ class DecodeError(ValueError):
     """Bytes that cannot become a document; the message is the human-readable reason."""
 
 
+def too_many_chars(chars: int | str, limit: int) -> str:
+    """The reason a document is refused for its length (``chars``: a count, or "over N")."""
+    count = f"{chars:,}" if isinstance(chars, int) else chars
+    return f"refused: {count} characters of text (limit {limit:,}: KB_MAX_DOCUMENT_CHARS)"
+
+
 def _looks_binary(data: bytes) -> bool:
     sample = data[:65536]
     if b"\x00" in sample:

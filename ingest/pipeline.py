@@ -51,7 +51,7 @@ from typing import Any
 
 from ingest.chunking import chunk_document
 from ingest.cleaning import clean_document
-from ingest.loaders import is_url, iter_documents
+from ingest.loaders import ParseLimits, is_url, iter_documents
 from ingest.records import LoadFailure, SourceDocument
 from ingest.regions import recognise_regions
 from kbcore.embeddings import Embedder
@@ -174,6 +174,8 @@ class IngestPipeline:
         lock_timeout: float = 0.0,
         allow_private_urls: bool = False,
         follow_symlinks: bool = False,
+        parse_limits: ParseLimits = ParseLimits(),
+        max_chunks: int = 4000,
         on_event: EventHook | None = None,
     ):
         if chunk_overlap >= chunk_size:
@@ -191,6 +193,8 @@ class IngestPipeline:
         self.lock_timeout = lock_timeout
         self.allow_private_urls = allow_private_urls
         self.follow_symlinks = follow_symlinks
+        self.parse_limits = parse_limits  # what parsing one document may cost (ingest.loaders)
+        self.max_chunks = max_chunks  # chunks one document may make (each is embedded)
         self.on_event = on_event
         self._lock: IngestLock | None = None  # held while a run writes
 
@@ -278,7 +282,7 @@ class IngestPipeline:
             self._emit("document_parsed", {"doc_id": doc_id, "origin": origin, "chunks": chunks, "status": status})
 
         documents = iter_documents(inputs, max_bytes=self.max_bytes, allow_private_urls=self.allow_private_urls,
-                                   follow_symlinks=self.follow_symlinks)
+                                   follow_symlinks=self.follow_symlinks, limits=self.parse_limits)
         for item in documents:
             if isinstance(item, LoadFailure):
                 report.failed.append((item.origin, item.reason))
@@ -305,6 +309,11 @@ class IngestPipeline:
             chunks = chunk_document(doc, chunk_size=self.chunk_size, overlap=self.chunk_overlap)
             if not chunks:
                 report.failed.append((item.origin, "no text to index"))
+                parsed(item.doc_id, item.origin, 0, "failed")
+                continue
+            if len(chunks) > self.max_chunks:
+                reason = f"refused: {len(chunks):,} chunks (limit {self.max_chunks:,}: KB_MAX_DOCUMENT_CHUNKS)"
+                report.failed.append((item.origin, reason))
                 parsed(item.doc_id, item.origin, 0, "failed")
                 continue
             record = DocRecord(

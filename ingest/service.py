@@ -104,9 +104,17 @@ class IngestService:
     def _pipeline_options(
         settings: Settings, *, lock_timeout: float, on_event: EventHook | None, write_batch_chunks: int = 256
     ) -> dict:
+        from ingest.loaders import ParseLimits
+
         return {
             "chunk_size": settings.chunk_size,
             "chunk_overlap": settings.chunk_overlap,
+            "parse_limits": ParseLimits(
+                seconds=settings.parse_timeout_seconds,
+                memory_bytes=settings.parse_memory_mb << 20,
+                max_chars=settings.max_document_chars,
+            ),
+            "max_chunks": settings.max_document_chunks,
             "allow_private_urls": settings.allow_private_urls,
             "follow_symlinks": settings.follow_symlinks,
             "lock_timeout": lock_timeout,

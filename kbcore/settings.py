@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # --- chunking ---
     chunk_size: int = Field(320, ge=50, le=4000, description="max characters per chunk")
     chunk_overlap: int = Field(0, ge=0, le=1000, description="characters of overlap between chunks")
+    # What one document may cost, whichever way it comes (CLI, upload, URL): see SECURITY.md.
+    parse_timeout_seconds: float = Field(60.0, gt=0, description="time a PDF, DOCX or HTML document's parse may take")
+    parse_memory_mb: int = Field(1024, ge=64, description="memory a PDF, DOCX or HTML document's parse may take")
+    max_document_chars: int = Field(1_000_000, ge=1, description="characters of text one document may have")
+    max_document_chunks: int = Field(4000, ge=1, description="chunks one document may make")
 
     # --- retrieval / answering ---
     top_k: int = Field(5, ge=1, le=50)

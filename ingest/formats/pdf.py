@@ -6,7 +6,7 @@ import io
 import logging
 
 from ingest.dates import parse_date
-from ingest.decoding import DecodeError, normalize_newlines
+from ingest.decoding import DecodeError, normalize_newlines, too_many_chars
 
 _PDF_KEEP_BREAK_AFTER = tuple("。！？；：:!?.…”」』)）")
 DATE_LINE_CHARS = 25  # "发布时间：2023年08月05日 10:30" fits; a wrapped sentence that starts with a date does not
@@ -56,9 +56,10 @@ def reflow_pdf_page(text: str) -> str:
     return "\n".join(out)
 
 
-def pdf_text(data: bytes) -> tuple[str, str | None, str | None]:
+def pdf_text(data: bytes, max_chars: int | None = None) -> tuple[str, str | None, str | None]:
     """(text, title, date) of a PDF: pages reflowed; title and creation date from its document
-    information, when it has them (raises DecodeError: encrypted, unreadable, no text)."""
+    information, when it has them (raises DecodeError: encrypted, unreadable, no text, or more
+    than ``max_chars`` characters, found page by page: the pages after are not read)."""
     import pypdf
     from pypdf.errors import PyPdfError
 
@@ -75,7 +76,15 @@ def pdf_text(data: bytes) -> tuple[str, str | None, str | None]:
                     unlocked = False
                 if not unlocked:
                     raise DecodeError("encrypted PDF (password required)")
-            pages = [reflow_pdf_page(page.extract_text() or "") for page in reader.pages]
+            pages = []
+            chars = 0
+            for page in reader.pages:
+                pages.append(reflow_pdf_page(page.extract_text() or ""))
+                chars += len(pages[-1])
+                if max_chars is not None and chars > max_chars:
+                    raise DecodeError(
+                        too_many_chars(f"over {max_chars:,}", max_chars)
+                    )
             title, date = _pdf_info(reader)
         except DecodeError:
             raise

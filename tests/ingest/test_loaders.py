@@ -16,7 +16,7 @@ import pytest
 from ingest.dates import parse_date
 from ingest.decoding import decode_bytes
 from ingest.discovery import walk_folder
-from ingest.loaders import iter_documents
+from ingest.loaders import ParseLimits, iter_documents
 from ingest.records import LoadFailure, SourceDocument
 
 ZH_SIMPLIFIED = "数字锦州的味道：出关200公里即是锦州。这是一座热情，而有味道的城市。"
@@ -500,6 +500,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, b"\x00\x01" * 100, "application/octet-stream")
         elif self.path == "/big":
             self._send(200, ("大" * 10000).encode(), "text/plain; charset=utf-8")
+        elif self.path == "/drawn-40-times.pdf":
+            self._send(200, hostile_pdf(), "application/pdf")
         elif self.path == "/slow":
             time.sleep(1.5)
             self._send(200, "慢。".encode(), "text/plain; charset=utf-8")
@@ -646,3 +648,95 @@ def test_docx_date_comes_from_a_date_line_or_its_core_properties(tmp_path):
     document.paragraphs[1].text = "一段正文，没有日期。"
     document.save(str(tmp_path / "b.docx"))
     assert clean_document(load_one(tmp_path / "b.docx")).date == "2024-01-02"
+
+
+# --------------------------------------------------------------------------- what one document may cost (issue 18)
+
+
+def hostile_pdf(pages: int = 40, stream_bytes: int = 5_000_000) -> bytes:
+    """The report's PDF: ~24 KB, one 5 MB content stream drawn by every one of 40 pages
+    (pypdf: ~18 s and ~3 million characters a page)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = writer._add_object(DictionaryObject({NameObject("/Type"): NameObject("/Font"),
+                                                NameObject("/Subtype"): NameObject("/Type1"),
+                                                NameObject("/BaseFont"): NameObject("/Helvetica")}))
+    line = b"BT /F1 12 Tf 72 712 Td (The same words again and again in one stream.) Tj ET\n"
+    content = DecodedStreamObject()
+    content.set_data(line * (stream_bytes // len(line)))
+    shared = writer._add_object(content.flate_encode())
+    for _ in range(pages):
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+        page[NameObject("/Contents")] = shared
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def hostile_docx(xml_bytes: int = 94_000_000) -> bytes:
+    """The report's DOCX: ~400 KB zipped, 94 MB of document XML (under the zip-bomb guard's
+    100 MB; python-docx: ~24 s and ~600 MB, 24 million characters)."""
+    import docx
+
+    base = io.BytesIO()
+    docx.Document().save(base)
+    paragraph = b"<w:p><w:r><w:t>" + "同一句话反复出现。".encode() * 4 + b"</w:t></w:r></w:p>"
+    head = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document '
+            b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>')
+    tail = b"</w:body></w:document>"
+    body = head + paragraph * ((xml_bytes - len(head) - len(tail)) // len(paragraph)) + tail
+    out = io.BytesIO()
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, body if item.filename == "word/document.xml" else src.read(item.filename))
+    return out.getvalue()
+
+
+def _timed(inputs, **kw):
+    t0 = time.monotonic()
+    results = list(iter_documents(inputs, **kw))
+    return results, time.monotonic() - t0
+
+
+def test_a_pdf_whose_one_stream_is_drawn_by_40_pages_is_refused_when_its_parse_runs_over(tmp_path, server):
+    """The report: a 21 KB PDF ran 6 min 15 s and stored 18,960 chunks. Its parse is killed at
+    the time limit, from a file or a URL, and the worker that replaces it reads what follows."""
+    (tmp_path / "a_drawn_40_times.pdf").write_bytes(hostile_pdf())
+    (tmp_path / "b_after.txt").write_text(ZH_SIMPLIFIED, encoding="utf-8")
+    (tmp_path / "c_after.pdf").write_bytes(make_pdf(PDF_LINES))
+    limits = ParseLimits(seconds=3)
+    results, seconds = _timed([str(tmp_path), server + "/drawn-40-times.pdf"], limits=limits, allow_private_urls=True)
+    assert seconds < 20, seconds
+    refused = [r for r in results if isinstance(r, LoadFailure)]
+    assert [r.origin.rsplit("/", 1)[-1] for r in refused] == ["a_drawn_40_times.pdf", "drawn-40-times.pdf"]
+    assert all("took over 3 s" in r.reason and "KB_PARSE_TIMEOUT_SECONDS" in r.reason for r in refused)
+    assert [r.doc_id for r in results if isinstance(r, SourceDocument)] == ["b_after.txt", "c_after.pdf"]
+
+
+def test_a_docx_of_94_mb_of_xml_is_refused_for_its_length_or_its_memory(tmp_path):
+    """The report: a 490 KB DOCX that passes the zip-bomb guard took 35 s and 1.08 GB. Its text
+    is counted as a stream and refused at the character limit; past that limit, the worker's
+    memory limit ends its parse."""
+    (tmp_path / "huge.docx").write_bytes(hostile_docx())
+    [refused], seconds = _timed([str(tmp_path / "huge.docx")], limits=ParseLimits())
+    assert isinstance(refused, LoadFailure) and seconds < 5, (refused, seconds)
+    assert "over 1,000,000 characters" in refused.reason and "KB_MAX_DOCUMENT_CHARS" in refused.reason
+    limits = ParseLimits(memory_bytes=200 << 20, max_chars=10**9)
+    [refused], seconds = _timed([str(tmp_path / "huge.docx")], limits=limits)
+    assert isinstance(refused, LoadFailure) and seconds < 20, (refused, seconds)
+    assert "200 MB of memory" in refused.reason and "KB_PARSE_MEMORY_MB" in refused.reason
+
+
+def test_any_documents_text_has_a_length_limit(tmp_path):
+    (tmp_path / "long.txt").write_text("长" * 2_001, encoding="utf-8")
+    (tmp_path / "long.html").write_text(f"<html><body><p>{'长' * 2_001}</p></body></html>", encoding="utf-8")
+    (tmp_path / "short.txt").write_text(ZH_SIMPLIFIED, encoding="utf-8")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"id": "long", "text": "长" * 2_001}) + "\n"
+                                      + json.dumps({"id": "short", "text": ZH_SIMPLIFIED}) + "\n", encoding="utf-8")
+    results = list(iter_documents([str(tmp_path)], limits=ParseLimits(max_chars=2_000)))
+    assert sorted(r.doc_id for r in results if isinstance(r, SourceDocument)) == ["short", "short.txt"]
+    reasons = [r.reason for r in results if isinstance(r, LoadFailure)]
+    assert len(reasons) == 3 and all("2,001 characters" in r and "limit 2,000" in r for r in reasons), reasons

@@ -374,3 +374,29 @@ def test_an_upload_never_replaces_a_document_of_another_source_under_its_id(admi
         assert client.delete("/api/documents/uploads/同名.txt", headers=AUTH).status_code == 200
     assert not (admin_kb.settings.store / "uploads" / "同名.txt").exists()  # the refused upload is not kept
     assert (tmp_path / "uploads" / "同名.txt").exists()  # and the operator's file is not the app's to delete
+
+
+def test_an_upload_that_would_cost_too_much_is_refused_with_the_reason(make_settings, embedder, start_app):
+    """The report: one uploaded PDF held the admin job queue for 6 min 15 s (18,960 chunks).
+    The PDF's parse is killed at the time limit, the 94 MB-of-XML DOCX is refused at the
+    character limit, a text of too many chunks at the chunk limit; each is a failure of the
+    job with its reason, and the job ends within seconds."""
+    from kbqa.knowledge_base import KnowledgeBase
+    from tests.ingest.test_loaders import hostile_docx, hostile_pdf
+
+    settings = make_settings(admin_key=KEY, rate_limit_per_minute=0, admin_rate_limit_per_minute=0,
+                             parse_timeout_seconds=3, max_document_chunks=5)
+    url = start_app(KnowledgeBase(settings, embedder=embedder))
+    many_chunks = "".join(f"第{i}段讲锦州的数字政府建设，内容各不相同，编号{i}。" * 12 + "\n\n" for i in range(10))
+    with httpx.Client(base_url=url, timeout=60) as client:
+        t0 = time.monotonic()
+        response = upload(client, ("drawn.pdf", hostile_pdf()), ("huge.docx", hostile_docx()),
+                          ("long.txt", many_chunks.encode()), ("fine.txt", FACT))
+        assert response.status_code == 202, response.text
+        job = wait_for(client, response.json()["job_id"])
+        assert time.monotonic() - t0 < 60
+    assert job["state"] == "done" and job["added"] == ["uploads/fine.txt"], job
+    reasons = {failure["source"]: failure["reason"] for failure in job["failures"]}
+    assert "took over 3 s" in reasons["uploads/drawn.pdf"], reasons
+    assert "KB_MAX_DOCUMENT_CHARS" in reasons["uploads/huge.docx"], reasons
+    assert "chunks (limit 5: KB_MAX_DOCUMENT_CHUNKS)" in reasons["uploads/long.txt"], reasons
