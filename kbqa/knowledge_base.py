@@ -23,7 +23,7 @@ from kbqa.chroma import (
     kb_prefix,
     reaching,
 )
-from kbqa.conversation import Message, as_messages, rewrite
+from kbqa.conversation import Message, as_messages, is_text, rewrite
 from kbqa.crosslingual import glossary
 from kbqa.embeddings import Embedder, LazyEmbedder
 from kbqa.examples import candidate_questions
@@ -311,6 +311,8 @@ class KnowledgeBase:
         text = text.strip()
         if not text:
             raise QuestionError(f"{label}不能为空（{what} is empty）")
+        if not is_text(text):
+            raise QuestionError(f"{label}含有无效字符（{what} holds a lone surrogate: not text）")
         limit = self.settings.max_question_chars
         if len(text) > limit:
             raise QuestionError(

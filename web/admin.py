@@ -60,7 +60,10 @@ log = logging.getLogger(__name__)
 # whose ids come from inside the file: the command line's business).
 UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 UPLOAD_NAMESPACE = "uploads"
-MAX_NAME_CHARS = 100  # characters of a stored name (ext4 allows 255 bytes: 100 CJK characters are 300)
+MAX_NAME_CHARS = 100  # characters of a stored name
+# Bytes of a stored name: file systems count bytes (ext4: 255), and 100 CJK characters are 300
+# in UTF-8 (an 84-character Chinese report title was a 500 "File name too long").
+MAX_NAME_BYTES = 240
 JOBS_KEPT = 100
 LOCK_TIMEOUT = 300.0  # a job waits this long for another ingest (the CLI's) to finish
 REMOVE_LOCK_TIMEOUT = 10.0  # a DELETE waits this long, then answers 409
@@ -146,8 +149,9 @@ def safe_name(filename: str | None) -> str:
     """One path component for an uploaded file's name: the last part of what the client sent
     (``/`` and ``\\`` both end a folder), NFC, controls, separators and punctuation beyond
     ``-._()[] `` turned into ``_``, no leading dots or spaces (walk_folder skips hidden files),
-    at most MAX_NAME_CHARS characters with the extension kept. Raises ValueError for a name
-    that is empty or of a type that is not uploaded (UPLOAD_TYPES)."""
+    at most MAX_NAME_CHARS characters and MAX_NAME_BYTES bytes of UTF-8 with the extension
+    kept. Raises ValueError for a name that is empty or of a type that is not uploaded
+    (UPLOAD_TYPES)."""
     name = unicodedata.normalize("NFC", filename or "")
     name = re.split(r"[/\\]", name)[-1]
     name = _UNSAFE.sub("_", name)
@@ -160,6 +164,8 @@ def safe_name(filename: str | None) -> str:
     if not stem:
         raise ValueError("the file name is empty")
     stem = stem[: MAX_NAME_CHARS - len(ext)]
+    # Cut by bytes too, at a character boundary (a partial character's bytes are dropped).
+    stem = stem.encode("utf-8")[: MAX_NAME_BYTES - len(ext)].decode("utf-8", "ignore").rstrip(" .")
     return stem + name[-len(ext):].lower()
 
 

@@ -260,6 +260,10 @@ class GradioGuard:
             return 422, "the request body must be a JSON object"
         if _has_file_reference(payload):
             return 422, "this app takes text only: file references are refused"
+        try:  # a lone surrogate ("\ud800") is no text: the event's output echoing it was a 500
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return 422, "this app takes text only: the body holds a lone surrogate"
         # Required where Gradio requires one (queue/join, cancel, reset), checked wherever sent.
         session = payload.get("session_hash")
         if session is not None or family is None:
