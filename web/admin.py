@@ -169,13 +169,21 @@ def safe_name(filename: str | None) -> str:
     return stem + name[-len(ext):].lower()
 
 
+def _private_folder(path: Path) -> None:
+    """``path`` and any missing folder above it made with mode 0700 (``mkdir(parents=True,
+    mode=)`` gives the parents the umask's default, 0755 with the usual 022)."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def _store_upload(root: Path, name: str, upload: UploadFile) -> Path:
     """Write one upload to ``<root>/<name>/uploads/<name>`` (a temporary file renamed over it,
     so a replaced upload is swapped whole and a symlink planted there is replaced, never
     followed); returns the folder to ingest."""
     folder = root / name
     inner = folder / UPLOAD_NAMESPACE
-    inner.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folder(inner)
     real_root = root.resolve()
     if inner.resolve().parent.parent != real_root:  # safe_name makes this impossible; checked anyway
         raise ValueError(f"refused name {name!r}")

@@ -108,6 +108,27 @@ def own_cache(demo: gr.Blocks) -> Path:
     return cache
 
 
+def hide_object_reprs(demo: gr.Blocks) -> None:
+    """Keep Python objects' reprs out of the page's config (``/config`` and the page itself):
+    Gradio writes a gr.State's ``delete_callback`` as ``"<function default_delete_callback at
+    0x7f…>"``, a memory address of the process (which weakens ASLR). Gradio builds the config
+    again from each block's ``get_config`` (at startup, for a session's page), so each block's
+    is wrapped to leave out the props that are functions (the page never reads them)."""
+
+    def cleaned(get_config):
+        def get_config_without_reprs(*args, **kwargs):
+            config = get_config(*args, **kwargs)
+            for name in [key for key, value in config.items() if callable(value)]:
+                del config[name]  # a function: Gradio's JSON encoder writes its repr
+            return config
+
+        return get_config_without_reprs
+
+    for block in demo.blocks.values():
+        block.get_config = cleaned(block.get_config)
+    demo.config = demo.get_config_file()
+
+
 def queue_failure(demo: gr.Blocks) -> str | None:
     """Why the chat page's events no longer run, or None. Gradio's queue loop
     (``Queue.start_processing``) marks the queue stopped whatever ended it, and from then on

@@ -413,3 +413,15 @@ def test_an_upload_whose_chinese_name_is_over_255_bytes_is_stored_under_a_shorte
         [doc_id] = response.json()["documents"]
         assert len(doc_id.removeprefix("uploads/").encode()) <= 240 and name.startswith(doc_id.removeprefix("uploads/")[:-4])
         assert wait_for(client, response.json()["job_id"])["added"] == [doc_id]
+
+
+def test_upload_folders_are_private(admin_url, admin_kb):
+    """SECURITY.md promised mode 0700; the folders above the file were made 0755."""
+    from web.admin import uploads_dir
+
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        response = upload(client, ("private.txt", FACT))
+        wait_for(client, response.json()["job_id"])
+    root = uploads_dir(admin_kb.settings)
+    for folder in (root, root / "private.txt", root / "private.txt" / "uploads"):
+        assert folder.stat().st_mode & 0o777 == 0o700, (folder, oct(folder.stat().st_mode))

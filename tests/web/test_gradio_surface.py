@@ -490,3 +490,34 @@ def test_held_heartbeats_are_bounded_per_client_and_in_all(own_app):
     while sum(guard.heartbeats.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not guard.heartbeats
+
+
+
+def test_the_config_shows_no_memory_address(app_url):
+    """The report: /config held "<function default_delete_callback at 0x7f…>" (a gr.State's prop)."""
+    import re
+
+    for path in ("/config", "/"):
+        text = httpx.get(app_url + path, timeout=30).text
+        assert not re.search(r"0x[0-9a-f]{6,}", text), re.search(r".{60}0x[0-9a-f]{6,}", text)
+    assert httpx.get(app_url + "/config", timeout=30).json()["components"]  # the config itself is whole
+
+
+def test_one_client_cannot_fill_the_briefings_queue(own_app):
+    """The report: the briefing event ran one at a time for everyone, and 30 briefings queued by
+    one client slowed everyone's. A client now has at most max_events_per_client events in the
+    queue (the rest 429 at once), and another client's briefing runs meanwhile."""
+    app, server = own_app(trusted_proxies=["127.0.0.1"], max_events_per_client=3)
+    with server as url:
+        flooder = httpx.Client(base_url=url, timeout=60, headers={"X-Forwarded-For": "198.51.100.7"})
+        visitor = httpx.Client(base_url=url, timeout=60, headers={"X-Forwarded-For": "198.51.100.8"})
+        with flooder, visitor:
+            brief = next(d["id"] for d in flooder.get("/config").json()["dependencies"] if d["api_name"] == "brief")
+            statuses = [flooder.post("/gradio_api/queue/join", json={
+                "data": [f"锦州数字政府建设{i}", None, "default"], "fn_index": brief, "session_hash": f"flooder{i:04d}"}).status_code
+                for i in range(30)]
+            assert statuses[:3] == [200] * 3 and statuses[3:] == [429] * 27, statuses
+            t0 = time.monotonic()
+            line = run_event(visitor, "visitor0001", {"data": ["锦州云计算产业", None, "default"], "fn_index": brief})
+            assert '"success":true' in line.replace(" ", "") and time.monotonic() - t0 < 30
+    assert guarded(app).demo.fns[brief].concurrency_limit == 4
