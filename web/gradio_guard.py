@@ -221,6 +221,13 @@ class GradioGuard:
             if self.heartbeats[key] <= 0:
                 del self.heartbeats[key]
 
+    def _choices(self, block: gr.Dropdown, session: Any) -> list[Any]:
+        """The dropdown's choices in ``session``'s copy of the page (updated on its page load:
+        knowledge bases an admin created since the start), else the page's as built."""
+        state = self.demo.state_holder.session_data.get(session) if isinstance(session, str) else None
+        current = state.blocks_config.blocks.get(block._id, block) if state is not None else block
+        return [value for _, value in current.choices]
+
     def _check_queued(self, scope: Scope) -> tuple[int, str] | None:
         """At most ``max_events_per_client`` events of one client waiting or running in
         Gradio's queue: an event runs a few at a time (the briefing's two), so 30 briefings
@@ -318,6 +325,10 @@ class GradioGuard:
             # (type="index") are looked up by their handler among those it offered.
             if isinstance(block, gr.Dataset) and block.type != "index" and not 0 <= value < len(block.raw_samples):
                 return 422, f"no such example: {value!r:.40}"
+            # A dropdown's value must be one of its choices, as this session's page shows them
+            # (Gradio checks the same in preprocess, where run/ and api/ answered a 500).
+            if isinstance(block, gr.Dropdown) and value not in self._choices(block, payload.get("session_hash")):
+                return 422, f"not one of the choices: {value!r:.40}"
         if any(event == "like" for _, event in fn.targets):
             return _check_like(payload.get("event_data"))
         return None
