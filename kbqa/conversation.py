@@ -46,6 +46,16 @@ class Message:
     content: str
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text: JSON's ``"\\ud800"`` decodes to a lone surrogate, which no
+    encoding holds (the tokenizer failed on one with a TypeError: a 500)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def as_messages(history: Iterable[Message | Mapping[str, str]] | None) -> list[Message]:
     """``history`` as ``Message``s: dicts ``{"role": "user"|"assistant", "content": str}`` are
     accepted (the API's shape); anything else raises ValueError."""
@@ -59,6 +69,8 @@ def as_messages(history: Iterable[Message | Mapping[str, str]] | None) -> list[M
         role, content = item.get("role"), item.get("content")
         if role not in ("user", "assistant") or not isinstance(content, str):
             raise ValueError("a history message needs role 'user' or 'assistant' and a text content")
+        if not is_text(content):
+            raise ValueError("a history message holds a lone surrogate: not text")
         out.append(Message(role, content))
     return out
 

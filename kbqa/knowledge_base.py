@@ -32,7 +32,7 @@ from kbcore.locks import IngestLockError
 from kbcore.settings import Settings
 from kbcore.store_layout import SchemaVersionError
 from kbcore.types import Answer, Briefing, DocRecord, Filters, IngestReport, SearchResult
-from kbqa.conversation import Message, as_messages, rewrite
+from kbqa.conversation import Message, as_messages, is_text, rewrite
 from kbqa.crosslingual import glossary
 from kbqa.examples import candidate_questions
 from kbqa.retrieval import HybridSearcher
@@ -264,6 +264,8 @@ class KnowledgeBase:
         text = text.strip()
         if not text:
             raise QuestionError(f"{label}不能为空（{what} is empty）")
+        if not is_text(text):
+            raise QuestionError(f"{label}含有无效字符（{what} holds a lone surrogate: not text）")
         limit = self.settings.max_question_chars
         if len(text) > limit:
             raise QuestionError(

@@ -4,6 +4,8 @@ middleware (web/middleware.py, web/gradio_guard.py) that covers every route."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +26,7 @@ from web.chat.assets import CHAT_CSS, CHAT_HEAD
 from web.chat.layout import build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
-from web.gradio_guard import GradioGuard, mark_launched, own_cache, queue_failure
+from web.gradio_guard import GradioGuard, hide_object_reprs, mark_launched, own_cache, queue_failure
 from web.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
@@ -138,12 +140,21 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
         max_heartbeats=settings.max_heartbeats,
     )
     mark_launched(demo)
+    hide_object_reprs(demo)
     return app
 
 
 def _served_hosts(settings: Settings) -> list[str]:
-    """``trusted_hosts``, and the address the app is bound to when it names one."""
+    """``trusted_hosts``, and the address the app is bound to when it names one. An IPv6
+    address also as a Host header writes it, in brackets (``[::1]:7860``): Starlette compares
+    the bracketed form, so ``::1`` alone matched no request."""
     hosts = list(settings.trusted_hosts)
     if settings.host not in ("0.0.0.0", "::", "") and settings.host not in hosts:
         hosts.append(settings.host)
+    for host in list(hosts):
+        try:
+            if ipaddress.ip_address(host).version == 6 and f"[{host}]" not in hosts:
+                hosts.append(f"[{host}]")
+        except ValueError:  # a name or a pattern
+            pass
     return hosts

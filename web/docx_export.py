@@ -53,6 +53,7 @@ FOOTNOTE_REFERENCE = "footnote reference"
 # template for the default one (~3 ms a call, ~0.5 s a briefing of 20 points).
 TITLE, HEADING, BULLET, NOTE_TEXT, NOTE_MARK = "Title", "Heading1", "ListBullet", "FootnoteText", "FootnoteReference"
 
+CORE_PROPERTY_CHARS = 255
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 # Settings that follow w:footnotePr in CT_Settings' schema order (Word rejects misplaced ones).
 _AFTER_FOOTNOTE_PR = ("w:endnotePr", "w:compat", "w:docVars", "w:rsids", "m:mathPr", "w:attachedSchema",
@@ -98,8 +99,10 @@ def _prepare(document: WordDocument, briefing: Briefing) -> None:
     reference.style_id = NOTE_MARK
     reference.font.superscript = True
     properties = document.core_properties
-    properties.title = _xml_text(briefing.title)
-    properties.subject = _xml_text(briefing.topic)
+    # Core properties hold at most 255 characters (python-docx raises beyond: a topic of 253+
+    # characters was a 500); the full title is the document's first paragraph.
+    properties.title = _xml_text(briefing.title)[:CORE_PROPERTY_CHARS]
+    properties.subject = _xml_text(briefing.topic)[:CORE_PROPERTY_CHARS]
     properties.author = properties.last_modified_by = "知识库简报"
     properties.comments = ""
     properties.created = properties.modified = datetime.now(UTC).replace(microsecond=0)

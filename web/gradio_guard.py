@@ -108,6 +108,27 @@ def own_cache(demo: gr.Blocks) -> Path:
     return cache
 
 
+def hide_object_reprs(demo: gr.Blocks) -> None:
+    """Keep Python objects' reprs out of the page's config (``/config`` and the page itself):
+    Gradio writes a gr.State's ``delete_callback`` as ``"<function default_delete_callback at
+    0x7f…>"``, a memory address of the process (which weakens ASLR). Gradio builds the config
+    again from each block's ``get_config`` (at startup, for a session's page), so each block's
+    is wrapped to leave out the props that are functions (the page never reads them)."""
+
+    def cleaned(get_config):
+        def get_config_without_reprs(*args, **kwargs):
+            config = get_config(*args, **kwargs)
+            for name in [key for key, value in config.items() if callable(value)]:
+                del config[name]  # a function: Gradio's JSON encoder writes its repr
+            return config
+
+        return get_config_without_reprs
+
+    for block in demo.blocks.values():
+        block.get_config = cleaned(block.get_config)
+    demo.config = demo.get_config_file()
+
+
 def queue_failure(demo: gr.Blocks) -> str | None:
     """Why the chat page's events no longer run, or None. Gradio's queue loop
     (``Queue.start_processing``) marks the queue stopped whatever ended it, and from then on
@@ -200,6 +221,13 @@ class GradioGuard:
             if self.heartbeats[key] <= 0:
                 del self.heartbeats[key]
 
+    def _choices(self, block: gr.Dropdown, session: Any) -> list[Any]:
+        """The dropdown's choices in ``session``'s copy of the page (updated on its page load:
+        knowledge bases an admin created since the start), else the page's as built."""
+        state = self.demo.state_holder.session_data.get(session) if isinstance(session, str) else None
+        current = state.blocks_config.blocks.get(block._id, block) if state is not None else block
+        return [value for _, value in current.choices]
+
     def _check_queued(self, scope: Scope) -> tuple[int, str] | None:
         """At most ``max_events_per_client`` events of one client waiting or running in
         Gradio's queue: an event runs a few at a time (the briefing's two), so 30 briefings
@@ -260,6 +288,10 @@ class GradioGuard:
             return 422, "the request body must be a JSON object"
         if _has_file_reference(payload):
             return 422, "this app takes text only: file references are refused"
+        try:  # a lone surrogate ("\ud800") is no text: the event's output echoing it was a 500
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return 422, "this app takes text only: the body holds a lone surrogate"
         # Required where Gradio requires one (queue/join, cancel, reset), checked wherever sent.
         session = payload.get("session_hash")
         if session is not None or family is None:
@@ -293,6 +325,10 @@ class GradioGuard:
             # (type="index") are looked up by their handler among those it offered.
             if isinstance(block, gr.Dataset) and block.type != "index" and not 0 <= value < len(block.raw_samples):
                 return 422, f"no such example: {value!r:.40}"
+            # A dropdown's value must be one of its choices, as this session's page shows them
+            # (Gradio checks the same in preprocess, where run/ and api/ answered a 500).
+            if isinstance(block, gr.Dropdown) and value not in self._choices(block, payload.get("session_hash")):
+                return 422, f"not one of the choices: {value!r:.40}"
         if any(event == "like" for _, event in fn.targets):
             return _check_like(payload.get("event_data"))
         return None

@@ -314,12 +314,14 @@ class RateLimitMiddleware:
 
 
 class UntrustedForwardedHeaders:
-    """Drops ``X-Forwarded-Host``/``-Proto``/``-Port``/``Forwarded`` unless the TCP peer is a
-    trusted proxy. Gradio builds the page's root URL from them (``route_utils.get_root_url``),
+    """Drops ``X-Forwarded-Host``/``-Proto``/``-Port``/``Forwarded``/``X-Gradio-Server`` unless
+    the TCP peer is a trusted proxy. Gradio builds the page's root URL from them (``route_utils.get_root_url``),
     so anyone could otherwise write their host into ``/config`` and the page's inline script.
     ``X-Forwarded-For`` stays: ``client_ip`` already believes it only from a trusted proxy."""
 
-    DROPPED = frozenset({b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"forwarded"})
+    # X-Gradio-Server too: Gradio takes the page's root URL from it as it stands (issue 18:
+    # "http://evil.example" became /config's root and was written into the page).
+    DROPPED = frozenset({b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"forwarded", b"x-gradio-server"})
 
     def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[str] = ()) -> None:
         self.app = app
@@ -367,6 +369,12 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                # A page (and Gradio's config) is built for the request that asked for it: a
+                # shared cache must not serve one visitor's to another.
+                if "cache-control" not in headers and (
+                    headers.get("content-type", "").startswith("text/html") or scope.get("path") == "/config"
+                ):
+                    headers["Cache-Control"] = "no-store"
                 headers["Content-Security-Policy"] = csp
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["Referrer-Policy"] = "same-origin"

@@ -193,6 +193,8 @@ def test_writes_go_to_the_knowledge_base_kb_names(admin_url, admin_kb):
         ("报告 <script>.HTML", "报告 _script_.html"),
         ("~$lock.docx", "_lock.docx"),
         ("x" * 300 + ".pdf", "x" * 96 + ".pdf"),
+        # By bytes too (ext4: 255): 84+ Chinese characters were a 500 "File name too long".
+        ("数字经济" * 30 + ".txt", "数字经济" * 19 + "数字.txt"),  # 78 characters, 234 + 4 bytes
     ],
 )
 def test_safe_names_are_one_component_of_the_upload_folder(name, stored):
@@ -400,3 +402,26 @@ def test_an_upload_that_would_cost_too_much_is_refused_with_the_reason(make_sett
     assert "took over 3 s" in reasons["uploads/drawn.pdf"], reasons
     assert "KB_MAX_DOCUMENT_CHARS" in reasons["uploads/huge.docx"], reasons
     assert "chunks (limit 5: KB_MAX_DOCUMENT_CHUNKS)" in reasons["uploads/long.txt"], reasons
+
+
+def test_an_upload_whose_chinese_name_is_over_255_bytes_is_stored_under_a_shorter_name(admin_url, admin_kb):
+    name = "关于推进锦州市数字政府建设和云计算大数据产业发展若干政策措施的实施意见及配套细则的通知全文与解读说明材料" * 2 + ".txt"
+    assert len(name.encode()) > 255
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        response = upload(client, (name, FACT))
+        assert response.status_code == 202, response.text
+        [doc_id] = response.json()["documents"]
+        assert len(doc_id.removeprefix("uploads/").encode()) <= 240 and name.startswith(doc_id.removeprefix("uploads/")[:-4])
+        assert wait_for(client, response.json()["job_id"])["added"] == [doc_id]
+
+
+def test_upload_folders_are_private(admin_url, admin_kb):
+    """SECURITY.md promised mode 0700; the folders above the file were made 0755."""
+    from web.admin.uploads import uploads_dir
+
+    with httpx.Client(base_url=admin_url, timeout=60) as client:
+        response = upload(client, ("private.txt", FACT))
+        wait_for(client, response.json()["job_id"])
+    root = uploads_dir(admin_kb.settings)
+    for folder in (root, root / "private.txt", root / "private.txt" / "uploads"):
+        assert folder.stat().st_mode & 0o777 == 0o700, (folder, oct(folder.stat().st_mode))

@@ -226,3 +226,16 @@ def test_get_word_download_of_a_refusal(client):
     assert texts[0] == "简报：火星殖民计划" and texts[1].startswith("生成时间：")
     assert texts[2:] == ["知识库中没有关于“火星殖民计划”的内容，无法生成简报。"]  # what the .md says
     assert footnotes_of(document) == [] and not list(document.element.body.iter(qn("w:footnoteReference")))
+
+
+def test_a_topic_longer_than_a_word_title_still_downloads(app_url):
+    """Word's core properties hold 255 characters: a topic of 253+ was a 500, on the endpoint
+    and through the chat's Word link."""
+    from web.chat.renderers import download_links
+
+    topic = "锦州数字政府建设" * 40  # 320 characters (the limit is max_question_chars, 2000)
+    response = httpx.get(app_url + "/api/brief.docx", params={"topic": topic}, timeout=60)
+    assert response.status_code == 200 and response.content[:2] == b"PK"
+    href = download_links(topic).split('href="')[2].split('"')[0].replace("&amp;", "&")
+    assert href.startswith("api/brief.docx?topic=")
+    assert httpx.get(f"{app_url}/{href}", timeout=60).status_code == 200

@@ -320,12 +320,22 @@ def test_an_example_is_asked_by_its_index_and_the_language_switch_takes_state_on
 
 
 def test_a_knowledge_base_the_page_does_not_offer_is_not_asked(app_url):
-    """The selector's value is text the guard lets through; Gradio's dropdown takes only one of
-    its choices, so a forged name fails the event (no answer, no 5xx, nothing of the name's)."""
+    """The selector's value must be one of the choices the session's page offers, as Gradio's
+    dropdown checks too (its check answered run/ and api/ with a 500: the fuzz's find)."""
+    events = _events_of(app_url)
     with httpx.Client(base_url=app_url, timeout=60) as client:
-        data = [*ask_data(SEED_QUESTION)[:4], "/etc/passwd", "", "", ""]
-        line = run_event(client, "forgedkb01", {"data": data, "fn_index": 1})
-    assert '"success":false' in line.replace(" ", "") and "root:x:0:0" not in line and "开放数据资源" not in line
+        for path, body in (("/gradio_api/queue/join", {"data": [*ask_data(SEED_QUESTION)[:4], "/etc/passwd", "", "", ""],
+                                                       "fn_index": 1, "session_hash": "forgedkb01"}),
+                           ("/gradio_api/run/predict", {"data": ["锦州", None, ""], "fn_index": events["brief"]}),
+                           ("/gradio_api/api/predict", {"data": ["锦州"], "fn_index": events["kb_examples"]})):
+            response = client.post(path, json=body)
+            assert response.status_code == 422 and "choices" in response.json()["error"], (path, response.text)
+        line = run_event(client, "forgedkb02", {"data": ask_data(SEED_QUESTION), "fn_index": 1})
+        assert "开放数据资源" in line  # the offered one is asked
+
+
+def _events_of(url: str) -> dict[str, int]:
+    return {d["api_name"]: d["id"] for d in httpx.get(url + "/config", timeout=30).json()["dependencies"]}
 
 
 # --------------------------------------------------------------------------- issue 18: sessions, the queue, heartbeats
@@ -490,3 +500,41 @@ def test_held_heartbeats_are_bounded_per_client_and_in_all(own_app):
     while sum(guard.heartbeats.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not guard.heartbeats
+
+
+
+def test_the_config_shows_no_memory_address(app_url):
+    """The report: /config held "<function default_delete_callback at 0x7f…>" (a gr.State's prop)."""
+    import re
+
+    for path in ("/config", "/"):
+        text = httpx.get(app_url + path, timeout=30).text
+        assert not re.search(r"0x[0-9a-f]{6,}", text), re.search(r".{60}0x[0-9a-f]{6,}", text)
+    assert httpx.get(app_url + "/config", timeout=30).json()["components"]  # the config itself is whole
+
+
+def test_one_client_cannot_fill_the_briefings_queue(own_app, seed_kb, monkeypatch):
+    """The report: the briefing event ran one at a time for everyone, and 30 briefings queued by
+    one client slowed everyone's. A client now has at most max_events_per_client events in the
+    queue (the rest 429 at once), and another client's briefing runs meanwhile."""
+    brief_now = seed_kb.brief
+
+    def slow_brief(*args, **kwargs):  # every briefing takes 2 s: none ends while the flood arrives
+        time.sleep(2)
+        return brief_now(*args, **kwargs)
+
+    monkeypatch.setattr(seed_kb, "brief", slow_brief)
+    app, server = own_app(trusted_proxies=["127.0.0.1"], max_events_per_client=3)
+    with server as url:
+        flooder = httpx.Client(base_url=url, timeout=60, headers={"X-Forwarded-For": "198.51.100.7"})
+        visitor = httpx.Client(base_url=url, timeout=60, headers={"X-Forwarded-For": "198.51.100.8"})
+        with flooder, visitor:
+            brief = next(d["id"] for d in flooder.get("/config").json()["dependencies"] if d["api_name"] == "brief")
+            statuses = [flooder.post("/gradio_api/queue/join", json={
+                "data": [f"锦州数字政府建设{i}", None, "default"], "fn_index": brief, "session_hash": f"flooder{i:04d}"}).status_code
+                for i in range(30)]
+            assert statuses[:3] == [200] * 3 and statuses[3:] == [429] * 27, statuses
+            t0 = time.monotonic()
+            line = run_event(visitor, "visitor0001", {"data": ["锦州云计算产业", None, "default"], "fn_index": brief})
+            assert '"success":true' in line.replace(" ", "") and time.monotonic() - t0 < 3.9  # not behind the 3
+    assert guarded(app).demo.fns[brief].concurrency_limit == 4

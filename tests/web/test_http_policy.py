@@ -181,10 +181,10 @@ def _raw(url: str, data: bytes, *, read_timeout: float = 10.0) -> bytes:
 def test_oversized_headers_are_refused(app_url):
     host = app_url.removeprefix("http://")
     big = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\nX-Big: {'a' * 1_000_000}\r\n\r\n".encode()
-    assert _raw(app_url, big).startswith(b"HTTP/1.1 400")
+    assert _raw(app_url, big).startswith(b"HTTP/1.1 431")
     many = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n".encode() + b"".join(
         f"X-H{i}: v\r\n".encode() for i in range(20_000)) + b"\r\n"
-    assert _raw(app_url, many).startswith(b"HTTP/1.1 400")
+    assert _raw(app_url, many).startswith(b"HTTP/1.1 431")
     fine = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     assert _raw(app_url, fine).startswith(b"HTTP/1.1 200")
 
@@ -256,3 +256,43 @@ def test_the_api_docs_render_with_no_request_leaving_the_machine(app_url, path, 
     # Redoc's sidebar asks for its maker's logo from a CDN; the CSP stops it in the browser.
     outside = [url for url in requested if not url.startswith((app_url, "data:", "blob:"))]
     assert all(blocked.get(url) == "csp" for url in outside), (outside, blocked)
+
+
+
+# --------------------------------------------------------------------------- issue 18: what SECURITY.md promised
+
+
+def _one_write(url: str, head: bytes) -> bytes:
+    """``head`` sent in one write; the reply's first bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        sock.sendall(head)
+        return sock.recv(65536)
+
+
+def test_the_header_bound_holds_when_the_headers_arrive_in_one_write(app_url):
+    """The report: a 70,000-byte header or 6,000 headers sent at once got a 200 (h11 bounds only
+    a head still incomplete)."""
+    host = app_url.removeprefix("http://")
+    start = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n".encode()
+    for extra in (f"X-Big: {'a' * 70_000}\r\n".encode(), b"".join(f"X-H{i}: v\r\n".encode() for i in range(6_000))):
+        reply = _one_write(app_url, start + extra + b"\r\n")
+        assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
+    fine = start + b"X-Fine: " + b"a" * 15_000 + b"\r\nConnection: close\r\n\r\n"  # within 16 KiB
+    assert _one_write(app_url, fine).startswith(b"HTTP/1.1 200")
+
+
+def test_x_gradio_server_cannot_write_a_host_into_the_page_and_pages_are_not_cached(app_url):
+    for path in ("/", "/config"):
+        response = httpx.get(app_url + path, headers={"X-Gradio-Server": EVIL}, timeout=30)
+        assert response.status_code == 200 and "evil.example" not in response.text, path
+        assert response.headers["cache-control"] == "no-store", path
+
+
+def test_ipv6_loopback_is_a_trusted_host(app_url):
+    port = app_url.rsplit(":", 1)[1]
+    for host in (f"[::1]:{port}", "[::1]"):
+        response = httpx.get(app_url + "/api/health", headers={"Host": host}, timeout=30)
+        assert response.status_code == 200, (host, response.text)
+    assert httpx.get(app_url + "/api/health", headers={"Host": f"[::2]:{port}"}, timeout=30).status_code == 400

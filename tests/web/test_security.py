@@ -323,3 +323,72 @@ def test_token_bucket_burst_refill_and_bounded_memory():
     assert [bucket.acquire("a") for _ in range(3)] == [0.0, 0.0, 0.0]  # refilled, capped at the burst
     bucket.acquire("b"), bucket.acquire("c")
     assert len(bucket._buckets) == 2 and "a" not in bucket._buckets  # least recently seen dropped
+
+
+# --------------------------------------------------------------------------- issue 18: the anonymous 500s
+
+LONE = "\ud800"  # JSON's "\ud800": a lone surrogate, which no encoding holds
+ASK = ["锦州", None, None, None, "default", "", "", ""]  # the chat's ask event: question, state slots, kb, filters
+DEEP = b"[" * 1500 + b"]" * 1500
+
+
+def _events(url: str) -> dict[str, int]:
+    return {d["api_name"]: d["id"] for d in httpx.get(url + "/config", timeout=30).json()["dependencies"]}
+
+
+def _post_raw(url: str, path: str, body: bytes) -> httpx.Response:
+    return httpx.post(url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+
+
+def _json(value) -> bytes:
+    return json.dumps(value).encode()  # ensure_ascii: "\ud800" goes over the wire as the escape
+
+
+def test_lone_surrogates_are_refused_everywhere_text_is_taken(app_url):
+    events = _events(app_url)
+    user = {"role": "user", "content": "锦州" + LONE}
+    cases = [
+        ("/v1/chat/completions", {"model": "default", "messages": [user]}),
+        ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": [{"type": "text", "text": "锦" + LONE}]}]}),
+        ("/v1/chat/completions", {"model": "default", "messages": [user, {"role": "assistant", "content": "好"},
+                                                                   {"role": "user", "content": "锦州"}]}),
+        ("/api/ask", {"question": "锦州", "history": [user]}),
+        ("/api/ask", {"question": "锦州" + LONE}),
+        ("/gradio_api/run/predict", {"data": ["锦州" + LONE, *ASK[1:]], "fn_index": events["ask"], "session_hash": "abcdefgh12"}),
+        ("/gradio_api/run/predict", {"data": ["锦州" + LONE, None, "default"], "fn_index": events["brief"],
+                                     "session_hash": "abcdefgh12"}),
+        ("/gradio_api/run/ask", {"data": ["锦州" + LONE, *ASK[1:]]}),
+    ]
+    for path, body in cases:
+        response = _post_raw(app_url, path, _json(body))
+        assert response.status_code == 422 and response.json()["error"], (path, response.status_code, response.text[:200])
+
+
+def test_json_nested_1000_deep_is_a_400_on_gradios_routes_as_on_the_apis(app_url):
+    for path, body in (("/gradio_api/queue/join", b'{"data":' + DEEP + b',"fn_index":1,"session_hash":"abcdefgh12"}'),
+                       ("/gradio_api/call/ask", b'{"data":' + DEEP + b"}"), ("/gradio_api/run/ask", DEEP),
+                       ("/api/ask", b'{"question":' + DEEP + b"}")):
+        response = _post_raw(app_url, path, body)
+        assert response.status_code == 400 and response.json()["error"], (path, response.status_code, response.text[:200])
+
+
+def test_gradio_routes_that_answered_500_are_a_clean_4xx(app_url):
+    events = _events(app_url)
+    cases = [
+        ("/gradio_api/call/v2/ask", {"question": "锦州"}, 404),  # neither the page nor gradio_client sends it
+        ("/gradio_api/call/v2/ask", {"data": ASK}, 404),
+        ("/gradio_api/call/predict", {"data": ASK, "fn_index": events["ask"]}, 404),  # call/ has no fn_index
+        ("/gradio_api/call/predict", {"data": ASK}, 404),
+    ]
+    for value in (99, 10**30, -1):  # the briefing's examples: two
+        cases.append(("/gradio_api/run/predict", {"data": [value], "fn_index": events["load_example"],
+                                                  "session_hash": "abcdefgh12"}, 422))
+        cases.append(("/gradio_api/queue/join", {"data": [value], "fn_index": events["load_example"],
+                                                 "session_hash": "abcdefgh12"}, 422))
+    for path, body, status in cases:
+        response = _post_raw(app_url, path, _json(body))
+        assert response.status_code == status and response.json()["error"], (path, body, response.status_code, response.text[:200])
+    # The page's own example click still loads the example.
+    response = _post_raw(app_url, "/gradio_api/run/predict", _json({"data": [1], "fn_index": events["load_example"],
+                                                                     "session_hash": "abcdefgh12"}))
+    assert response.status_code == 200 and "锦州云计算产业" in response.text

@@ -19,7 +19,10 @@ from kbqa.knowledge_base import DEFAULT_KB, KnowledgeBase
 # whose ids come from inside the file: the command line's business).
 UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 UPLOAD_NAMESPACE = "uploads"
-MAX_NAME_CHARS = 100  # characters of a stored name (ext4 allows 255 bytes: 100 CJK characters are 300)
+MAX_NAME_CHARS = 100  # characters of a stored name
+# Bytes of a stored name: file systems count bytes (ext4: 255), and 100 CJK characters are 300
+# in UTF-8 (an 84-character Chinese report title was a 500 "File name too long").
+MAX_NAME_BYTES = 240
 
 
 def uploads_dir(settings: Settings, kb: str = DEFAULT_KB) -> Path:
@@ -37,8 +40,9 @@ def safe_name(filename: str | None) -> str:
     """One path component for an uploaded file's name: the last part of what the client sent
     (``/`` and ``\\`` both end a folder), NFC, controls, separators and punctuation beyond
     ``-._()[] `` turned into ``_``, no leading dots or spaces (walk_folder skips hidden files),
-    at most MAX_NAME_CHARS characters with the extension kept. Raises ValueError for a name
-    that is empty or of a type that is not uploaded (UPLOAD_TYPES)."""
+    at most MAX_NAME_CHARS characters and MAX_NAME_BYTES bytes of UTF-8 with the extension
+    kept. Raises ValueError for a name that is empty or of a type that is not uploaded
+    (UPLOAD_TYPES)."""
     name = unicodedata.normalize("NFC", filename or "")
     name = re.split(r"[/\\]", name)[-1]
     name = _UNSAFE.sub("_", name)
@@ -51,7 +55,17 @@ def safe_name(filename: str | None) -> str:
     if not stem:
         raise ValueError("the file name is empty")
     stem = stem[: MAX_NAME_CHARS - len(ext)]
+    # Cut by bytes too, at a character boundary (a partial character's bytes are dropped).
+    stem = stem.encode("utf-8")[: MAX_NAME_BYTES - len(ext)].decode("utf-8", "ignore").rstrip(" .")
     return stem + name[-len(ext):].lower()
+
+
+def _private_folder(path: Path) -> None:
+    """``path`` and any missing folder above it made with mode 0700 (``mkdir(parents=True,
+    mode=)`` gives the parents the umask's default, 0755 with the usual 022)."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def store_upload(root: Path, name: str, upload: UploadFile) -> Path:
@@ -60,7 +74,7 @@ def store_upload(root: Path, name: str, upload: UploadFile) -> Path:
     followed); returns the folder to ingest."""
     folder = root / name
     inner = folder / UPLOAD_NAMESPACE
-    inner.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folder(inner)
     real_root = root.resolve()
     if inner.resolve().parent.parent != real_root:  # safe_name makes this impossible; checked anyway
         raise ValueError(f"refused name {name!r}")

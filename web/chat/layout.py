@@ -178,6 +178,10 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             # The page's own event, not a second public API: HTTP clients have /api/brief, and
             # the app keeps Gradio's public surface to "ask" (tests/web/test_security.py).
             api_visibility="private",
+            # Gradio's default is one at a time for everyone: 30 briefings queued by one client
+            # made every visitor's wait behind them. Several run at once, and the guard keeps a
+            # client to a few events in the queue (settings.max_events_per_client).
+            concurrency_limit=4,
         )
         admin_wording: dict[Any, Callable[[Lang], Any]] = {}
         if admin:
