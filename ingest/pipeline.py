@@ -208,6 +208,10 @@ class IngestPipeline:
         if taken:
             lock = self.store.ingest_lock()
             _acquire(lock, self.lock_timeout, self._emit)
+        # Catch up with what other processes wrote before this one took the lock: an embedded
+        # store's vector index, loaded earlier in this process, would be written back over
+        # their vectors (kbqa.store, "Other processes' writes").
+        self.store.revision()
         self._lock = lock
         try:
             yield
