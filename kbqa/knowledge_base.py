@@ -7,6 +7,7 @@ store, the pipeline and the answerers only through it.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import threading
@@ -108,6 +109,8 @@ class KnowledgeBase:
             candidate_k=self.settings.candidate_k,
             snapshot_path=self.store.lexical_snapshot_path(self.settings.lexical_cache),
         )
+        # Questions answered ("found") and refused, by every face (GET /metrics reads them).
+        self.answer_counts: collections.Counter[str] = collections.Counter()
         # example_questions' last result: ((revision, n, max_asks), questions)
         self._examples: tuple[tuple[str, int, int], list[str]] | None = None
         self._examples_lock = threading.Lock()
@@ -436,6 +439,7 @@ class KnowledgeBase:
             previous = partial
         timings = {"rewrite_ms": rewrite_ms} | found.timings_ms | previous.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        self.answer_counts["found" if previous.found else "refused"] += 1
         yield replace(previous, question=question, standalone_question=standalone, timings_ms=timings)
 
     def example_questions(self, n: int = 4, *, max_asks: int = 12, sample_chunks: int = 200) -> list[str]:

@@ -23,6 +23,7 @@ name uploaded again, and ``source_inputs`` finds its folder again for a refresh)
 sanitized to one path component before anything touches the disk.
 """
 
+import collections
 import hmac
 import logging
 import os
@@ -271,6 +272,13 @@ class Jobs:
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self.finished: collections.Counter[str] = collections.Counter()  # by final state, since the start
+
+    def states(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(jobs finished by state since the start, jobs queued or running now by state)."""
+        with self._cond:
+            active = collections.Counter(j.state for j in self._jobs.values() if j.state in ("queued", "running"))
+            return dict(self.finished), dict(active)
 
     def submit(self, job: Job) -> Job:
         with self._cond:
@@ -322,6 +330,7 @@ class Jobs:
             job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
             job.finished_at = time.time()
+            self.finished[job.state] += 1
 
     @staticmethod
     def _forget_failed_uploads(job: Job, report: IngestReport) -> None:
@@ -384,8 +393,10 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def admin_router(kbs: KnowledgeBases, settings: Settings, key: AdminKey, feedback: FeedbackStore) -> APIRouter:
-    jobs = Jobs()
+def admin_router(
+    kbs: KnowledgeBases, settings: Settings, key: AdminKey, feedback: FeedbackStore, jobs: Jobs | None = None
+) -> APIRouter:
+    jobs = jobs if jobs is not None else Jobs()
 
     def job(kb: KnowledgeBase, kind: str, inputs: list[str], total: int, names: dict[str, str]) -> Job:
         return jobs.submit(Job(kb, uploads_dir(settings, kb.name), kind, inputs, total, names))

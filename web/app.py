@@ -5,6 +5,7 @@ middleware (web/middleware.py, web/gradio_guard.py) that covers every route."""
 from __future__ import annotations
 
 import gradio as gr
+from prometheus_client import CollectorRegistry
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,13 +17,14 @@ from starlette.routing import Mount
 
 from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
 from kbqa.settings import Settings
-from web.admin import AdminKey, admin_router, upload_limit
+from web.admin import AdminKey, Jobs, admin_router, upload_limit
 from web.api import api_router
 from web.briefing import briefing_router
 from web.chat import CHAT_CSS, CHAT_HEAD, build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
 from web.gradio_guard import GradioGuard, mark_launched, own_cache
+from web.metrics import HTTPMetrics, metrics_router
 from web.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
@@ -53,7 +55,9 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     )
     key = AdminKey(settings)
     feedback = FeedbackStore(feedback_path(settings))
-    admin = admin_router(kbs, settings, key, feedback)
+    jobs = Jobs()
+    admin = admin_router(kbs, settings, key, feedback, jobs)
+    registry = CollectorRegistry()  # the app's own: several apps in one process count apart
     demo = build_chat(kbs, feedback=feedback, admin=key.enabled)
     own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
@@ -103,11 +107,18 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     app.add_middleware(UntrustedForwardedHeaders, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=_served_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.allowed_origins)
+    # Outermost: every request is counted and timed, those the layers inside refuse included.
+    app.add_middleware(HTTPMetrics, registry=registry)
 
     app.include_router(api_router(kbs))
     app.include_router(briefing_router(kbs))
     app.include_router(openai_router(kbs))
     app.include_router(admin)
+    # GET /metrics: with the admin key, or for anyone when settings.metrics_public (web/metrics.py).
+    app.include_router(metrics_router(
+        kbs, registry, job_states=jobs.states,
+        allowed=lambda request: 0 if settings.metrics_public else key.status(request.headers.get("authorization")),
+    ))
 
     # After every API router: unknown /api and /v1 paths would otherwise fall through to the
     # Gradio mount and get its non-JSON 404; API clients always get {"error": ...}.
