@@ -79,7 +79,10 @@ class ChatRequest(BaseModel):
     """OpenAI's chat completion request: what this server reads, and the sampling parameters
     clients send that it accepts and ignores. Anything else is a 422."""
 
-    model_config = ConfigDict(extra="forbid")
+    # What /docs' "Try it out" sends unedited (tests/web/test_api_docs.py).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "model": "default", "messages": [{"role": "user", "content": "锦州的“三个开放”是什么？"}], "stream": False,
+    }]})
     model: StrictStr
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
     stream: StrictBool = False
