@@ -4,10 +4,10 @@ and naming its collections (``<prefix>-<embedder>-chunks``, ``-docs``, ``-lock``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def is_embedded(client) -> bool:
     return bool(settings.is_persistent and settings.persist_directory)
 
 
-def fresh_client(client):
+def fresh_client(client) -> tuple[Any, Callable[[], None]]:
     """A client on the same embedded store with a System of its own, which reads the store as
     it is on disk now.
 
@@ -80,7 +80,9 @@ def fresh_client(client):
     write-ahead log live, is shared, so a new System replays what the others wrote. A new
     ``PersistentClient`` would not do: chromadb hands it the cached System of the path.
     ``Client.from_system`` makes the new one the path's cached System; the old one serves the
-    queries still running on it and is dropped with its last collection object."""
+    queries still running on it. Returns the client and what stops its System: a System
+    nobody stops keeps its memory (~1 MB a reopen measured, 300 reopens: 95 -> 459 MB RSS;
+    stopped: flat at ~175 MB)."""
     from chromadb.api import ServerAPI
     from chromadb.api.client import Client
     from chromadb.config import System
@@ -88,7 +90,7 @@ def fresh_client(client):
     system = System(client.get_settings())
     system.instance(ServerAPI)
     system.start()
-    return Client.from_system(system)
+    return Client.from_system(system), system.stop
 
 
 def is_stale_view(exc: Exception) -> bool:

@@ -54,6 +54,7 @@ embedded store's stale index is never written back over another process's vector
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -91,6 +92,8 @@ _DOCS_PER_GET = 200  # documents per get() by doc id: a few hundred chunks a pag
 
 StepHook = Callable[[str], None]
 T = TypeVar("T")
+# A reopened embedded store's previous client is stopped this long after: no read lasts that long.
+_STOP_AFTER_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class ChunkStore:
         self.dim = dim
         self.collection_prefix = collection_prefix
         self.location = describe_location(client)
+        self._stop_client: Callable[[], None] | None = None  # of the client _reopen last opened
         self._open(client)
         self._seen_revision = self._read(self._current_revision)
 
@@ -226,9 +230,18 @@ class ChunkStore:
     def _reopen(self) -> None:
         """Read the store as it is now (module docstring, "Other processes' writes"): an
         embedded store through a fresh client, and on either kind the collections looked up
-        again by name (``--reindex`` drops and recreates them)."""
-        client = fresh_client(self._client) if is_embedded(self._client) else self._client
+        again by name (``--reindex`` drops and recreates them). A client this store opened
+        before is stopped once the reads still running on it are long done."""
+        if not is_embedded(self._client):
+            self._open(self._client)
+            return
+        client, stop = fresh_client(self._client)
         self._open(client)
+        previous, self._stop_client = self._stop_client, stop
+        if previous is not None:  # never the client the store was given: others share that one
+            timer = threading.Timer(_STOP_AFTER_SECONDS, previous)
+            timer.daemon = True
+            timer.start()
 
     def _read(self, read: Callable[[], T], *, meanwhile: Callable[[], T] | None = None) -> T:
         """``read()``, tried once more on a reopened store when it failed on a stale view; when
