@@ -202,6 +202,7 @@ class ChunkStore:
         self.collection_prefix = collection_prefix
         self.location = describe_location(client)
         self._stop_client: Callable[[], None] | None = None  # of the client _reopen last opened
+        self._reopen_lock = threading.Lock()
         self._open(client)
         self._seen_revision = self._read(self._current_revision)
 
@@ -232,12 +233,15 @@ class ChunkStore:
         embedded store through a fresh client, and on either kind the collections looked up
         again by name (``--reindex`` drops and recreates them). A client this store opened
         before is stopped once the reads still running on it are long done."""
-        if not is_embedded(self._client):
-            self._open(self._client)
-            return
-        client, stop = fresh_client(self._client)
-        self._open(client)
-        previous, self._stop_client = self._stop_client, stop
+        # One at a time: two requests noticing one change must not each install a client and
+        # schedule the stop of the one the other installed.
+        with self._reopen_lock:
+            if not is_embedded(self._client):
+                self._open(self._client)
+                return
+            client, stop = fresh_client(self._client)
+            self._open(client)
+            previous, self._stop_client = self._stop_client, stop
         if previous is not None:  # never the client the store was given: others share that one
             timer = threading.Timer(_STOP_AFTER_SECONDS, previous)
             timer.daemon = True
