@@ -107,8 +107,11 @@ def store(request, tmp_path, monkeypatch) -> tuple[list[str], dict]:
     return ["--chroma-url", url], {"chroma_url": url, "collection": collection}
 
 
-def test_cli_add_remove_prune_reindex_beside_a_serving_app(store, make_settings, start_app, tmp_path):
+def test_cli_add_remove_prune_reindex_beside_a_serving_app(store, make_settings, start_app, tmp_path, monkeypatch):
     from kbqa.knowledge_base import KnowledgeBase
+
+    # The clients an embedded store reopened before are stopped within the test, not a minute on.
+    monkeypatch.setattr("kbqa.store._STOP_AFTER_SECONDS", 3.0)
 
     flags, where = store
     seed = write_region_articles(tmp_path / "seed")
