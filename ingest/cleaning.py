@@ -142,6 +142,10 @@ def classify_line(line: str) -> str | None:
     s = line.strip()
     if not s:
         return None
+    # A bare date ("2024-06-01") is digits and dashes too: asked first, or it is a "number",
+    # which is dropped without being read as the document's date.
+    if _DATE_ONLY.match(s):
+        return "dateline"
     if _NUMBER_ONLY.match(s) and any(c.isdigit() for c in s):
         return "number"
     if _LONE_LATIN.match(s):
@@ -170,8 +174,6 @@ def classify_line(line: str) -> str | None:
             return "meta"
         if fields and (_META_FIELD.match(s) and len(s) <= 60 or has_date and len(s) <= 80):
             return "meta"
-    if _DATE_ONLY.match(s):
-        return "dateline"
     if _PHONE.search(s) and len(s) <= 80:
         rest = _PHONE_WORDS.sub("", _PHONE.sub("", s))
         if len(rest) <= 6:

@@ -9,9 +9,15 @@ repeated articles news corpora are full of, cost no embedding.
 Ids. A document's id is readable and relative (a file's path under the folder given, a lone
 file's name, a corpus line's ``id``, a URL), so two sources can produce one id. The manifest
 records each document's origin (``DocRecord.origin``), and a document whose id is already held
-by another origin (compared with symlinks resolved: ``same_origin``) is refused as a failure
-naming both, never written over; the same origin re-ingested is skipped or updated as usual.
-An entry stored without an origin is taken to be the same source, and gets the origin recorded.
+by another origin (compared with symlinks resolved: ``same_origin``) is never written over: it
+gets an id that says where it came from, its folder's name before its own id
+(``site2/index.html`` ingested as folder ``site2`` after ``site1``'s ``index.html``:
+``site2:index.html``; a corpus line: ``second.jsonl:d1``), with more of the path above when
+that is taken too (``qualified_ids``). The id already stored keeps working unchanged, and the
+same source ingested again finds its own qualified id and is skipped or updated as usual. Only
+when every such id is held elsewhere (or for a URL) is the document refused, as a failure naming
+both. An entry stored without an origin is taken to be the same source, and gets the origin
+recorded.
 
 Reliability. A run holds the store's ingest lock (``kbcore.locks.ingest_lock``) from start to
 end, so two ingests into one store take turns. It writes in batches of about
@@ -46,7 +52,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from ingest.chunking import chunk_document
@@ -135,6 +141,46 @@ def same_origin(stored: str, incoming: str) -> bool:
     return os.path.realpath(stored) == os.path.realpath(incoming)
 
 
+def qualified_ids(item: SourceDocument) -> list[str]:
+    """Ids for ``item`` that say where it came from, shortest first, for when another source
+    holds its own id: the name of the folder its id is relative to (or of its corpus file)
+    before a ":", then more of the path above. None for a URL (a URL is its own id)."""
+    if is_url(item.origin):
+        return []
+    parts = PurePath(item.origin).parts
+    # A file's id is its path under the folder given: the folders above are what name it. A
+    # corpus line's is its own: the corpus file and the folders above it name it.
+    above = parts if item.kind == "jsonl" else parts[: len(parts) - len(PurePosixPath(item.doc_id).parts)]
+    above = [part for part in above if part not in ("/", "")]
+    return [f"{'/'.join(above[-n:])}:{item.doc_id}" for n in range(1, len(above) + 1)]
+
+
+def _placed(item: SourceDocument, known: dict[str, DocRecord], seen: dict[str, str]) -> SourceDocument:
+    """``item`` under the id it is stored by (module docstring, "Ids"): its own unless another
+    source holds it (``known``: the manifest; ``seen``: this run), else the qualified id this
+    source already holds or the first one free. Unchanged when none is: the caller refuses it."""
+
+    def holder(doc_id: str) -> str | None:
+        record = known.get(doc_id)
+        return seen.get(doc_id) or (record.origin if record is not None else None)
+
+    def elsewhere(doc_id: str) -> bool:
+        held = holder(doc_id)
+        return bool(held) and not same_origin(held, item.origin)  # no origin recorded: the same source
+
+    if not elsewhere(item.doc_id):
+        return item
+    candidates = qualified_ids(item)
+    ours = [c for c in candidates if holder(c) is not None and not elsewhere(c)]
+    free = [c for c in candidates if holder(c) is None]
+    chosen = (ours or free or [None])[0]
+    if chosen is None:
+        return item
+    # A file's source (what citations show) is its id: it says where it came from too.
+    source = chosen if item.source == item.doc_id else item.source
+    return replace(item, doc_id=chosen, source=source)
+
+
 def _held_elsewhere(item: SourceDocument, held_by: str) -> str:
     """Why ``item`` is refused: its id belongs to a document from another source."""
     if item.kind == "jsonl":
@@ -212,6 +258,10 @@ class IngestPipeline:
         if taken:
             lock = self.store.ingest_lock()
             _acquire(lock, self.lock_timeout, self._emit)
+        # Catch up with what other processes wrote before this one took the lock: an embedded
+        # store's vector index, loaded earlier in this process, would be written back over
+        # their vectors (kbcore.store, "Other processes' writes").
+        self.store.revision()
         self._lock = lock
         try:
             yield
@@ -288,6 +338,7 @@ class IngestPipeline:
                 report.failed.append((item.origin, item.reason))
                 parsed(None, item.origin, 0, "failed")
                 continue
+            item = _placed(item, known, seen)
             yielded.setdefault(item.origin, set()).add(item.doc_id)
             if item.doc_id in seen:
                 report.failed.append(

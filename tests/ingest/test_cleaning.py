@@ -218,6 +218,7 @@ def test_dates_in_other_formats():
         ("返回顶部", "ui"),
         ("上一篇：市领导调研智慧医疗建设", "prevnext"),
         ("2023年8月5日 星期六", "dateline"),
+        ("2024-06-01", "dateline"),  # digits and dashes, yet a date, not a "number"
         # content
         ("数字政府的方法论", None),
         ("“三大”是基础", None),
@@ -229,6 +230,14 @@ def test_dates_in_other_formats():
 )
 def test_classify_line(line, kind):
     assert classify_line(line) == kind
+
+
+def test_txt_article_takes_the_date_on_its_own_line():
+    # Issue 21: a bare ISO date line was taken for a number, dropped, and the article undated.
+    text = "数字经济发展报告\n2024-06-01\n这是正文的第一段，内容比较长，足够当作正文段落。第二句在这里。"
+    doc = clean_document(src(text, kind="text", doc_id="a.txt"))
+    assert doc.date == "2024-06-01"
+    assert "2024-06-01" not in doc.text
 
 
 # --------------------------------------------------------------------------- markdown / html / docx

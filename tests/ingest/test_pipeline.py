@@ -147,7 +147,8 @@ def _texts(kb: KnowledgeBase, doc_id: str) -> str:
 
 def test_a_file_from_elsewhere_never_replaces_a_document_under_its_id(make_settings, embedder, tmp_path):
     # Issue 9: `python -m ingest /a/ok.md` after `python -m ingest /b/folder/` (holding ok.md)
-    # reported "updated 1" and replaced the folder's document with another file's text.
+    # reported "updated 1" and replaced the folder's document with another file's text. Issue 21:
+    # it was then refused; now it is kept beside it under an id that says where it came from.
     folder = tmp_path / "b" / "folder"
     folder.mkdir(parents=True)
     (folder / "ok.md").write_text(ARTICLE_B, encoding="utf-8")
@@ -161,28 +162,47 @@ def test_a_file_from_elsewhere_never_replaces_a_document_under_its_id(make_setti
     assert first.returncode == 0, first.stderr
     assert "added 1, updated 0" in first.stdout
 
-    clash = _ingest_cli(str(elsewhere / "ok.md"), str(elsewhere / "other.md"), "--store", store)
-    assert clash.returncode == 1, clash.stderr  # a failure, by the documented convention
-    assert "added 1, updated 0, unchanged 0, removed 0, failed 1 documents" in clash.stdout
-    failed = [line for line in clash.stderr.splitlines() if line.startswith("failed:")]
-    assert len(failed) == 1, clash.stderr
-    assert str(elsewhere / "ok.md") in failed[0] and str(folder / "ok.md") in failed[0]  # both sources named
-    assert "not replaced" in failed[0] and "--remove ok.md" in failed[0]
+    second = _ingest_cli(str(elsewhere / "ok.md"), str(elsewhere / "other.md"), "--store", store)
+    assert second.returncode == 0, second.stderr
+    assert "added 2, updated 0, unchanged 0, removed 0, failed 0 documents" in second.stdout
 
     kb = KnowledgeBase(make_settings(store=store), embedder=embedder)
     records = kb.store.doc_records()
-    assert set(records) == {"ok.md", "other.md"}
+    assert set(records) == {"ok.md", "a:ok.md", "other.md"}
     assert records["ok.md"].origin == str(folder / "ok.md")
+    assert records["a:ok.md"].origin == str(elsewhere / "ok.md") and records["a:ok.md"].source == "a:ok.md"
     assert "开放数据资源" in _texts(kb, "ok.md") and "烧烤节" not in _texts(kb, "ok.md")
+    assert "烧烤节" in _texts(kb, "a:ok.md")
 
-    # The same source again: unchanged is skipped, changed is updated, as before.
+    # The same sources again: unchanged is skipped, changed is updated, each under its own id.
     (folder / "ok.md").write_text(ARTICLE_B + "\n开放数据平台已上线。\n", encoding="utf-8")
     again = _ingest_cli(str(folder), "--store", store)
     assert again.returncode == 0, again.stderr
     assert "added 0, updated 1, unchanged 0, removed 0, failed 0" in again.stdout
+    (elsewhere / "ok.md").write_text("# 另一份文件\n\n烧烤节改到了八月。\n", encoding="utf-8")
+    again = _ingest_cli(str(elsewhere / "ok.md"), "--store", store)
+    assert "added 0, updated 1, unchanged 0, removed 0, failed 0" in again.stdout, again.stderr
+    assert set(kb.store.doc_records()) == {"ok.md", "a:ok.md", "other.md"}
 
 
-def test_an_id_held_by_another_corpus_is_refused_and_the_rest_ingests(kb, tmp_path):
+def test_same_name_files_of_two_folders_are_both_kept_and_each_updates_in_place(kb, tmp_path):
+    # Issue 21: site1/index.html and site2/index.html, each ingested as its own folder.
+    for site, text in (("site1", "第一个网站的首页：锦州数字政府。"), ("site2", "第二个网站的首页：贵阳大数据。")):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "index.html").write_text(f"<html><body><p>{text}</p></body></html>", encoding="utf-8")
+    assert kb.ingest([str(tmp_path / "site1")]).added == ["index.html"]  # the id a store already holds stays
+    assert kb.ingest([str(tmp_path / "site2")]).added == ["site2:index.html"]
+    assert kb.ingest([str(tmp_path / "site1")]).unchanged == ["index.html"]
+    (tmp_path / "site2" / "index.html").write_text("<p>第二个网站的首页：贵阳大数据产业园。</p>", encoding="utf-8")
+    report = kb.ingest([str(tmp_path / "site2")])
+    assert report.updated == ["site2:index.html"] and not report.added and not report.failed
+    assert "产业园" in _texts(kb, "site2:index.html") and "锦州" in _texts(kb, "index.html")
+    (tmp_path / "site2" / "index.html").unlink()
+    assert kb.ingest([str(tmp_path / "site2")], prune=True).removed == ["site2:index.html"]
+    assert [d.doc_id for d in kb.documents()] == ["index.html"]
+
+
+def test_an_id_held_by_another_corpus_is_kept_beside_it_under_the_corpus_name(kb, tmp_path):
     first = tmp_path / "first.jsonl"
     second = tmp_path / "second.jsonl"
     row = {"id": "d1", "title": "", "text": "第一份语料里的一号文件：政务上云。", "source": "s1"}
@@ -194,15 +214,14 @@ def test_an_id_held_by_another_corpus_is_refused_and_the_rest_ingests(kb, tmp_pa
     )
     assert kb.ingest([str(first)]).added == ["d1"]
     report = kb.ingest([str(second)])
-    assert report.added == ["d2"] and not report.updated
-    ((origin, reason),) = report.failed
-    assert origin == str(second) and str(first) in reason and "another id" in reason
-    assert "政务上云" in _texts(kb, "d1")
-    # One run reading both: the second is a duplicate of this run, named with where the first came from.
+    assert report.added == ["second.jsonl:d1", "d2"] and not report.updated and not report.failed
+    assert "政务上云" in _texts(kb, "d1") and "烧烤节" in _texts(kb, "second.jsonl:d1")
+    # One run reading both: each line under the id it already has.
     both = kb.ingest([str(first), str(second)])
-    assert both.unchanged == ["d1", "d2"]
-    ((origin, reason),) = both.failed
-    assert origin == str(second) and "duplicate document id 'd1'" in reason and str(first) in reason
+    assert both.unchanged == ["d1", "second.jsonl:d1", "d2"] and not both.failed
+    # The same corpus twice in one run is still a duplicate, named with where the first came from.
+    twice = kb.ingest([str(second), str(second)])
+    assert twice.failed and all("duplicate document id" in reason for _, reason in twice.failed)
 
 
 def test_the_same_file_reached_another_way_is_the_same_source(kb, tmp_path):
@@ -231,8 +250,8 @@ def test_documents_stored_without_an_origin_are_taken_as_the_same_source_and_get
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.txt").write_text("另一个文件夹里的同名文件。", encoding="utf-8")
-    refused = kb.ingest([str(other / "a.txt")])
-    assert not refused.updated and [o for o, _ in refused.failed] == [str(other / "a.txt")]
+    beside = kb.ingest([str(other / "a.txt")])  # another source: kept beside it, never over it
+    assert not beside.updated and beside.added == ["other:a.txt"]
 
 
 def test_a_symlink_out_of_an_ingested_folder_is_not_ingested(make_settings, embedder, tmp_path):

@@ -365,16 +365,20 @@ def test_another_origin_cannot_send_the_key_or_delete(admin_kb, start_app):
 
 def test_an_upload_never_replaces_a_document_of_another_source_under_its_id(admin_url, admin_kb, tmp_path):
     # A folder ingested by the operator holding uploads/同名.txt: the same id as an upload of 同名.txt.
+    # The upload is kept beside it, under an id that says where it came from (issue 21).
     (tmp_path / "uploads").mkdir()
     (tmp_path / "uploads" / "同名.txt").write_text("操作员的文件内容。", encoding="utf-8")
     assert admin_kb.ingest([str(tmp_path)]).added == ["uploads/同名.txt"]
     with httpx.Client(base_url=admin_url, timeout=60) as client:
         job = wait_for(client, upload(client, ("同名.txt", "上传的另一份内容。".encode())).json()["job_id"])
-        assert job["state"] == "failed" and "already held by" in job["failures"][0]["reason"], job
+        assert job["state"] == "done" and not job["failures"], job
+        held = {d.doc_id: d.origin for d in admin_kb.documents()}
+        assert held["uploads/同名.txt"] == str(tmp_path / "uploads" / "同名.txt")
+        assert held["同名.txt:uploads/同名.txt"].startswith(str(admin_kb.settings.store / "uploads"))
         assert client.post("/api/search", json={"query": "操作员的文件内容"}).json()["passages"][0]["text"] == (
             "操作员的文件内容。")
         assert client.delete("/api/documents/uploads/同名.txt", headers=AUTH).status_code == 200
-    assert not (admin_kb.settings.store / "uploads" / "同名.txt").exists()  # the refused upload is not kept
+        assert client.delete("/api/documents/同名.txt:uploads/同名.txt", headers=AUTH).status_code == 200
     assert (tmp_path / "uploads" / "同名.txt").exists()  # and the operator's file is not the app's to delete
 
 

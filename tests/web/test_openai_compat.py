@@ -95,12 +95,60 @@ def test_a_question_the_knowledge_base_cannot_answer_is_refused(client):
         ({"model": "default", "messages": [{"role": "user", "content": "x"}], "n": 2}, 422),
     ],
 )
-def test_bad_requests_get_the_apis_error_shape(app_url, body, status):
+def test_bad_requests_get_openais_error_object(app_url, body, status):
     response = httpx.post(app_url + "/v1/chat/completions", json=body, timeout=30)
     assert response.status_code == status, response.text
-    assert response.json()["error"]
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert error["type"] == {404: "not_found_error", 422: "invalid_request_error"}[status]
 
 
 def test_unknown_v1_paths_are_json_404s(app_url):
     response = httpx.get(app_url + "/v1/embeddings", timeout=30)
-    assert response.status_code == 404 and response.json()["error"].startswith("no such endpoint")
+    assert response.status_code == 404 and response.json()["error"]["message"].startswith("no such endpoint")
+
+
+def test_the_openai_client_shows_the_servers_message(client):
+    # Issue 21: with {"error": "<string>"} the client said only "Error code: 404".
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": SEED_QUESTION}])
+    assert "no such model" in exc.value.message
+    assert exc.value.code == "model_not_found" and exc.value.param == "model"
+    with pytest.raises(openai.UnprocessableEntityError) as exc:
+        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "   "}])
+    assert "empty" in exc.value.message
+
+
+def test_usage_counts_tokens_and_the_stream_reports_it_when_asked(client):
+    from kbqa.knowledge_base import count_tokens
+
+    messages = [{"role": "system", "content": "你是助手"}, {"role": "user", "content": SEED_QUESTION}]
+    whole = client.chat.completions.create(model="default", messages=messages)
+    usage = whole.usage
+    assert usage.prompt_tokens == count_tokens("你是助手") + count_tokens(SEED_QUESTION) > 0
+    assert usage.completion_tokens == count_tokens(whole.choices[0].message.content) > 10
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    chunks = list(client.chat.completions.create(model="default", messages=messages, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage == usage
+    assert all(c.usage is None for c in chunks[:-1])
+    plain = list(client.chat.completions.create(model="default", messages=messages, stream=True))
+    assert all(c.usage is None for c in plain)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_langchain_chat_openai_keeps_the_references(app_url, stream):
+    # Issue 21: ChatOpenAI keeps no extra response field; a choice's logprobs it carries through.
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=app_url + "/v1", api_key="not-needed", model="default", max_retries=0)
+    if stream:
+        message = None
+        for chunk in chat.stream(SEED_QUESTION):
+            message = chunk if message is None else message + chunk
+    else:
+        message = chat.invoke(SEED_QUESTION)
+    assert "开放数据资源" in message.content and "[1]" in message.content
+    carried = message.response_metadata["logprobs"]
+    assert carried["found"] is True
+    assert carried["references"][0]["n"] == 1 and carried["references"][0]["title"] == "数字锦州的味道"

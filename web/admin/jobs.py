@@ -2,6 +2,7 @@
 progress as ``GET /api/jobs/{id}`` shows it; ``Jobs`` runs them one at a time, in order, on one
 worker thread, through the facade."""
 
+import collections
 import logging
 import os
 import secrets
@@ -92,6 +93,13 @@ class Jobs:
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self.finished: collections.Counter[str] = collections.Counter()  # by final state, since the start
+
+    def states(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(jobs finished by state since the start, jobs queued or running now by state)."""
+        with self._cond:
+            active = collections.Counter(j.state for j in self._jobs.values() if j.state in ("queued", "running"))
+            return dict(self.finished), dict(active)
 
     def submit(self, job: Job) -> Job:
         with self._cond:
@@ -143,3 +151,4 @@ class Jobs:
             job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
             job.finished_at = time.time()
+            self.finished[job.state] += 1

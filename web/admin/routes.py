@@ -23,8 +23,10 @@ from web.schemas import ErrorOut, KbQuery
 REMOVE_LOCK_TIMEOUT = 10.0  # a DELETE waits this long, then answers 409
 
 
-def admin_router(kbs: KnowledgeBases, settings: Settings, key: AdminKey, feedback: FeedbackStore) -> APIRouter:
-    jobs = Jobs()
+def admin_router(
+    kbs: KnowledgeBases, settings: Settings, key: AdminKey, feedback: FeedbackStore, jobs: Jobs | None = None
+) -> APIRouter:
+    jobs = jobs if jobs is not None else Jobs()
 
     def job(kb: KnowledgeBase, kind: str, inputs: list[str], total: int, names: dict[str, str]) -> Job:
         return jobs.submit(Job(kb, uploads_dir(settings, kb.name), kind, inputs, total, names))

@@ -34,9 +34,11 @@
 
   var TEXTS = {
     zh: { open: "问答", title: "知识库问答", close: "关闭", placeholder: "输入问题，回车发送", send: "发送",
-          pending: "正在查找…", error: "出错了：", understood: "理解为：" },
+          pending: "正在查找…", error: "出错了：", understood: "理解为：",
+          unreachable: "暂时连不上问答服务，请稍后再试。" },
     en: { open: "Ask", title: "Knowledge-base Q&A", close: "Close", placeholder: "Ask a question, press Enter",
-          send: "Send", pending: "Searching…", error: "Something went wrong: ", understood: "Understood as: " },
+          send: "Send", pending: "Searching…", error: "Something went wrong: ", understood: "Understood as: ",
+          unreachable: "The Q&A service can't be reached right now. Please try again later." },
   };
   var lang = (script && script.getAttribute("data-lang")) || document.documentElement.lang || "";
   var T = /^en\b/i.test(lang) ? TEXTS.en : TEXTS.zh;
@@ -137,6 +139,10 @@
 
   var host = el("div");
   host.id = "kbqa-widget";
+  // The host element lives in the page's DOM, where the page's own rules reach it (a
+  // "div { border: ... }" drew a stray mark); ":host" in the shadow CSS loses to them, an
+  // inline !important declaration does not.
+  host.style.setProperty("all", "initial", "important");
   var root = host.attachShadow({ mode: "open" });
   root.appendChild(el("style", null, CSS));
 
@@ -216,7 +222,20 @@
           { role: "assistant", content: String(data.answer || "") },
         ]));
       })
-      .catch(function (err) { log.replaceChild(el("div", "a err", T.error + err.message), pending); })
+      .catch(function (err) {
+        if (err instanceof TypeError) {
+          // fetch() rejects with a TypeError when no reply could be read: the server is down, or
+          // (most often, on another site) its CORS policy does not allow this page's origin. The
+          // visitor gets a kind sentence; the site owner, in the console, what to do.
+          console.warn("kbqa widget: no answer from " + ASK_URL + " (" + err.message + "). If the server is up, " +
+            "it does not allow this page's origin " + location.origin + ": add it to the server's " +
+            "KB_ALLOWED_ORIGINS (e.g. KB_ALLOWED_ORIGINS=" + location.origin + ") and restart it. " +
+            "See " + origin + "/widget.");
+          log.replaceChild(el("div", "a err", T.unreachable), pending);
+        } else {
+          log.replaceChild(el("div", "a err", T.error + err.message), pending);
+        }
+      })
       .finally(function () {
         send.disabled = false;
         log.scrollTop = log.scrollHeight;
