@@ -346,6 +346,7 @@ class IngestReport:
 # --- briefings (kbqa/briefing.py makes them; kbcore/markdown.py renders them) ----------------
 
 BRIEFING_TITLE = "简报：{topic}"
+BRIEFING_TITLES = {"zh": BRIEFING_TITLE, "en": "Briefing: {topic}"}  # by the briefing's language
 
 
 @dataclass(frozen=True)
@@ -373,17 +374,21 @@ class Briefing:
     # sections (摘要, 关键数据, then by source or section) and the footnotes' text.
     lead: tuple[str, ...] = ()
     sections: tuple[BriefSection, ...] = ()
-    notes: tuple[str, ...] = ()  # footnote n is notes[n - 1]: "title · date · section · source"
+    notes: tuple[str, ...] = ()  # footnote n is notes[n - 1]: "title · date · section"
+    lang: str = "zh"  # the language of what the briefer writes (title, lead, headings), "zh" or "en"
+    text: str = ""  # the briefing as plain text: what pastes where Markdown does not render
 
     @property
     def title(self) -> str:
-        return BRIEFING_TITLE.format(topic=self.topic)
+        return BRIEFING_TITLES.get(self.lang, BRIEFING_TITLE).format(topic=self.topic)
 
     def to_dict(self) -> dict:
         return {
             "topic": self.topic,
             "found": self.found,
             "markdown": self.markdown,
+            "text": self.text,
+            "lang": self.lang,
             "sources": [c.to_dict() for c in self.sources],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }

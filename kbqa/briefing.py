@@ -49,7 +49,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -62,16 +62,39 @@ from kbcore.evidence import (
     coverage,
     score_sentences,
 )
-from kbcore.markdown import briefing_markdown, note_fields
+from kbcore.markdown import briefing_markdown, briefing_text, note_fields
 from kbcore.text import cut_question, is_heading_line
-from kbcore.types import BRIEFING_TITLE, BriefPoint, BriefSection, Briefing, Chunk, Citation, Passage, QueryTerms
+from kbcore.types import BRIEFING_TITLES, BriefPoint, BriefSection, Briefing, Chunk, Citation, Passage, QueryTerms
 
-__all__ = ["NOTHING_FOUND_TEXT", "Briefer", "central", "figures"]
+__all__ = ["LANGS", "NOTHING_FOUND_TEXT", "WORDING", "Briefer", "central", "figures", "trim"]
 
-NOTHING_FOUND_TEXT = "知识库中没有关于“{topic}”的内容，无法生成简报。"
-LEAD_SECTION = "导语"  # heading for the part of a document above its first section heading
-SUMMARY_HEADING = "摘要"
-FIGURES_HEADING = "关键数据"
+# Everything the briefer itself writes, in the briefing's language (the quoted sentences, titles
+# and sections are the documents' own). "lead": the part of a document above its first heading.
+WORDING = {
+    "zh": {
+        "nothing": "知识库中没有关于“{topic}”的内容，无法生成简报。",
+        "stamp": "生成时间：{time}",
+        "basis": "{stamp} · 依据：知识库中 {documents} 篇文档的 {passages} 段原文；每条要点均为原文摘录，脚注注明出处。",
+        "source": "来源文档：{document}",
+        "summary": "摘要",
+        "figures": "关键数据",
+        "lead": "导语",
+        "notes": "来源",
+    },
+    "en": {
+        "nothing": "The knowledge base holds nothing on “{topic}”; no briefing was made.",
+        "stamp": "Generated: {time}",
+        "basis": "{stamp} · Basis: {passages} passage(s) of {documents} document(s) in the knowledge base; "
+                 "every point is quoted from a source, named in its footnote.",
+        "source": "Source document: {document}",
+        "summary": "Summary",
+        "figures": "Key figures",
+        "lead": "Introduction",
+        "notes": "Sources",
+    },
+}
+LANGS = tuple(WORDING)
+NOTHING_FOUND_TEXT = WORDING["zh"]["nothing"]
 
 # MEAD's length cut-off, in characters: a short sentence like "以此对照锦州数字政府的建设模式。"
 # (16) points at others rather than saying something, yet is central to them all.
@@ -147,6 +170,50 @@ def central(similarity: np.ndarray, relevance: np.ndarray, *, damping: float = 0
         if converged:
             break
     return rank
+
+
+# --- trimming --------------------------------------------------------------------------------
+
+# Discourse fillers that open a spoken or essay sentence and say nothing to a client reading a
+# bullet ("言归正传,", "举例说明,", "最后说一句,"), when a comma follows them: the point starts
+# after them. Connectives that carry meaning (因此, 但是, 目前) stay.
+_FILLERS = (
+    "言归正传|举例说明|这就是说|举个例子|打个比方|最后说一句|最后|首先|其次|再次|其三|另外|此外|同时|与此同时|当然|其实|"
+    "事实上|实际上|总之|总而言之|综上所述|换句话说|换言之|也就是说|可以说|值得一提的是|不仅如此|那么|例如|比如|"
+    "比如说|具体来看|具体来说|一言以蔽之"
+)
+_LEADING_FILLER = re.compile(rf"^(?:(?:{_FILLERS})\s*[,，:：]\s*)+")
+# A point ends as a sentence or not at all: a list item's ";" or "," (the source's list
+# continues, the bullet does not) goes, and a doubled full stop ("等。。") is one.
+_TRAILING_CLAUSE = re.compile(r"[\s,，;；:：、]+$")
+_REPEATED_END = re.compile(r"([。．.！!？?])\1+$")
+
+
+def trim(cand: SentenceCandidate) -> SentenceCandidate:
+    """``cand`` without a leading filler and trailing clause punctuation, its offsets moved
+    with the text (the citation's span still covers exactly what the point quotes)."""
+    text = cand.text
+    head = _LEADING_FILLER.match(text)
+    cut_start = head.end() if head and head.end() < len(text) else 0
+    text = text[cut_start:]
+    text = _REPEATED_END.sub(r"\1", _TRAILING_CLAUSE.sub("", text)) or text
+    if text == cand.text:
+        return cand
+    start = cand.start + cut_start
+    return replace(cand, text=text, start=start, end=start + len(text))
+
+
+# Rhetoric, not fact: "与其说……不如说……", rhetorical questions, exclamations. A summary of
+# such sentences tells a client nothing they could check.
+_RHETORIC = re.compile(r"与其说|不如说|难道|岂不|何尝|何尝不|试想|[！!]")
+
+
+# What a briefing on "锦州数字经济发展经验" or "深圳智慧城市建设" asks for, not what it is about:
+# a rare word like 经验 weighs most of such a topic, yet hardly a sentence of the article on
+# 锦州's digital economy says it.
+_TOPIC_FRAMING = frozenset(
+    "经验 做法 情况 现状 进展 成效 成果 概况 介绍 简介 举措 措施 发展 建设 总结 案例 分析 研究 简报".split()
+)
 
 
 # --- choosing points --------------------------------------------------------------------------
@@ -240,7 +307,7 @@ class Briefer:
         max_chars_per_point: int = 160,
         max_embedded: int = 64,
         refusal_threshold: float = 0.8,
-        min_coverage: float = 0.5,
+        min_coverage: float = 0.6,
         near_duplicate: float = 0.6,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ):
@@ -277,11 +344,20 @@ class Briefer:
         self._vectors = SentenceVectors(embedder) if embedder is not None else None
 
     def run(
-        self, topic: str, passages: Sequence[Passage], terms: QueryTerms | Callable[[str], float]
+        self,
+        topic: str,
+        passages: Sequence[Passage],
+        terms: QueryTerms | Callable[[str], float],
+        *,
+        lang: str = "zh",
     ) -> Briefing:
         """The briefing on ``topic`` from ``passages`` (best first), judged by ``terms``: the
         topic's ``QueryTerms`` as the search weighed them (``SearchResult.terms``), or, for
-        passages from elsewhere, a function weighing each of the topic's key words."""
+        passages from elsewhere, a function weighing each of the topic's key words. What the
+        briefer writes itself (title, lead, headings, notes' heading) is in ``lang``."""
+        if lang not in WORDING:
+            raise ValueError(f"lang must be one of {', '.join(LANGS)}")
+        words = WORDING[lang]
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         topic = topic.strip()
@@ -300,22 +376,26 @@ class Briefer:
         parts = _Parts([], [], [])
         if confidence >= self.refusal_threshold:
             parts = self._choose(topic, candidates, passages, weights, timings)
-        stamp = f"生成时间：{self.clock():%Y-%m-%d %H:%M}"
+        stamp = words["stamp"].format(time=f"{self.clock():%Y-%m-%d %H:%M}")
         if parts:
-            lead, sections, sources = self._compose(parts, stamp)
+            lead, sections, sources = self._compose(parts, stamp, words)
         else:
-            lead, sections, sources = (stamp, NOTHING_FOUND_TEXT.format(topic=topic)), (), ()
+            lead, sections, sources = (stamp, words["nothing"].format(topic=topic)), (), ()
+        notes = tuple(" · ".join(note_fields(c.passage.chunk)) for c in sources)
+        title = BRIEFING_TITLES[lang].format(topic=topic)
         timings["brief_ms"] = (time.perf_counter() - t0) * 1000
         return Briefing(
             topic=topic,
-            markdown=briefing_markdown(BRIEFING_TITLE.format(topic=topic), lead, sections, sources),
+            markdown=briefing_markdown(title, lead, sections, sources),
             sources=sources,
             found=bool(parts),
             timings_ms=timings,
             confidence=confidence,
             lead=lead,
             sections=sections,
-            notes=tuple(" · ".join(" ".join(f.split()) for f in note_fields(c.passage.chunk)) for c in sources),
+            notes=notes,
+            lang=lang,
+            text=briefing_text(title, lead, sections, notes, words["notes"]),
         )
 
     # --- choosing ----------------------------------------------------------------------------
@@ -327,23 +407,40 @@ class Briefer:
         weights: dict[str, float],
         timings: dict[str, float],
     ) -> _Parts:
-        statements = [c for c in candidates if self._is_statement(c, passages)]
+        statements = [trim(c) for c in candidates if self._is_statement(c, passages)]
         # Best first; among equals (coverage saturates at 1.0 often) the sentence that says
         # more, up to what fits in a point: "以此对照……的建设模式。" says little.
         limit = self.max_chars_per_point
         statements.sort(key=lambda c: (-round(c.score, 9), -min(len(c.text), limit), c.passage_index, c.position))
-        on_topic = [c for c in statements if c.coverage >= self.min_coverage and coverage(weights, c.text) > 0]
-        # A figure sentence rarely names the topic ("将全市46家单位的……" leaves 锦州 to the
-        # title): any sentence on it at least through its title or section may state one.
-        figure_pool = [c for c in statements if c.coverage > 0 and figures(c.text)][: self.max_embedded]
-        summary_pool = [c for c in on_topic if len(c.text) >= MIN_SUMMARY_CHARS][: self.max_embedded]
+        # About the topic: the sentence read under its title and section (a sentence leaves its
+        # city or program to them: "将全市46家单位的……" under 数字锦州的味道) holds at least
+        # ``min_coverage`` of the weight of the topic's subject words (its framing words
+        # aside). The score's half weight for context words let a 锦州 sentence naming 城市
+        # into a briefing on 杭州城市大脑.
+        subject = {t: w for t, w in weights.items() if t not in _TOPIC_FRAMING} or weights
+        held = {
+            id(c): coverage(subject, f"{passages[c.passage_index].chunk.title} "
+                                     f"{passages[c.passage_index].chunk.section} {c.text}")
+            for c in statements
+        }
+        # A topic the knowledge base covers has a sentence on all of it, not only on its parts
+        # (杭州 in one news item, 城市大脑 in another): else the briefing says it holds nothing.
+        if not any(v >= self.refusal_threshold for v in held.values()):
+            return _Parts([], [], [])
+        about = [c for c in statements if held[id(c)] >= self.min_coverage]
+        # Summary and points name a topic word themselves; a figure sentence rarely does.
+        on_topic = [c for c in about if coverage(weights, c.text) > 0]
+        figure_pool = [c for c in about if figures(c.text)][: self.max_embedded]
+        summary_pool = [
+            c for c in on_topic if len(c.text) >= MIN_SUMMARY_CHARS and not _RHETORIC.search(c.text)
+        ][: self.max_embedded]
         said = _Said(self.near_duplicate, limit)
         t0 = time.perf_counter()
         figure_points = self._figures(topic, figure_pool, passages, said) if self.max_figures else []
         summary = self._summary(summary_pool, passages, said)
         if self._vectors is not None:
             timings["sentence_embed_ms"] = (time.perf_counter() - t0) * 1000
-        return _Parts(summary, figure_points, self._points(on_topic, passages, said))
+        return _balanced(_Parts(summary, figure_points, self._points(on_topic, passages, said)))
 
     def _figures(
         self, topic: str, pool: list[SentenceCandidate], passages: list[Passage], said: _Said
@@ -380,7 +477,9 @@ class Briefer:
 
     def _summary(self, pool: list[SentenceCandidate], passages: list[Passage], said: _Said) -> list[_Point]:
         """The most central sentences (``central``: the embedder's cosines, else character-
-        bigram overlap; restarts in proportion to their scores), one per passage."""
+        bigram overlap; restarts in proportion to their scores, doubled for a sentence stating
+        a figure: a summary of facts), one per passage while other passages have some, then
+        a second from one passage rather than a summary of one sentence."""
         if not pool:
             return []
         if self._vectors is not None:
@@ -389,19 +488,21 @@ class Briefer:
         else:
             grams = [_bigrams(c.text) for c in pool]
             similarity = np.array([[jaccard(a, b) for b in grams] for a in grams])
-        rank = central(similarity, np.array([c.score for c in pool]))
+        rank = central(similarity, np.array([c.score * (2.0 if figures(c.text) else 1.0) for c in pool]))
+        order = np.argsort(-rank, kind="stable")
         taken: list[_Point] = []
         used: set[int] = set()
-        for i in np.argsort(-rank, kind="stable"):
-            if len(taken) >= self.summary_points:
-                break
-            cand = pool[i]
-            if cand.passage_index in used:
-                continue
-            point = said.take(cand, passages[cand.passage_index])
-            if point is not None:
-                taken.append(point)
-                used.add(cand.passage_index)
+        for one_per_passage in (True, False):
+            for i in order:
+                if len(taken) >= self.summary_points or (not one_per_passage and len(taken) >= 2):
+                    break
+                cand = pool[i]
+                if one_per_passage and cand.passage_index in used:
+                    continue
+                point = said.take(cand, passages[cand.passage_index])
+                if point is not None:
+                    taken.append(point)
+                    used.add(cand.passage_index)
         return taken
 
     def _points(self, on_topic: list[SentenceCandidate], passages: list[Passage], said: _Said) -> list[_Point]:
@@ -435,7 +536,9 @@ class Briefer:
 
     # --- composing ---------------------------------------------------------------------------
     @staticmethod
-    def _compose(parts: _Parts, stamp: str) -> tuple[tuple[str, ...], tuple[BriefSection, ...], tuple[Citation, ...]]:
+    def _compose(
+        parts: _Parts, stamp: str, words: dict[str, str]
+    ) -> tuple[tuple[str, ...], tuple[BriefSection, ...], tuple[Citation, ...]]:
         """The lead (``stamp`` and the basis; the source document when there is one), the
         sections in reading order, and the footnotes' citations."""
         points = parts.points
@@ -448,30 +551,84 @@ class Briefer:
         else:  # documents by relevance, points in document order
             for doc_id in documents:
                 groups[doc_id] = [p for p in in_document_order if p.passage.chunk.doc_id == doc_id]
-        named: list[tuple[str, list[_Point]]] = [(SUMMARY_HEADING, parts.summary), (FIGURES_HEADING, parts.figures)]
+        named: list[tuple[str, list[_Point]]] = [(words["summary"], parts.summary), (words["figures"], parts.figures)]
         for group in groups.values():
             chunk = group[0].passage.chunk
             if len(documents) == 1:
-                heading = " ".join(chunk.section.split()) or LEAD_SECTION
+                heading = " ".join(chunk.section.split()) or words["lead"]
             else:
                 heading = _title_with_date(chunk)
             named.append((heading, group))
         named = [(heading, group) for heading, group in named if group]
 
-        # Footnotes: one per passage, numbered in order of first appearance.
+        # Footnotes: one per source as a reader names it (title, date, section), numbered in
+        # order of first appearance; two passages that would read alike share one.
+        said = [p for _, group in named for p in group]
+        merged = _merged_passages([p.passage for p in said])
         numbers, citations = cite(
-            (p.passage.chunk.chunk_id, p.passage, (p.candidate.start, p.end)) for _, group in named for p in group
+            (merged[p.passage.chunk.chunk_id].chunk.chunk_id, merged[p.passage.chunk.chunk_id], (p.candidate.start, p.end))
+            for p in said
         )
         sections = tuple(
-            BriefSection(heading, tuple(BriefPoint(p.text, numbers[p.passage.chunk.chunk_id]) for p in group))
+            BriefSection(
+                heading, tuple(BriefPoint(p.text, numbers[merged[p.passage.chunk.chunk_id].chunk.chunk_id]) for p in group)
+            )
             for heading, group in named
         )
-        said = [p for _, group in named for p in group]
         cited_documents = list(dict.fromkeys(p.passage.chunk.doc_id for p in said))
-        lead = [f"{stamp} · 依据：知识库中 {len(cited_documents)} 篇文档的 {len(numbers)} 段原文；每条要点均为原文摘录，脚注注明出处。"]
+        lead = [words["basis"].format(stamp=stamp, documents=len(cited_documents), passages=len(numbers))]
         if len(cited_documents) == 1:
-            lead.append(f"来源文档：{_title_with_date(said[0].passage.chunk)}")
+            lead.append(words["source"].format(document=_title_with_date(said[0].passage.chunk)))
         return tuple(lead), sections, citations
+
+
+def _balanced(parts: _Parts) -> _Parts:
+    """Every part present when there is enough to say: points by source, and a summary, even
+    when the other parts took every sentence on the topic (a briefing of one document whose
+    sentences all went to the summary and the figures had no points). A figure or summary
+    point beyond the first moves to the points; a lone point moves to the summary only when
+    there is more to show beside it."""
+    summary, figure_points, points = list(parts.summary), list(parts.figures), list(parts.points)
+    if not points:
+        donor = figure_points if len(figure_points) > 1 else summary if len(summary) > 1 else None
+        if donor is not None:
+            points.append(donor.pop())
+    if not summary and len(points) > 1:
+        summary.append(points.pop(0))
+    return _Parts(summary, figure_points, points)
+
+
+def _merged_passages(passages: list[Passage]) -> dict[str, Passage]:
+    """Each cited passage's footnote passage, by chunk id. Passages of one document and section
+    whose footnotes would read the same are one footnote when they are consecutive chunks
+    (the chunker cuts a document at whitespace only, so the gap between two consecutive chunks
+    is whitespace: kept as line breaks); the merged passage spans them all, so every point's
+    span lies in its footnote's passage."""
+    by_note: dict[tuple[str, str, str], dict[int, Passage]] = {}
+    for p in passages:
+        c = p.chunk
+        by_note.setdefault((c.doc_id, " · ".join(note_fields(c)), c.section), {})[c.ordinal] = p
+    out: dict[str, Passage] = {}
+    for chunks in by_note.values():
+        run: list[Passage] = []
+        for ordinal in sorted(chunks):
+            if run and ordinal != run[-1].chunk.ordinal + 1:
+                out |= _joined(run)
+                run = []
+            run.append(chunks[ordinal])
+        out |= _joined(run)
+    return out
+
+
+def _joined(run: list[Passage]) -> dict[str, Passage]:
+    first = run[0]
+    if len(run) == 1:
+        return {first.chunk.chunk_id: first}
+    text = first.chunk.text
+    for p in run[1:]:
+        text += "\n" * (p.chunk.start - first.chunk.start - len(text)) + p.chunk.text
+    joined = replace(first, chunk=replace(first.chunk, text=text, end=run[-1].chunk.end))
+    return {p.chunk.chunk_id: joined for p in run}
 
 
 def _title_with_date(chunk: Chunk) -> str:
