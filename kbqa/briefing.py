@@ -418,11 +418,11 @@ class Briefer:
         # aside). The score's half weight for context words let a 锦州 sentence naming 城市
         # into a briefing on 杭州城市大脑.
         subject = {t: w for t, w in weights.items() if t not in _TOPIC_FRAMING} or weights
-        held = {
-            id(c): coverage(subject, f"{passages[c.passage_index].chunk.title} "
-                                     f"{passages[c.passage_index].chunk.section} {c.text}")
-            for c in statements
-        }
+        def context(c: SentenceCandidate) -> str:
+            chunk = passages[c.passage_index].chunk
+            return f"{chunk.title} {chunk.section} {c.text}"
+
+        held = {id(c): coverage(subject, context(c)) for c in statements}
         # A topic the knowledge base covers has a sentence on all of it, not only on its parts
         # (杭州 in one news item, 城市大脑 in another): else the briefing says it holds nothing.
         if not any(v >= self.refusal_threshold for v in held.values()):
@@ -430,7 +430,13 @@ class Briefer:
         about = [c for c in statements if held[id(c)] >= self.min_coverage]
         # Summary and points name a topic word themselves; a figure sentence rarely does.
         on_topic = [c for c in about if coverage(weights, c.text) > 0]
-        figure_pool = [c for c in about if figures(c.text)][: self.max_embedded]
+        # A figure sentence rarely names the topic's rarest word ("将全市46家单位的……政务系统"
+        # under 数字锦州的味道, for 锦州 数字政府): it may count the subject's words alike.
+        even = dict.fromkeys(subject, 1.0)
+        figure_pool = [
+            c for c in statements
+            if figures(c.text) and max(held[id(c)], coverage(even, context(c))) >= self.min_coverage
+        ][: self.max_embedded]
         summary_pool = [
             c for c in on_topic if len(c.text) >= MIN_SUMMARY_CHARS and not _RHETORIC.search(c.text)
         ][: self.max_embedded]

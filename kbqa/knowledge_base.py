@@ -437,19 +437,20 @@ class KnowledgeBase:
             return list(kept)
 
     def brief(
-        self, topic: str, k: int = 20, *, filters: Filters | Mapping[str, str | None] | None = None
+        self, topic: str, k: int = 20, *, filters: Filters | Mapping[str, str | None] | None = None, lang: str = "zh"
     ) -> Briefing:
         """A briefing on ``topic`` from its ``k`` best passages (kbqa/briefing.py) of the documents
         ``filters`` allow: a summary of the most central sentences, the key figures, then
         verbatim sentences grouped by source, each with a footnote; as Markdown and as structure
         (``Briefing.sections``, ``notes``). found=False when the knowledge base holds nothing on
-        it (the refusal threshold)."""
+        it (the refusal threshold). What the briefer writes itself (title, lead, headings) is in
+        ``lang`` ("zh" or "en")."""
         topic = self._check(topic, "question")
         filters = self._filters(filters)
         t0 = time.perf_counter()
         with self._reaching():
             found = self.searcher.retrieve(topic, self._k(k), filters=filters)
-        briefing = self.briefer.run(topic, found.passages, found.terms)
+        briefing = self.briefer.run(topic, found.passages, found.terms, lang=lang)
         timings = found.timings_ms | briefing.timings_ms
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return replace(briefing, timings_ms=timings)

@@ -1,5 +1,7 @@
-"""Briefing endpoints: ``POST /api/brief`` (JSON), and ``GET /api/brief.md`` and
-``GET /api/brief.docx`` (the briefing as a Markdown or a Word download; web/docx_export.py).
+"""Briefing endpoints: ``POST /api/brief`` (JSON), and ``GET /api/brief.md``, ``GET /api/brief.txt``
+and ``GET /api/brief.docx`` (the briefing as a Markdown, plain-text or Word download;
+web/docx_export.py). ``lang`` ("zh", the default, or "en") is the language of what the briefing
+writes itself: title, lead, headings.
 
 ``briefing_router(kbs)`` returns an ``APIRouter`` the app includes with
 ``app.include_router(briefing_router(kbs))``; it has to be included before web/asgi.py's
@@ -13,7 +15,7 @@ limit is the KB's setting) and FastAPI must resolve the endpoint annotations as 
 """
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
@@ -61,6 +63,7 @@ def briefing_router(kbs: KnowledgeBases) -> APIRouter:
     limit = kbs.settings.max_question_chars
     Topic = Annotated[StrictStr, question_text(limit), Field(description="the topic of the briefing, e.g. 锦州数字政府建设")]
     k_doc = f"number of passages the briefing draws on (default {DEFAULT_K})"
+    Lang = Annotated[Literal["zh", "en"], Field(description="language of the briefing's own words: title, lead, headings")]
 
     class BriefRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [BRIEF_EXAMPLE]})
@@ -68,31 +71,35 @@ def briefing_router(kbs: KnowledgeBases) -> APIRouter:
         k: Annotated[K, Field(description=k_doc)] | None = None
         kb: KbName = DEFAULT_KB
         filters: FiltersIn | None = None
+        lang: Lang = "zh"
 
     class BriefQuery(BaseModel):  # query strings are text: k is parsed, not strict
         model_config = ConfigDict(extra="forbid")
         topic: Topic
         k: Annotated[int, Field(ge=1, le=50, description=k_doc)] | None = None
         kb: KbName = DEFAULT_KB
+        lang: Lang = "zh"
 
     class BriefOut(OpenModel):
         topic: str
         found: bool = Field(description="false when the knowledge base holds nothing on the topic")
         markdown: str = Field(description="the briefing: GitHub-flavoured Markdown with [^n] footnotes")
+        text: str = Field(description="the same briefing as plain text (no Markdown escapes), [n] marks, sources last")
+        lang: Literal["zh", "en"] = Field(description="language of the briefing's own words")
         sources: list[CitationOut] = Field(description="footnote n is sources[n - 1]")
         timings_ms: dict[str, float]
 
     errors = ERROR_RESPONSES
     router = APIRouter(route_class=JSONErrorRoute, tags=["briefings"])
 
-    def _brief(kb: str, topic: str, k: int | None, filters: FiltersIn | None = None):
-        return kbs.get(kb).brief(topic, DEFAULT_K if k is None else k, filters=filters_of(filters))
+    def _brief(kb: str, topic: str, k: int | None, lang: str, filters: FiltersIn | None = None):
+        return kbs.get(kb).brief(topic, DEFAULT_K if k is None else k, filters=filters_of(filters), lang=lang)
 
     @router.post("/api/brief", response_model=BriefOut, responses=errors)
     def brief(req: BriefRequest) -> dict:
         """A briefing on a topic: a summary, the key figures, then points by source — every point a
         verbatim sentence of a source, footnoted."""
-        return _brief(req.kb, req.topic, req.k, req.filters).to_dict()
+        return _brief(req.kb, req.topic, req.k, req.lang, req.filters).to_dict()
 
     def download(briefing: Briefing, body: bytes | str, media_type: str, extension: str) -> Response:
         return Response(
@@ -114,8 +121,21 @@ def briefing_router(kbs: KnowledgeBases) -> APIRouter:
     def brief_markdown(query: Annotated[BriefQuery, Query()]) -> Response:
         """The briefing on ``topic`` as a ``.md`` download (``X-Briefing-Found`` says whether
         the knowledge base held anything on it)."""
-        briefing = _brief(query.kb, query.topic, query.k)
+        briefing = _brief(query.kb, query.topic, query.k, query.lang)
         return download(briefing, briefing.markdown, "text/markdown; charset=utf-8", "md")
+
+    @router.get(
+        "/api/brief.txt",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "the briefing as a plain-text file"}}
+        | {404: errors[404], 422: errors[422]},
+    )
+    def brief_text(query: Annotated[BriefQuery, Query()]) -> Response:
+        """The briefing on ``topic`` as a ``.txt`` download: the same as the ``.md`` without
+        Markdown (no backslash escapes), for pasting into e-mail or a chat (``X-Briefing-Found``
+        as for the ``.md``)."""
+        briefing = _brief(query.kb, query.topic, query.k, query.lang)
+        return download(briefing, briefing.text, "text/plain; charset=utf-8", "txt")
 
     @router.get(
         "/api/brief.docx",
@@ -126,7 +146,7 @@ def briefing_router(kbs: KnowledgeBases) -> APIRouter:
     def brief_word(query: Annotated[BriefQuery, Query()]) -> Response:
         """The briefing on ``topic`` as a ``.docx`` download: Word headings and bullet lists,
         the sources as real Word footnotes (``X-Briefing-Found`` as for the ``.md``)."""
-        briefing = _brief(query.kb, query.topic, query.k)
+        briefing = _brief(query.kb, query.topic, query.k, query.lang)
         return download(briefing, briefing_docx(briefing), DOCX_MEDIA_TYPE, "docx")
 
     return router

@@ -54,6 +54,7 @@ FOOTNOTE_REFERENCE = "footnote reference"
 TITLE, HEADING, BULLET, NOTE_TEXT, NOTE_MARK = "Title", "Heading1", "ListBullet", "FootnoteText", "FootnoteReference"
 
 CORE_PROPERTY_CHARS = 255
+AUTHORS = {"zh": "知识库简报", "en": "Knowledge base briefing"}  # by the briefing's language
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 # Settings that follow w:footnotePr in CT_Settings' schema order (Word rejects misplaced ones).
 _AFTER_FOOTNOTE_PR = ("w:endnotePr", "w:compat", "w:docVars", "w:rsids", "m:mathPr", "w:attachedSchema",
@@ -103,7 +104,7 @@ def _prepare(document: WordDocument, briefing: Briefing) -> None:
     # characters was a 500); the full title is the document's first paragraph.
     properties.title = _xml_text(briefing.title)[:CORE_PROPERTY_CHARS]
     properties.subject = _xml_text(briefing.topic)[:CORE_PROPERTY_CHARS]
-    properties.author = properties.last_modified_by = "知识库简报"
+    properties.author = properties.last_modified_by = AUTHORS.get(briefing.lang, AUTHORS["zh"])
     properties.comments = ""
     properties.created = properties.modified = datetime.now(UTC).replace(microsecond=0)
     properties.revision = 1

@@ -55,7 +55,7 @@ def test_post_brief(client):
     r = client.post("/api/brief", json={"topic": TOPIC})
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     data = r.json()
-    assert set(data) == {"topic", "found", "markdown", "sources", "timings_ms"}
+    assert set(data) == {"topic", "found", "markdown", "text", "lang", "sources", "timings_ms"}
     assert data["topic"] == TOPIC and data["found"] is True
     assert data["markdown"].startswith(f"# 简报：{TOPIC}\n")
     assert [s["n"] for s in data["sources"]] == list(range(1, len(data["sources"]) + 1))
@@ -191,15 +191,15 @@ def test_get_word_download(client, topic):
         assert bullet.runs[0].text == re.sub(r"\\(.)", r"\1", text)  # the sentence itself, unescaped
     key_figures = bullets[len(re.findall(r"^- ", briefing["markdown"].split("## 关键数据")[0], re.MULTILINE)):]
     assert any("46家单位的100多个业务系统" in b.text for b in key_figures)
-    assert any("133家医疗机构" in b.text for b in key_figures)
 
     # Real footnotes, one per source, naming title, date, section and the document.
     notes = footnotes_of(document)
     assert [int(note.get(W_ID)) for note in notes] == [s["n"] for s in sources]
     for note, source in zip(notes, sources, strict=True):
         text = "".join(note.itertext()).strip()
-        assert text == " · ".join(source[f] for f in ("title", "date", "section", "source") if source[f])
-        assert source["source"] == "000_d3d8b424e3677781.txt"  # as it is: no "\\_" of the Markdown
+        # Title, date, section: the file name (the source of a file) tells a client nothing.
+        assert text == " · ".join(source[f] for f in ("title", "date", "section") if source[f])
+        assert source["source"] == "000_d3d8b424e3677781.txt" and source["source"] not in text
         assert note.find(f".//{qn('w:footnoteRef')}") is not None
     # Each referenced once, in order; a source cited again is a NOTEREF field to that reference.
     body = document.element.body
@@ -236,6 +236,33 @@ def test_a_topic_longer_than_a_word_title_still_downloads(app_url):
     topic = "锦州数字政府建设" * 40  # 320 characters (the limit is max_question_chars, 2000)
     response = httpx.get(app_url + "/api/brief.docx", params={"topic": topic}, timeout=60)
     assert response.status_code == 200 and response.content[:2] == b"PK"
-    href = download_links(topic).split('href="')[2].split('"')[0].replace("&amp;", "&")
+    href = download_links(topic).split('href="')[3].split('"')[0].replace("&amp;", "&")
     assert href.startswith("api/brief.docx?topic=")
     assert httpx.get(f"{app_url}/{href}", timeout=60).status_code == 200
+
+
+def test_plain_text_download_and_english_headings(client):
+    """The .txt is the briefing without Markdown (nothing escaped); lang=en writes the
+    briefing's own words in English on every endpoint."""
+    r = client.get("/api/brief.txt", params={"topic": "锦州数字政府建设"})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert r.headers["content-disposition"].startswith('attachment; filename="briefing.txt";')
+    text = r.text
+    assert text.startswith("简报：锦州数字政府建设\n") and "\n摘要\n" in text and "\n来源\n" in text
+    assert "\\" not in text and "[^" not in text and "• " in text
+
+    data = client.post("/api/brief", json={"topic": "锦州数字政府建设", "lang": "en"}).json()
+    assert data["lang"] == "en" and data["found"]
+    headings = re.findall(r"^## (.+)$", data["markdown"], re.M)
+    assert data["markdown"].startswith("# Briefing: 锦州数字政府建设\n\nGenerated: ")
+    assert headings[:2] == ["Summary", "Key figures"]
+    for word in ("简报", "摘要", "关键数据", "来源", "生成时间", "依据"):
+        assert word not in data["markdown"].split("\n[^1]:")[0].replace("锦州数字政府建设", "")
+        assert f"\n{word}\n" not in data["text"]
+    assert "\nSources\n" in data["text"]
+    english = client.get("/api/brief.txt", params={"topic": "火星殖民计划", "lang": "en"})
+    assert english.headers["x-briefing-found"] == "false" and "holds nothing on" in english.text
+    word = client.get("/api/brief.docx", params={"topic": "锦州数字政府建设", "lang": "en"})
+    paragraphs = docx.Document(BytesIO(word.content)).paragraphs
+    assert paragraphs[0].text == "Briefing: 锦州数字政府建设" and paragraphs[1].text.startswith("Generated: ")
+    assert client.post("/api/brief", json={"topic": "x", "lang": "fr"}).status_code == 422

@@ -84,6 +84,7 @@ def test_briefing_tab_handler(seed_kb):
     # The downloads are links to GET /api/brief.md and /api/brief.docx for the topic: no file is written for them.
     topic = "%E9%94%A6%E5%B7%9E%E6%95%B0%E5%AD%97%E6%94%BF%E5%BA%9C%E5%BB%BA%E8%AE%BE"
     assert download == (f'<a class="kb-download" href="api/brief.md?topic={topic}" download>下载简报（.md）</a> '
+                        f'<a class="kb-download" href="api/brief.txt?topic={topic}" download>下载纯文本（.txt）</a> '
                         f'<a class="kb-download" href="api/brief.docx?topic={topic}" download>下载 Word（.docx）</a>')
     # Too long a topic: the reason, and nothing to download; an empty one changes nothing.
     shown, source, download, briefed = make_briefing("x" * 3000, "zh")

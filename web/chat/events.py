@@ -24,7 +24,7 @@ from web.chat.renderers import (
 )
 from web.chat.session import MAX_HISTORY_MESSAGES, MAX_SOURCE_TURNS, Message, Turn, conversation, voted_turn
 from web.feedback import FeedbackStore
-from web.i18n import Lang, text
+from web.i18n import Lang, as_lang, text
 
 EXAMPLE_QUESTIONS = 4  # how many the page offers (KnowledgeBase.example_questions)
 
@@ -89,11 +89,11 @@ class ChatEvents:
         if not topic.strip():  # an empty click is a no-op
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
-            briefing = self.kbs.get(kb).brief(topic)
+            briefing = self.kbs.get(kb).brief(topic, lang=as_lang(lang))
         except (QuestionError, UnknownKnowledgeBase) as exc:
             return escape_markdown(text(lang, "topic_error", error=exc)), "", no_download_html(lang), ""
         return (
-            render_briefing(briefing.markdown),
+            render_briefing(briefing.markdown, lang),
             briefing.markdown,
             download_links(briefing.topic, lang, kb),
             briefing.topic,

@@ -18,7 +18,7 @@ def no_sources_html(lang: Lang = "zh") -> str:
     return f'<p class="kb-none">{text(lang, "no_sources")}</p>'
 
 
-DOWNLOADS = (("md", "download"), ("docx", "download_docx"))  # extension, i18n key
+DOWNLOADS = (("md", "download"), ("txt", "download_txt"), ("docx", "download_docx"))  # extension, i18n key
 
 
 def no_download_html(lang: Lang = "zh") -> str:
@@ -53,10 +53,12 @@ def _source_link(source: str) -> str:
 
 
 def download_links(topic: str, lang: Lang = "zh", kb: str = DEFAULT_KB) -> str:
-    """The briefing's downloads: links to ``GET /api/brief.md`` and ``GET /api/brief.docx``
-    (relative, so they work under any mount path) of knowledge base ``kb``. The briefing is
-    composed again there, so nothing is written to Gradio's cache for it."""
+    """The briefing's downloads: links to ``GET /api/brief.md``, ``.txt`` and ``.docx``
+    (relative, so they work under any mount path) of knowledge base ``kb``, in the page's
+    language. The briefing is composed again there, so nothing is written to Gradio's cache
+    for it."""
     query = f"topic={quote(topic, safe='')}" + ("" if kb == DEFAULT_KB else f"&kb={quote(kb, safe='')}")
+    query += "" if as_lang(lang) == "zh" else f"&lang={as_lang(lang)}"
     links = []
     for extension, key in DOWNLOADS:
         href = html.escape(f"api/brief.{extension}?{query}", quote=True)
@@ -143,7 +145,7 @@ _FOOTNOTE_REF = re.compile(r"\[\^(\d+)\]")
 _FOOTNOTE_DEF = re.compile(r"^\[\^(\d+)\]: ", re.M)
 
 
-def render_briefing(markdown: str) -> str:
+def render_briefing(markdown: str, lang: Lang = "zh") -> str:
     """A briefing's GitHub Markdown as Gradio's Markdown shows it: that renderer has no
     footnotes, so ``[^n]`` marks become superscript ``[n]`` and the definitions a numbered
     source list. Document text in a briefing is escaped, so a ``[^n]`` with its closing
@@ -154,4 +156,4 @@ def render_briefing(markdown: str) -> str:
     body, notes = markdown[: first.start()], markdown[first.start() :]
     notes = _FOOTNOTE_DEF.sub(lambda m: f"{m.group(1)}. ", notes)
     body = _FOOTNOTE_REF.sub(lambda m: f"<sup>[{m.group(1)}]</sup>", body)
-    return f"{body}### 来源\n\n{notes}"
+    return f"{body}### {text(lang, 'brief_sources')}\n\n{notes}"
