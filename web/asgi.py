@@ -27,7 +27,7 @@ from web.admin.key import AdminKey, upload_limit
 from web.admin.routes import admin_router
 from web.api import api_router
 from web.briefing import briefing_router
-from web.chat.assets import CHAT_CSS, CHAT_HEAD
+from web.chat.assets import CHAT_CSS, CHAT_HEAD, CHAT_THEME
 from web.chat.layout import build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
@@ -145,7 +145,8 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
     # never reaches the page; the chat turns the errors a visitor can cause into messages.
     # No allowed_paths: Gradio serves no file of the host's.
     app = gr.mount_gradio_app(
-        app, demo, path="/", run_history=False, show_error=False, allowed_paths=[], css=CHAT_CSS, head=CHAT_HEAD
+        app, demo, path="/", run_history=False, show_error=False, allowed_paths=[], css=CHAT_CSS, head=CHAT_HEAD,
+        theme=CHAT_THEME,
     )
     # What Gradio's half accepts (web/gradio_guard.py): the guard wraps the mount itself, so
     # the API's own routes never pass through it and it needs no list of them.

@@ -165,7 +165,9 @@ def test_the_refusal_badge_is_styled_in_each_language():
 
 def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     """The language event as Gradio calls it: every component it names gets its wording, the
-    sources panel is drawn again in the new language, a briefing shown stays."""
+    sources panel is drawn again in the new language, a briefing shown stays, the example
+    questions are the knowledge base's in the new language."""
+    from kbqa.examples import ENGLISH_QUESTIONS
     from kbqa.knowledge_base import KnowledgeBases
     from web.chat.layout import build_chat
 
@@ -177,10 +179,12 @@ def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     labels = {str(u.get("label") or u.get("value") or "") for u in updates if isinstance(u, dict)}
     labels |= {u for u in updates if isinstance(u, str)}
     assert {"中文", "Ask", "Briefing", "Send", "Example questions (click to ask)", "Make briefing"} <= labels
-    panel, briefing_view, download = updates[-3:]
+    panel, briefing_view, download, offered, examples = updates[-5:]
+    assert offered and set(offered) <= set(ENGLISH_QUESTIONS) and examples["samples"] == [[q] for q in offered]
     assert "Q1: 锦州的“三个开放”是什么？" in panel and briefing_view.startswith("Enter a topic")
     assert "Download briefing (.md)" in download and "href" not in download
     _, *updates = fn.fn("en", turns, "锦州数字政府建设")
-    panel, briefing_view, download = updates[-3:]
+    panel, briefing_view, download, offered, _ = updates[-5:]
+    assert offered == seed_kb.example_questions(4)
     assert "第 1 问：" in panel and briefing_view == {"__type__": "update"}  # the briefing shown stays
     assert download.startswith('<a class="kb-download" href="api/brief.md?topic=') and "下载简报（.md）" in download

@@ -560,3 +560,39 @@ def test_widget_labels_follow_data_lang_or_the_pages_lang(page, js_errors, app_u
     widget_ask(page, "锦州2024年的GDP是多少？")
     expect(page.locator(".panel .a")).to_contain_text("抱歉")  # the answer speaks its question's language
     assert js_errors == []
+
+
+def fonts_drawing(page, selector: str) -> set[tuple[str, bool]]:
+    """The fonts Chromium drew ``selector``'s text with (DevTools' platform fonts): each
+    family's name, and whether it is one of the page's web fonts (else the machine's)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    return {(font["familyName"], font["isCustomFont"]) for font in fonts}
+
+
+def test_the_english_page_is_english_in_one_font(page, js_errors, app_url, seed_kb):
+    """Issue 21 §3: /?lang=en wrote the sources' Chinese placeholder, offered Chinese example
+    questions, and drew semibold words ("Q&A", "Send") in two fonts."""
+    from playwright.sync_api import expect
+
+    page.goto(app_url + "/?lang=en", wait_until="load")
+    expect(page.locator("#kb-send")).to_have_text("Send")
+    expect(page.locator("#kb-sources")).to_have_text("Ask a question: the passages its answer cites are listed here.")
+    offered = page.locator("#kb-examples button")
+    expect(offered).to_have_count(4)
+    english = [b.inner_text().strip() for b in offered.all()]
+    assert english == seed_kb.example_questions(4, lang="en")
+    assert all(q.isascii() for q in english), english
+    page.evaluate("document.fonts.ready")
+    for selector in ("#kb-send", "h1"):
+        drawn = fonts_drawing(page, selector)  # was DejaVu Sans Bold (the machine's) with a few glyphs served
+        assert drawn and all(served for _, served in drawn), (selector, drawn)
+    offered.first.click()  # an English example is answered, with a citation
+    expect(page.locator("#kb-chat .message.bot").last.locator("a.kb-cite").first).to_be_visible()
+    page.locator("#kb-lang").click()  # in Chinese, the knowledge base's own (Chinese) questions
+    expect(offered.first).to_have_text(seed_kb.example_questions(4)[0])
+    assert js_errors == []

@@ -327,7 +327,7 @@ def test_a_knowledge_base_the_page_does_not_offer_is_not_asked(app_url):
         for path, body in (("/gradio_api/queue/join", {"data": [*ask_data(SEED_QUESTION)[:4], "/etc/passwd", "", "", ""],
                                                        "fn_index": 1, "session_hash": "forgedkb01"}),
                            ("/gradio_api/run/predict", {"data": ["锦州", None, ""], "fn_index": events["brief"]}),
-                           ("/gradio_api/api/predict", {"data": ["锦州"], "fn_index": events["kb_examples"]})):
+                           ("/gradio_api/api/predict", {"data": ["锦州", None], "fn_index": events["kb_examples"]})):
             response = client.post(path, json=body)
             assert response.status_code == 422 and "choices" in response.json()["error"], (path, response.text)
         line = run_event(client, "forgedkb02", {"data": ask_data(SEED_QUESTION), "fn_index": 1})

@@ -104,6 +104,7 @@ class ChatEvents:
         names = self.kbs.names()
         return {"choices": names, "visible": len(names) > 1}
 
-    def example_questions(self, kb: str) -> list[str]:
-        """The questions the page offers for knowledge base ``kb`` (KnowledgeBase.example_questions)."""
-        return self.kbs.get(kb).example_questions(EXAMPLE_QUESTIONS)
+    def example_questions(self, kb: str, lang: Lang = "zh") -> list[str]:
+        """The questions the page offers for knowledge base ``kb`` in ``lang``
+        (KnowledgeBase.example_questions)."""
+        return self.kbs.get(kb).example_questions(EXAMPLE_QUESTIONS, lang=lang)
