@@ -34,6 +34,18 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "cite_title": "查看引用 [{n}]",
         "removed": "已删去 {n} 句知识库原文无法支持的内容。",
         "question_error": "抱歉，这个问题无法处理：{error}。请修改后重试。",
+        "failed": "抱歉，回答这个问题时出了问题。问题还在输入框里，请稍后再点“发送”。",
+        "filters_empty": "没有文档符合所选的筛选条件（{filters}）。请放宽或清空筛选后再点“发送”，问题还在输入框里。",
+        "busy": "提问太频繁，服务器正忙。请等 {seconds} 秒后再点“发送”，问题还在输入框里。",
+        "unavailable": "问答服务暂时停止了，请稍后刷新页面再试。问题还在输入框里。",
+        "offline": "连不上问答服务。请检查网络后再点“发送”，问题还在输入框里。",
+        "not_sent": "问题没能发出（服务器回应 {status}）。请稍后再点“发送”，问题还在输入框里。",
+        "no_related": "知识库中没有找到与这个问题相关的段落。",
+        "related_note": "没有找到答案。以下是相关段落，仅供参考，不是答案：",
+        "answer_said": "回答：{text}",
+        "question_said": "问题：{text}",
+        "list_sep": "；",
+        "filter_item": "{label}：{value}",
         "kb_label": "知识库",
         "filters": "筛选：地区、日期",
         "region_label": "地区",
@@ -76,6 +88,24 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "cite_title": "Show source [{n}]",
         "removed": "Removed {n} sentence(s) that the knowledge base's text does not support.",
         "question_error": "Sorry, this question can't be processed: {error}. Please change it and try again.",
+        "failed": "Sorry, something went wrong while answering this question. It is still in the box: "
+        "press Send again in a moment.",
+        "filters_empty": "No document meets the filters you chose ({filters}). Widen or clear them and press Send "
+        "again; your question is still in the box.",
+        "busy": "Too many questions at once: the server is busy. Wait {seconds} s and press Send again; your question "
+        "is still in the box.",
+        "unavailable": "The question service has stopped for now: please reload the page later. Your question is "
+        "still in the box.",
+        "offline": "The question service can't be reached. Check the connection and press Send again; your question "
+        "is still in the box.",
+        "not_sent": "Your question could not be sent (the server answered {status}). Press Send again in a moment; "
+        "it is still in the box.",
+        "no_related": "The knowledge base holds no passage related to this question.",
+        "related_note": "No answer was found. These related passages are for reading only; they are not an answer:",
+        "answer_said": "Answer: {text}",
+        "question_said": "Question: {text}",
+        "list_sep": "; ",
+        "filter_item": "{label}: {value}",
         "kb_label": "Knowledge base",
         "filters": "Filters: region, dates",
         "region_label": "Region",

@@ -47,8 +47,20 @@ def test_http_sources_become_links():
     assert '<a href="https://example.org/a?x=1&amp;y=&quot;2&quot;" target="_blank" rel="noopener noreferrer">' in html
 
 
-def test_no_citations_without_an_answer():
-    assert render_sources(Answer(question="q", text="抱歉", found=False)) == NO_SOURCES_HTML
+def test_a_refusal_shows_its_related_passages_as_no_answer():
+    """Issue 21 §2: under a question asked, the panel shows what the refusal found, said not to
+    be an answer (no [n], nothing highlighted), or that it found nothing; never the empty
+    panel's "提问后，这里会列出…"."""
+    from kbcore.types import Chunk, Passage
+
+    nothing = render_sources(Answer(question="q", text="抱歉", found=False), lang="en")
+    assert nothing == '<p class="kb-none">The knowledge base holds no passage related to this question.</p>'
+    assert nothing != NO_SOURCES_HTML
+    related = Passage(chunk=Chunk("a.txt", 0, "<b>锦州</b>的段落", 0, 9, title="标题", date="2023-08-05"), score=0.1)
+    shown = render_sources(Answer(question="q", text="抱歉", found=False, related=(related,)))
+    assert shown.startswith('<p class="kb-related-note">没有找到答案。以下是相关段落，仅供参考，不是答案：</p>')
+    assert "&lt;b&gt;锦州&lt;/b&gt;的段落" in shown and "标题" in shown and "2023-08-05" in shown
+    assert "<mark>" not in shown and "kb-n" not in shown and "kb-src-" not in shown
 
 
 # --- the 简报 tab ---------------------------------------------------------------------------
