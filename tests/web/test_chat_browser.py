@@ -226,6 +226,11 @@ def test_on_a_phone_the_sources_come_under_the_answer(page, js_errors, app_url):
 
     page.set_viewport_size({"width": 390, "height": 844})
     open_chat(page, app_url)
+    expect(page.locator("#kb-examples button")).to_have_count(4)  # the page as it settles
+    # Issue 21 §6: the question box and its button above the fold, under a chat as short as
+    # its (no) messages; no floating "对话" label over the top message.
+    assert in_view(page, "#kb-question textarea") and in_view(page, "#kb-send")
+    expect(page.locator("#kb-chat [data-testid='block-label']")).to_have_count(0)
     ask(page, SEED_QUESTION)
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("开放数据资源")
     chat, send, sources = (page.locator(s).bounding_box() for s in ("#kb-chat", "#kb-send", "#kb-sources"))

@@ -74,6 +74,9 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
                     )
                     chatbot = gr.Chatbot(
                         label=text("zh", "chat_label"),
+                        # Gradio's floating label covered the top message as the chat scrolled;
+                        # the conversation keeps its name for screen readers (status.js).
+                        show_label=False,
                         elem_id="kb-chat",
                         height=480,
                         render_markdown=False,  # messages are escaped HTML (see module docstring)
