@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -138,6 +138,13 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
         return error_response(404, f"no such endpoint: {request.method} {request.url.path} (see /docs)")
 
     app.include_router(widget_router(kb.settings.max_history_messages, kb.settings.max_history_chars))
+
+    if key.enabled:
+        # The admin's address: the chat page with its 管理 tab shown (hidden from visitors).
+        # Relative, so it works under any mount path.
+        @app.get("/admin", include_in_schema=False)
+        def admin_page() -> RedirectResponse:
+            return RedirectResponse("./?admin", status_code=307)
 
     # Mounted last: a mount at "/" matches every path, so the API routes must come first.
     # run_history=False: Gradio would otherwise keep every question in the browser and offer

@@ -31,7 +31,8 @@ BRIEF_EXAMPLES = ["锦州数字政府建设", "锦州云计算产业"]
 
 def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, admin: bool = False) -> gr.Blocks:
     """The page over the knowledge bases ``kbs``; with ``feedback``, 👍/👎 under each answer are
-    stored there; with ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py)."""
+    stored there; with ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py),
+    shown on the admin's own address only: ``/?admin`` (``/admin`` leads there, web/asgi.py)."""
     events = ChatEvents(kbs, feedback)
 
     # delete_cache: a backstop for the private cache (web/gradio_guard.py's own_cache), which
@@ -187,6 +188,7 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             concurrency_limit=4,
         )
         admin_wording: dict[Any, Callable[[Lang], Any]] = {}
+        admin_page = None
         if admin:
             admin_page, admin_intro = admin_tab()
             admin_wording = {
@@ -254,6 +256,9 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
                 yield {language: "en"} | {block: update("en") for block, update in wording.items()} | dict(
                     zip(shown_outputs, shown_in("en", [], "", DEFAULT_KB))
                 )
+            # The admin tab is no visitor's business: it shows only on the admin's own address.
+            if admin_page is not None and "admin" in request.query_params:
+                yield {admin_page: gr.update(visible=True)}
             # Knowledge bases an admin created since the app started are offered too.
             yield {kb_choice: gr.update(**events.kb_choices())}
             yield examples_of(DEFAULT_KB, lang)
