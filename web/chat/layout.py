@@ -220,9 +220,9 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             brief_source: lambda lang: gr.update(label=text(lang, "brief_source")),
             **admin_wording,
         }
-        # And what the page shows that depends on the session too: the sources panel, the
-        # briefing's placeholder and download (a briefing shown keeps its text), and the example
-        # questions, which are the knowledge base's in the page's language.
+        # And what the page shows that depends on the session too: the sources panel, and the
+        # briefing's placeholder and download (a briefing shown keeps its text); beside them the
+        # example questions (examples_of), the knowledge base's in the page's language.
         shown_outputs = [sources, briefing_view, download]
 
         def shown_in(lang: Lang, turns: list[Turn], briefed: str, kb: str) -> list[Any]:
