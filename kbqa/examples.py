@@ -6,6 +6,10 @@ Templates alone do not make answerable questions: on the seed article "数字政
 and "数字锦州的味道是什么？" are refused while "顶层设计是什么？" is answered. So these are
 candidates, best kinds first; ``KnowledgeBase.example_questions`` asks them and keeps the
 answered ones.
+
+The English page offers English questions (ENGLISH_QUESTIONS): a template can't put a Chinese
+heading into English, so these are written for the demo knowledge base (kb/, the seed article)
+and asked like the others; a knowledge base that answers none of them offers none in English.
 """
 
 from __future__ import annotations
@@ -26,6 +30,17 @@ _PREDICATE = re.compile(r"^(.+?)(?:只是|就是|已经|可以|正在|成为|需
 _ASKS = re.compile(r"什么|如何|怎么|怎样|为何|为什么|哪")
 _QUOTED = re.compile(r"“([^“”\n]{2,12})”")
 _SENTENCE_PUNCT = re.compile(r"[。！？；，,!?;]")
+
+# Each answered on the seed, cited (English questions go through kbqa/crosslingual.py); best first.
+# At most 60 characters: the page's example buttons cut a longer one short.
+ENGLISH_QUESTIONS = [
+    "What are Jinzhou's \"three openings\"?",
+    "What agreement did Huawei and Jinzhou sign in 2017?",
+    "How many business systems were migrated to Huawei Cloud?",
+    "Who leads Jinzhou's big data leading group?",
+    "How many guests attended the 2019 cloud industry summit?",
+    "What is the 8890 government service platform?",
+]
 
 
 def _letters(text: str) -> int:

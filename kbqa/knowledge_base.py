@@ -36,7 +36,7 @@ from kbcore.store_layout import SchemaVersionError
 from kbcore.types import Answer, Briefing, DocRecord, Filters, IngestReport, SearchResult
 from kbqa.conversation import Message, as_messages, is_text, rewrite
 from kbqa.crosslingual import glossary
-from kbqa.examples import candidate_questions
+from kbqa.examples import ENGLISH_QUESTIONS, candidate_questions
 from kbqa.retrieval import HybridSearcher
 
 # The answer layer and LangChain are imported where they are first used, not here: a
@@ -118,8 +118,8 @@ class KnowledgeBase:
         )
         # Questions answered ("found") and refused, by every face (GET /metrics reads them).
         self.answer_counts: collections.Counter[str] = collections.Counter()
-        # example_questions' last result: ((revision, n, max_asks), questions)
-        self._examples: tuple[tuple[str, int, int], list[str]] | None = None
+        # example_questions' last result per language: lang -> ((revision, n, max_asks), questions)
+        self._examples: dict[str, tuple[tuple[str, int, int], list[str]]] = {}
         self._examples_lock = threading.Lock()
 
     @cached_property
@@ -405,20 +405,26 @@ class KnowledgeBase:
         self.answer_counts["found" if previous.found else "refused"] += 1
         yield replace(previous, question=question, standalone_question=standalone, timings_ms=timings)
 
-    def example_questions(self, n: int = 4, *, max_asks: int = 12, sample_chunks: int = 200) -> list[str]:
+    def example_questions(
+        self, n: int = 4, *, lang: str = "zh", max_asks: int = 12, sample_chunks: int = 200
+    ) -> list[str]:
         """Up to ``n`` questions this knowledge base answers, to offer visitors: made from what
         it holds (headings, quoted terms and titles of its first ``sample_chunks`` chunks;
-        kbqa/examples.py), the first ``max_asks`` asked (~20 ms each on the seed), and of those
-        answered with a citation the ``n`` answered with the most confidence, in the
-        candidates' order. They are asked of the extractive answerer even when a chat model
-        answers: offering examples costs no chat-model call. Computed once per content of the
-        store (its revision), so a page may ask on every load."""
+        kbqa/examples.py), or for ``lang="en"`` the English questions kbqa/examples.py keeps
+        (no template turns a Chinese heading into English); the first ``max_asks`` asked (~20 ms
+        each on the seed), and of those answered with a citation the ``n`` answered with the
+        most confidence, in the candidates' order. They are asked of the extractive answerer
+        even when a chat model answers: offering examples costs no chat-model call. Computed
+        once per content of the store (its revision) and language, so a page may ask on every
+        load."""
         with self._examples_lock:  # concurrent page loads: one computes, the others reuse it
             with self._reaching():
                 key = (self.store.revision(), n, max_asks)
-                if self._examples is not None and self._examples[0] == key:
-                    return list(self._examples[1])
-                candidates = candidate_questions(self.store.first_chunks(sample_chunks))[:max_asks]
+                cached = self._examples.get(lang)
+                if cached is not None and cached[0] == key:
+                    return list(cached[1])
+                candidates = ENGLISH_QUESTIONS if lang == "en" else candidate_questions(self.store.first_chunks(sample_chunks))
+                candidates = candidates[:max_asks]
             answered: dict[str, Answer] = {}  # by answer text: two questions with one answer are one example
             for question in candidates:
                 with self._reaching():
@@ -433,7 +439,7 @@ class KnowledgeBase:
                     answered[answer.text] = answer
             best = {a.question for a in sorted(answered.values(), key=lambda a: a.confidence, reverse=True)[:n]}
             kept = [question for question in candidates if question in best]
-            self._examples = (key, kept)
+            self._examples[lang] = (key, kept)
             return list(kept)
 
     def brief(

@@ -114,6 +114,7 @@ const call = async (path, options = {}) => {
   try { body = response.headers.get("content-type").includes("json") ? await response.json() : null; } catch (e) {}
   return {status: response.status, body, response};
 };
+const when = (iso) => new Date(iso).toLocaleString(lang() === "en" ? "en-GB" : "zh-CN");
 const cell = (row, text) => { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; };
 
 async function loadKbs() {
@@ -140,11 +141,13 @@ async function loadDocuments() {
     cell(row, doc.date || "—");
     cell(row, doc.regions.join(t("list_sep")) || "—");
     cell(row, String(doc.chunk_count));
-    cell(row, doc.ingested_at ? new Date(doc.ingested_at).toLocaleString() : "—");
+    cell(row, doc.ingested_at ? when(doc.ingested_at) : "—");
     cell(row, doc.doc_id);
     const button = document.createElement("button");
     button.type = "button"; button.className = "kb-admin-btn kb-admin-delete"; button.textContent = t("delete");
     button.addEventListener("click", async () => {
+      // One click removed a document for good: the admin says so twice.
+      if (!confirm(t("confirm_delete", {title: doc.title || doc.doc_id, id: doc.doc_id}))) return;
       button.disabled = true;
       const {status, body} = await call(inKb("api/documents/" + encodeURIComponent(doc.doc_id)), {method: "DELETE"});
       say(status === 200 ? t("deleted", {id: doc.doc_id}) : t("delete_failed", {error: (body && body.error) || status}));
@@ -161,8 +164,11 @@ function showJob(job) {
   if (!item) { item = document.createElement("li"); $(".kb-admin-jobs").prepend(item); tracked.set(job.job_id, item); }
   item.className = "kb-job kb-job-" + job.state + (job.state === "failed" ? " kb-failed" : "");
   const known = (prefix, value) => (WORDS.zh[prefix + value] ? t(prefix + value) : value);
-  let text = job.kb + " · " + known("kind_", job.kind) + " · " + known("state_", job.state) +
-             " · " + t("job_docs", job.documents);
+  // When it was submitted (and finished): two uploads of one file are two lines, not a duplicate.
+  let text = t("job_submitted", {time: when(job.created_at)});
+  if (job.finished_at) text += " · " + t("job_finished", {time: when(job.finished_at)});
+  text += " · " + job.kb + " · " + known("kind_", job.kind) + " · " + known("state_", job.state) +
+          " · " + t("job_docs", job.documents);
   if (job.added.length) text += " · " + t("job_added", {ids: job.added.join(t("list_sep"))});
   if (job.updated.length) text += " · " + t("job_updated", {ids: job.updated.join(t("list_sep"))});
   for (const failure of job.failures) text += " · " + t("job_failed", failure);
@@ -264,8 +270,9 @@ if (switchButton) new MutationObserver(translate).observe(switchButton, {childLi
 
 def admin_tab() -> tuple[Any, Any]:
     """The 管理 tab, inside the page's ``gr.Blocks`` (see the module docstring): the tab and its
-    intro, for the page's wording (web/chat/); the panel follows the language by itself."""
-    with gr.Tab(text("zh", "tab_admin"), id="kb-tab-admin") as tab:
+    intro, for the page's wording (web/chat/); the panel follows the language by itself. Built
+    hidden: the page shows it on the admin's address (``/?admin``), not to every visitor."""
+    with gr.Tab(text("zh", "tab_admin"), id="kb-tab-admin", visible=False) as tab:
         intro = gr.Markdown(text("zh", "admin_intro"))
         gr.HTML(ADMIN_HTML, elem_id="kb-admin", css_template=ADMIN_CSS, js_on_load=ADMIN_JS)
     return tab, intro

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,7 +27,7 @@ from web.admin.key import AdminKey, upload_limit
 from web.admin.routes import admin_router
 from web.api import api_router
 from web.briefing import briefing_router
-from web.chat.assets import CHAT_CSS, CHAT_HEAD
+from web.chat.assets import CHAT_CSS, CHAT_HEAD, CHAT_THEME
 from web.chat.layout import build_chat
 from web.errors import error_response, on_http_error, on_validation_error
 from web.feedback import FeedbackStore, feedback_path
@@ -139,13 +139,21 @@ def create_app(kb: KnowledgeBase | KnowledgeBases, settings: Settings | None = N
 
     app.include_router(widget_router(kb.settings.max_history_messages, kb.settings.max_history_chars))
 
+    if key.enabled:
+        # The admin's address: the chat page with its 管理 tab shown (hidden from visitors).
+        # Relative, so it works under any mount path.
+        @app.get("/admin", include_in_schema=False)
+        def admin_page() -> RedirectResponse:
+            return RedirectResponse("./?admin", status_code=307)
+
     # Mounted last: a mount at "/" matches every path, so the API routes must come first.
     # run_history=False: Gradio would otherwise keep every question in the browser and offer
     # to sync them to a Hugging Face bucket. show_error=False: an exception's text (internals)
     # never reaches the page; the chat turns the errors a visitor can cause into messages.
     # No allowed_paths: Gradio serves no file of the host's.
     app = gr.mount_gradio_app(
-        app, demo, path="/", run_history=False, show_error=False, allowed_paths=[], css=CHAT_CSS, head=CHAT_HEAD
+        app, demo, path="/", run_history=False, show_error=False, allowed_paths=[], css=CHAT_CSS, head=CHAT_HEAD,
+        theme=CHAT_THEME,
     )
     # What Gradio's half accepts (web/gradio_guard.py): the guard wraps the mount itself, so
     # the API's own routes never pass through it and it needs no list of them.

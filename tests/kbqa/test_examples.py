@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbqa.examples import candidate_questions, heading_question, quoted_terms
+from kbqa.examples import ENGLISH_QUESTIONS, candidate_questions, heading_question, quoted_terms
 from kbcore.types import Chunk
 
 
@@ -103,6 +103,31 @@ def test_the_examples_are_the_most_confidently_answered_of_the_first_candidates(
     refused = [q for q in candidates if not seed_kb.ask(q).found]
     assert refused, "on the seed some template questions are refused: the asking is what filters them"
     assert seed_kb.example_questions(2, max_asks=12) == [q for q in candidates if q in chosen]
+
+
+# What each English example's answer must quote from the seed: answered, and answered right.
+ENGLISH_ANSWERS = {
+    "What are Jinzhou's \"three openings\"?": "开放业务系统、开放数据资源、开放市场应用",
+    "What agreement did Huawei and Jinzhou sign in 2017?": "华为与锦州签署云计算产业战略协议",
+    "How many business systems were migrated to Huawei Cloud?": "100多个业务系统",
+    "Who leads Jinzhou's big data leading group?": "市长任双组长",
+    "How many guests attended the 2019 cloud industry summit?": "1500余位嘉宾",
+    "What is the 8890 government service platform?": "8890政务便民综合服务平台",
+}
+
+
+def test_the_english_examples_are_english_and_the_seed_answers_them_right(seed_kb):
+    """Issue 21 §3: the English page offers English questions, each one the demo knowledge base
+    answers (through kbqa/crosslingual.py), with the sentence that answers it."""
+    assert sorted(ENGLISH_QUESTIONS) == sorted(ENGLISH_ANSWERS)
+    assert all(q.isascii() and len(q) <= 60 for q in ENGLISH_QUESTIONS)  # a button shows 60 characters
+    for question, quoted in ENGLISH_ANSWERS.items():
+        answer = seed_kb.ask(question)
+        assert answer.found and answer.citations and quoted in answer.text, (question, answer.text)
+    offered = seed_kb.example_questions(4, lang="en")
+    assert len(offered) == 4 and set(offered) <= set(ENGLISH_QUESTIONS)
+    assert seed_kb.example_questions(4) != offered  # Chinese ones stay the Chinese page's (cached apart)
+    assert seed_kb.example_questions(4, lang="en") == offered
 
 
 def test_examples_are_computed_once_per_content_of_the_store(make_settings, embedder, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ base of this module's own (the seed KB stays as it is)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import httpx
@@ -39,7 +40,14 @@ def test_the_admin_tab_uploads_a_file_that_becomes_answerable(page, js_errors, a
     url, _ = admin_app
     upload = tmp_path / "丹东 简介.md"
     upload.write_text(FACT, encoding="utf-8")
+    # Issue 21 §6: a visitor's page has no 管理 tab; the admin's address (/admin) has.
     open_chat(page, url)
+    expect(page.get_by_role("tab", name="简报")).to_be_visible()
+    expect(page.get_by_role("tab", name="管理")).to_have_count(0)
+    redirect = httpx.get(url + "/admin", timeout=30)
+    assert redirect.status_code == 307 and redirect.headers["location"] == "./?admin"
+    page.goto(url + "/admin", wait_until="load")
+    assert page.url == url + "/?admin"
     assert KEY not in page.content() and KEY not in httpx.get(url + "/config", timeout=30).text
     page.get_by_role("tab", name="管理").click()
     admin = page.locator("#kb-admin")
@@ -54,7 +62,10 @@ def test_the_admin_tab_uploads_a_file_that_becomes_answerable(page, js_errors, a
     expect(admin.locator(".kb-admin-docs tbody tr")).to_have_count(1)  # the seed
     admin.locator(".kb-admin-upload input[type=file]").set_input_files(str(upload))
     admin.locator(".kb-admin-upload button").click()
-    expect(admin.locator(".kb-job-done")).to_contain_text("新增 uploads/丹东 简介.md", timeout=120_000)
+    done = admin.locator(".kb-job-done")
+    expect(done).to_contain_text("新增 uploads/丹东 简介.md", timeout=120_000)
+    # Each job says when it was submitted and finished (two uploads of one file look apart).
+    expect(done).to_contain_text(re.compile(r"^提交于 \d{4}/\d{1,2}/\d{1,2} \d{2}:\d{2}:\d{2} · 完成于 \d{4}/"))
     row = admin.locator(".kb-admin-docs tbody tr", has_text="uploads/丹东 简介.md")
     expect(row).to_contain_text("丹东简介")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -68,6 +79,18 @@ def test_the_admin_tab_uploads_a_file_that_becomes_answerable(page, js_errors, a
 
     # Deleting it from the tab takes it out of the knowledge base again.
     page.get_by_role("tab", name="管理").click()
+    asked: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))  # a click alone deletes nothing
+    row.locator("button.kb-admin-delete").click()
+    page.wait_for_timeout(500)
+    expect(admin.locator(".kb-admin-docs tbody tr")).to_have_count(2)
+    assert asked == ["从知识库删除“丹东简介”（uploads/丹东 简介.md）？删除后不能撤销。"]
+    page.once("dialog", lambda dialog: answer(dialog, True))
     row.locator("button.kb-admin-delete").click()
     expect(admin.locator(".kb-admin-msg")).to_contain_text("已删除")
     expect(admin.locator(".kb-admin-docs tbody tr")).to_have_count(1)
@@ -78,7 +101,8 @@ def test_the_admin_tab_speaks_the_pages_language(page, js_errors, admin_app):
     from playwright.sync_api import expect
 
     url, _ = admin_app
-    open_chat(page, url)
+    page.goto(url + "/?admin", wait_until="load")
+    page.locator("#kb-question textarea").wait_for()
     page.locator("#kb-lang").click()
     expect(page.locator("#kb-lang")).to_have_text("中文")
     page.get_by_role("tab", name="Admin").click()

@@ -47,8 +47,20 @@ def test_http_sources_become_links():
     assert '<a href="https://example.org/a?x=1&amp;y=&quot;2&quot;" target="_blank" rel="noopener noreferrer">' in html
 
 
-def test_no_citations_without_an_answer():
-    assert render_sources(Answer(question="q", text="抱歉", found=False)) == NO_SOURCES_HTML
+def test_a_refusal_shows_its_related_passages_as_no_answer():
+    """Issue 21 §2: under a question asked, the panel shows what the refusal found, said not to
+    be an answer (no [n], nothing highlighted), or that it found nothing; never the empty
+    panel's "提问后，这里会列出…"."""
+    from kbcore.types import Chunk, Passage
+
+    nothing = render_sources(Answer(question="q", text="抱歉", found=False), lang="en")
+    assert nothing == '<p class="kb-none">The knowledge base holds no passage related to this question.</p>'
+    assert nothing != NO_SOURCES_HTML
+    related = Passage(chunk=Chunk("a.txt", 0, "<b>锦州</b>的段落", 0, 9, title="标题", date="2023-08-05"), score=0.1)
+    shown = render_sources(Answer(question="q", text="抱歉", found=False, related=(related,)))
+    assert shown.startswith('<p class="kb-related-note">没有找到答案。以下是相关段落，仅供参考，不是答案：</p>')
+    assert "&lt;b&gt;锦州&lt;/b&gt;的段落" in shown and "标题" in shown and "2023-08-05" in shown
+    assert "<mark>" not in shown and "kb-n" not in shown and "kb-src-" not in shown
 
 
 # --- the 简报 tab ---------------------------------------------------------------------------
@@ -166,7 +178,9 @@ def test_the_refusal_badge_is_styled_in_each_language():
 
 def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     """The language event as Gradio calls it: every component it names gets its wording, the
-    sources panel is drawn again in the new language, a briefing shown stays."""
+    sources panel is drawn again in the new language, a briefing shown stays, the example
+    questions are the knowledge base's in the new language."""
+    from kbqa.examples import ENGLISH_QUESTIONS
     from kbqa.knowledge_base import KnowledgeBases
     from web.chat.layout import build_chat
 
@@ -178,10 +192,12 @@ def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     labels = {str(u.get("label") or u.get("value") or "") for u in updates if isinstance(u, dict)}
     labels |= {u for u in updates if isinstance(u, str)}
     assert {"中文", "Ask", "Briefing", "Send", "Example questions (click to ask)", "Make briefing"} <= labels
-    panel, briefing_view, download = updates[-3:]
+    panel, briefing_view, download, offered, examples = updates[-5:]
+    assert offered and set(offered) <= set(ENGLISH_QUESTIONS) and examples["samples"] == [[q] for q in offered]
     assert "Q1: 锦州的“三个开放”是什么？" in panel and briefing_view.startswith("Enter a topic")
     assert "Download briefing (.md)" in download and "href" not in download
     _, *updates = fn.fn("en", turns, "锦州数字政府建设")
-    panel, briefing_view, download = updates[-3:]
+    panel, briefing_view, download, offered, _ = updates[-5:]
+    assert offered == seed_kb.example_questions(4)
     assert "第 1 问：" in panel and briefing_view == {"__type__": "update"}  # the briefing shown stays
     assert download.startswith('<a class="kb-download" href="api/brief.md?topic=') and "下载简报（.md）" in download

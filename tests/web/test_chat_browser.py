@@ -148,6 +148,10 @@ def test_a_follow_up_in_the_page_is_answered_in_its_conversation(page, js_errors
 
 
 def test_a_refusal_looks_different_from_an_answer(page, js_errors, app_url):
+    """Issue 21 §2: a refusal reads like any message (it was a faint grey), the sources panel
+    shows the related passages it found, said not to be an answer (it showed the empty panel's
+    "提问后，这里会列出…" under a question that was asked), and each message's accessible name
+    is its text (it was "bot's message: <div class=…")."""
     from playwright.sync_api import expect
 
     open_chat(page, app_url)
@@ -155,6 +159,65 @@ def test_a_refusal_looks_different_from_an_answer(page, js_errors, app_url):
     reply = page.locator("#kb-chat .message.bot").last
     expect(reply.locator(".kb-refusal")).to_have_count(1)
     expect(reply.locator("a.kb-cite")).to_have_count(0)
+    body_color = page.evaluate("getComputedStyle(document.querySelector('.gradio-container')).color")
+    assert reply.locator(".kb-refusal").evaluate("e => getComputedStyle(e).color") == body_color
+    turn = page.locator("#kb-turn-1")
+    expect(turn.locator(".kb-related-note")).to_have_text("没有找到答案。以下是相关段落，仅供参考，不是答案：")
+    expect(turn.locator(".kb-related .kb-source").first).to_contain_text("数字锦州的味道")
+    expect(turn).not_to_contain_text("提问后")
+    expect(turn.locator("mark, .kb-n")).to_have_count(0)  # nothing in it is cited
+    labelled = page.locator("#kb-chat [aria-label^='回答：']")
+    expect(labelled).to_have_count(1)
+    assert labelled.get_attribute("aria-label").startswith("回答：抱歉，知识库中没有找到")
+    expect(page.locator("#kb-chat [aria-label^='问题：']")).to_have_attribute("aria-label", "问题：锦州2024年的GDP是多少？")
+    expect(page.locator("#kb-chat [aria-label*='<']")).to_have_count(0)
+    expect(page.locator("#kb-chat [role=log]")).to_have_attribute("aria-label", "对话")
+    assert js_errors == []
+
+
+def test_failures_speak_and_the_question_stays(page, js_errors, seed_kb, start_app, monkeypatch):
+    """Issue 21 §2: a failed request, filters no document meets and the app's 429 each get a
+    sentence in the page's language, no bare "Error", and the question stays in its box."""
+    from playwright.sync_api import expect
+
+    # Tokens for the page's load and three questions; the fifth question meets the rate limit.
+    url = start_app(seed_kb, seed_kb.settings.model_copy(update={"rate_limit_per_minute": 1, "rate_limit_burst": 4}))
+    open_chat(page, url)
+    box = page.locator("#kb-question textarea")
+    with monkeypatch.context() as patched:
+        patched.setattr(seed_kb, "ask_stream", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("internal")))
+        ask(page, SEED_QUESTION)
+        expect(page.locator("#kb-chat .message.bot").last.locator(".kb-problem")).to_have_text(
+            "抱歉，回答这个问题时出了问题。问题还在输入框里，请稍后再点“发送”。")
+    expect(box).to_have_value(SEED_QUESTION)
+    page.get_by_text("筛选：地区、日期").click()
+    region = page.locator("#kb-filter-region textarea, #kb-filter-region input").first
+    region.fill("上海")
+    region.press("Tab")
+    page.locator("#kb-send").click()  # sent again as it stood
+    expect(page.locator("#kb-chat .message.bot").last).to_have_text(
+        "没有文档符合所选的筛选条件（地区：上海）。请放宽或清空筛选后再点“发送”，问题还在输入框里。")
+    expect(box).to_have_value(SEED_QUESTION)
+    region.fill("")
+    region.press("Tab")
+    page.locator("#kb-send").click()
+    expect(page.locator("#kb-chat .message.bot").last).to_contain_text("开放数据资源")
+    alert = page.locator("#kb-alert")
+    busy = re.compile(r"^提问太频繁，服务器正忙。请等 \d+ 秒后再点“发送”，问题还在输入框里。$")
+    for _ in range(4):  # until the bucket is empty (the page's own events take tokens too)
+        ask(page, "锦州2024年的GDP是多少？")
+        try:
+            expect(alert).to_have_text(busy, timeout=5_000)
+            break
+        except AssertionError:
+            continue
+    expect(alert).to_have_text(busy)
+    expect(box).to_have_value("锦州2024年的GDP是多少？")
+    page.wait_for_timeout(500)
+    for part in ("#kb-chat", "#kb-question", "#kb-sources"):
+        assert not page.locator(part).get_by_text(re.compile(r"^\s*(错误|Error)\s*$")).is_visible(), part
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-failures.png"))
     assert js_errors == []
 
 
@@ -163,6 +226,11 @@ def test_on_a_phone_the_sources_come_under_the_answer(page, js_errors, app_url):
 
     page.set_viewport_size({"width": 390, "height": 844})
     open_chat(page, app_url)
+    expect(page.locator("#kb-examples button")).to_have_count(4)  # the page as it settles
+    # Issue 21 §6: the question box and its button above the fold, under a chat as short as
+    # its (no) messages; no floating "对话" label over the top message.
+    assert in_view(page, "#kb-question textarea") and in_view(page, "#kb-send")
+    expect(page.locator("#kb-chat [data-testid='block-label']")).to_have_count(0)
     ask(page, SEED_QUESTION)
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("开放数据资源")
     chat, send, sources = (page.locator(s).bounding_box() for s in ("#kb-chat", "#kb-send", "#kb-sources"))
@@ -179,11 +247,12 @@ def test_chat_refuses_and_reports_bad_questions_in_the_conversation(page, js_err
     open_chat(page, app_url)
     ask(page, "锦州2024年的GDP是多少？")
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("没有找到")
-    expect(page.locator("#kb-sources mark")).to_have_count(0)
-    expect(page.locator("#kb-sources")).not_to_contain_text("数字锦州的味道")
+    expect(page.locator("#kb-sources mark")).to_have_count(0)  # related reading only: nothing cited
+    expect(page.locator("#kb-sources .kb-related-note")).to_have_count(1)
 
     ask(page, "问" * 2500)  # longer than max_question_chars: a QuestionError, shown as a message
     expect(page.locator("#kb-chat .message.bot").last).to_contain_text("抱歉，这个问题无法处理")
+    expect(page.locator("#kb-question textarea")).to_have_value("问" * 2500)  # kept, to be shortened
     assert js_errors == []
 
 
@@ -559,4 +628,40 @@ def test_widget_labels_follow_data_lang_or_the_pages_lang(page, js_errors, app_u
         "placeholder", {"en": "Ask a question, press Enter", "zh": "输入问题，回车发送"}[lang])
     widget_ask(page, "锦州2024年的GDP是多少？")
     expect(page.locator(".panel .a")).to_contain_text("抱歉")  # the answer speaks its question's language
+    assert js_errors == []
+
+
+def fonts_drawing(page, selector: str) -> set[tuple[str, bool]]:
+    """The fonts Chromium drew ``selector``'s text with (DevTools' platform fonts): each
+    family's name, and whether it is one of the page's web fonts (else the machine's)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    return {(font["familyName"], font["isCustomFont"]) for font in fonts}
+
+
+def test_the_english_page_is_english_in_one_font(page, js_errors, app_url, seed_kb):
+    """Issue 21 §3: /?lang=en wrote the sources' Chinese placeholder, offered Chinese example
+    questions, and drew semibold words ("Q&A", "Send") in two fonts."""
+    from playwright.sync_api import expect
+
+    page.goto(app_url + "/?lang=en", wait_until="load")
+    expect(page.locator("#kb-send")).to_have_text("Send")
+    expect(page.locator("#kb-sources")).to_have_text("Ask a question: the passages its answer cites are listed here.")
+    offered = page.locator("#kb-examples button")
+    expect(offered).to_have_count(4)
+    english = [b.inner_text().strip() for b in offered.all()]
+    assert english == seed_kb.example_questions(4, lang="en")
+    assert all(q.isascii() for q in english), english
+    page.evaluate("document.fonts.ready")
+    for selector in ("#kb-send", "h1"):
+        drawn = fonts_drawing(page, selector)  # was DejaVu Sans Bold (the machine's) with a few glyphs served
+        assert drawn and all(served for _, served in drawn), (selector, drawn)
+    offered.first.click()  # an English example is answered, with a citation
+    expect(page.locator("#kb-chat .message.bot").last.locator("a.kb-cite").first).to_be_visible()
+    page.locator("#kb-lang").click()  # in Chinese, the knowledge base's own (Chinese) questions
+    expect(offered.first).to_have_text(seed_kb.example_questions(4)[0])
     assert js_errors == []

@@ -6,6 +6,7 @@ is web/chat/layout.py's."""
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from kbqa.knowledge_base import DEFAULT_KB, KnowledgeBases, QuestionError, Unkno
 from web.chat.renderers import (
     download_links,
     no_download_html,
-    refusal_html,
+    problem_html,
     render_answer,
     render_briefing,
     render_sources,
@@ -26,7 +27,10 @@ from web.chat.session import MAX_HISTORY_MESSAGES, MAX_SOURCE_TURNS, Message, Tu
 from web.feedback import FeedbackStore
 from web.i18n import Lang, as_lang, text
 
+log = logging.getLogger(__name__)
+
 EXAMPLE_QUESTIONS = 4  # how many the page offers (KnowledgeBase.example_questions)
+FILTER_LABELS = {"region": "region_label", "date_from": "date_from_label", "date_to": "date_to_label"}
 
 
 class ChatEvents:
@@ -62,17 +66,40 @@ class ChatEvents:
         earlier = conversation(turns, self.kbs.settings.max_history_messages)
         while sum(len(m["content"]) for m in earlier) > self.kbs.settings.max_history_chars:
             earlier = earlier[2:]  # the oldest question and answer go first
+        filters = {"region": region, "date_from": date_from, "date_to": date_to}
+        # A question that could not be answered stays in the box (the first reply cleared it),
+        # so the visitor sends it again, or changes it, without typing it anew.
+        answer = None
         try:
-            filters = {"region": region, "date_from": date_from, "date_to": date_to}
             for answer in self.kbs.get(kb).ask_stream(question, history=earlier, filters=filters):
                 shown = [*history, {"role": "assistant", "content": render_answer(answer, turn, lang)}]
                 record = (turn, question, render_sources(answer, turn, lang), answer.text, answer.standalone_question)
                 shown_turns = [*turns, record][-MAX_SOURCE_TURNS:]
                 yield "", shown, shown_turns, shown, render_turns(shown_turns, lang)
         except (QuestionError, UnknownKnowledgeBase) as exc:
-            message = text(lang, "question_error", error=exc)
-            shown = [*history, {"role": "assistant", "content": refusal_html(message, lang)}]
-            yield "", shown, turns, shown, render_turns(turns, lang)
+            yield self._problem(question, history, turns, lang, text(lang, "question_error", error=exc))
+            return
+        except Exception:  # the visitor reads a sentence, the log keeps what happened
+            log.exception("a chat question failed")
+            yield self._problem(question, history, turns, lang, text(lang, "failed"))
+            return
+        if answer is not None and not answer.found and not answer.passages and any(v.strip() for v in filters.values()):
+            # Nothing searched at all: no document meets the filters (an unfiltered search of a
+            # knowledge base always finds some passages).
+            chosen = text(lang, "list_sep").join(
+                text(lang, "filter_item", label=text(lang, FILTER_LABELS[name]), value=value.strip())
+                for name, value in filters.items() if value.strip()
+            )
+            yield self._problem(question, history, turns, lang, text(lang, "filters_empty", filters=chosen))
+
+    @staticmethod
+    def _problem(
+        question: str, history: list[Message], turns: list[Turn], lang: Lang, message: str
+    ) -> tuple[str, list[Message], list[Turn], list[Message], str]:
+        """The page's outputs for a question it could not answer: ``message`` as the reply, the
+        question back in the box, the turns (and sources panel) as they were."""
+        shown = [*history, {"role": "assistant", "content": problem_html(message)}]
+        return question, shown, turns, shown, render_turns(turns, lang)
 
     def ask_example(
         self, index: int, history: list[Message], turns: list[Turn], lang: Lang, offered: list[str], kb: str = DEFAULT_KB,
@@ -104,6 +131,7 @@ class ChatEvents:
         names = self.kbs.names()
         return {"choices": names, "visible": len(names) > 1}
 
-    def example_questions(self, kb: str) -> list[str]:
-        """The questions the page offers for knowledge base ``kb`` (KnowledgeBase.example_questions)."""
-        return self.kbs.get(kb).example_questions(EXAMPLE_QUESTIONS)
+    def example_questions(self, kb: str, lang: Lang = "zh") -> list[str]:
+        """The questions the page offers for knowledge base ``kb`` in ``lang``
+        (KnowledgeBase.example_questions)."""
+        return self.kbs.get(kb).example_questions(EXAMPLE_QUESTIONS, lang=lang)

@@ -31,7 +31,8 @@ BRIEF_EXAMPLES = ["锦州数字政府建设", "锦州云计算产业"]
 
 def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, admin: bool = False) -> gr.Blocks:
     """The page over the knowledge bases ``kbs``; with ``feedback``, 👍/👎 under each answer are
-    stored there; with ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py)."""
+    stored there; with ``admin`` (an admin key is configured), the 管理 tab (web/admin_tab.py),
+    shown on the admin's own address only: ``/?admin`` (``/admin`` leads there, web/asgi.py)."""
     events = ChatEvents(kbs, feedback)
 
     # delete_cache: a backstop for the private cache (web/gradio_guard.py's own_cache), which
@@ -74,6 +75,9 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
                     )
                     chatbot = gr.Chatbot(
                         label=text("zh", "chat_label"),
+                        # Gradio's floating label covered the top message as the chat scrolled;
+                        # the conversation keeps its name for screen readers (status.js).
+                        show_label=False,
                         elem_id="kb-chat",
                         height=480,
                         render_markdown=False,  # messages are escaped HTML (see module docstring)
@@ -184,6 +188,7 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             concurrency_limit=4,
         )
         admin_wording: dict[Any, Callable[[Lang], Any]] = {}
+        admin_page = None
         if admin:
             admin_page, admin_intro = admin_tab()
             admin_wording = {
@@ -200,7 +205,6 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             question: lambda lang: gr.update(
                 label=text(lang, "question_label"), placeholder=text(lang, "question_placeholder")
             ),
-            examples: lambda lang: gr.update(label=text(lang, "examples_label")),
             chatbot: lambda lang: gr.update(label=text(lang, "chat_label"), placeholder=text(lang, "chat_placeholder")),
             send: lambda lang: gr.update(value=text(lang, "send")),
             filters: lambda lang: gr.update(label=text(lang, "filters")),
@@ -217,7 +221,8 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             **admin_wording,
         }
         # And what the page shows that depends on the session too: the sources panel, and the
-        # briefing's placeholder and download (a briefing shown keeps its text).
+        # briefing's placeholder and download (a briefing shown keeps its text); beside them the
+        # example questions (examples_of), the knowledge base's in the page's language.
         shown_outputs = [sources, briefing_view, download]
 
         def shown_in(lang: Lang, turns: list[Turn], briefed: str, kb: str) -> list[Any]:
@@ -227,12 +232,16 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
 
         def switch_language(lang: Lang, turns: list[Turn], briefed: str, kb: str = DEFAULT_KB) -> list[Any]:
             lang = "zh" if lang == "en" else "en"
-            return [lang, *(update(lang) for update in wording.values()), *shown_in(lang, turns, briefed, kb)]
+            asked = examples_of(kb, lang)
+            return [
+                lang, *(update(lang) for update in wording.values()), *shown_in(lang, turns, briefed, kb),
+                asked[offered], asked[examples],
+            ]
 
         switch.click(
             switch_language,
             inputs=[language, turns, briefed, kb_choice],
-            outputs=[language, *wording, *shown_outputs],
+            outputs=[language, *wording, *shown_outputs, offered, examples],
             show_progress="hidden",
             api_name="language",
             api_visibility="private",
@@ -242,25 +251,34 @@ def build_chat(kbs: KnowledgeBases, *, feedback: FeedbackStore | None = None, ad
             # ?lang=en opens the page in English (it is built in Chinese); else the language is
             # left alone, so a slow load can't undo a switch made meanwhile. The examples come
             # after: the knowledge base's own, computed once per content of the store.
-            if request.query_params.get("lang") == "en":
-                yield {language: "en"} | {block: update("en") for block, update in wording.items()}
+            lang: Lang = "en" if request.query_params.get("lang") == "en" else "zh"
+            if lang == "en":
+                yield {language: "en"} | {block: update("en") for block, update in wording.items()} | dict(
+                    zip(shown_outputs, shown_in("en", [], "", DEFAULT_KB))
+                )
+            # The admin tab is no visitor's business: it shows only on the admin's own address.
+            if admin_page is not None and "admin" in request.query_params:
+                yield {admin_page: gr.update(visible=True)}
             # Knowledge bases an admin created since the app started are offered too.
             yield {kb_choice: gr.update(**events.kb_choices())}
-            yield examples_of(DEFAULT_KB)
+            yield examples_of(DEFAULT_KB, lang)
 
-        def examples_of(kb: str) -> dict[Any, Any]:
-            questions = events.example_questions(kb)
-            return {offered: questions, examples: gr.update(samples=[[q] for q in questions], visible=bool(questions))}
+        def examples_of(kb: str, lang: Lang = "zh") -> dict[Any, Any]:
+            questions = events.example_questions(kb, lang)
+            shown = gr.update(
+                samples=[[q] for q in questions], visible=bool(questions), label=text(lang, "examples_label")
+            )
+            return {offered: questions, examples: shown}
 
         demo.load(
             load_page,
-            outputs=[language, offered, *wording],
+            outputs=[language, offered, examples, *shown_outputs, *wording],
             show_progress="hidden",
             api_name="load_page",
             api_visibility="private",
         )
         kb_choice.change(
-            examples_of, inputs=[kb_choice], outputs=[offered, examples], show_progress="hidden",
+            examples_of, inputs=[kb_choice, language], outputs=[offered, examples], show_progress="hidden",
             api_name="kb_examples", api_visibility="private",
         )
     return demo

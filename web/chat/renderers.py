@@ -66,17 +66,32 @@ def download_links(topic: str, lang: Lang = "zh", kb: str = DEFAULT_KB) -> str:
     return " ".join(links)
 
 
+def _meta(title: str, date: str | None, section: str, source: str) -> list[str]:
+    meta = [f'<span class="kb-title">{html.escape(title)}</span>']
+    meta += [html.escape(part) for part in (date, section) if part]
+    if source:
+        meta.append(_source_link(source))
+    return meta
+
+
 def render_sources(answer: Answer, turn: int = 1, lang: Lang = "zh") -> str:
     """Answer ``turn``'s sources: ``[n] title · date · section · source`` and the passage with
-    the cited spans highlighted; item ``n`` has the id ``kb-src-<turn>-<n>`` its mark links to."""
+    the cited spans highlighted; item ``n`` has the id ``kb-src-<turn>-<n>`` its mark links to.
+    A refusal's are the related passages it found, said not to be an answer (no marks, nothing
+    highlighted), or a line saying it found none."""
     if not answer.found or not answer.citations:
-        return no_sources_html(lang)
+        if not answer.related:
+            return f'<p class="kb-none">{text(lang, "no_related")}</p>'
+        items = "".join(
+            f'<li class="kb-source"><div class="kb-meta">'
+            f'{" · ".join(_meta(p.chunk.title or p.chunk.doc_id, p.chunk.date, p.chunk.section, p.chunk.source))}</div>'
+            f'<p class="kb-passage">{html.escape(p.chunk.text)}</p></li>'
+            for p in answer.related
+        )
+        return f'<p class="kb-related-note">{text(lang, "related_note")}</p><ul class="kb-sources kb-related">{items}</ul>'
     items = []
     for c in (citation.to_dict() for citation in answer.citations):
-        meta = [f'<span class="kb-title">{html.escape(c["title"] or c["doc_id"])}</span>']
-        meta += [html.escape(part) for part in (c["date"], c["section"]) if part]
-        if c["source"]:
-            meta.append(_source_link(c["source"]))
+        meta = _meta(c["title"] or c["doc_id"], c["date"], c["section"], c["source"])
         passage = _highlight(c["text"], c["passage_start"], c["spans"])
         items.append(
             f'<li class="kb-source" id="kb-src-{turn}-{c["n"]}">'
@@ -92,6 +107,13 @@ _MARK = re.compile(r"\[(\d+)\]")
 def refusal_html(message: str, lang: Lang = "zh") -> str:
     """A refusal's text in the chat's refusal style, its badge (CHAT_CSS) in ``lang``."""
     return f'<div class="kb-refusal kb-ui-{as_lang(lang)}">{html.escape(message)}</div>'
+
+
+def problem_html(message: str) -> str:
+    """A question the page could not ask or answer (a failure, a question or filter it can't
+    take, filters no document meets): a sentence in the page's language, in its own style —
+    not a refusal's badge, which would say the knowledge base was searched."""
+    return f'<div class="kb-problem" role="alert">{html.escape(message)}</div>'
 
 
 def render_answer(answer: Answer, turn: int, lang: Lang = "zh") -> str:
