@@ -44,7 +44,7 @@ def test_briefing_tab(app_url, tmp_path):
             assert view.locator("a, img, script, iframe").count() == 0
             assert "数字锦州的味道 · 2023-08-05" in view.inner_text()
             links = page.locator("#kb-brief-download a.kb-download")
-            assert links.count() == 2
+            assert links.count() == 3
             with page.expect_download() as download:
                 links.nth(0).click()  # a link to GET /api/brief.md
             assert download.value.suggested_filename == f"{TOPIC}.md"
@@ -52,7 +52,14 @@ def test_briefing_tab(app_url, tmp_path):
             download.value.save_as(saved)
             assert saved.read_text(encoding="utf-8").startswith(f"# 简报：{TOPIC}\n")
             with page.expect_download() as download:
-                links.nth(1).click()  # a link to GET /api/brief.docx
+                links.nth(1).click()  # a link to GET /api/brief.txt: the same briefing, no Markdown
+            assert download.value.suggested_filename == f"{TOPIC}.txt"
+            saved = tmp_path / "brief.txt"
+            download.value.save_as(saved)
+            plain = saved.read_text(encoding="utf-8")
+            assert plain.startswith(f"简报：{TOPIC}") and "[^" not in plain and "\\" not in plain
+            with page.expect_download() as download:
+                links.nth(2).click()  # a link to GET /api/brief.docx
             assert download.value.suggested_filename == f"{TOPIC}.docx"
             saved = tmp_path / "brief.docx"
             download.value.save_as(saved)
