@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 OPERATIONS = [("POST", "/api/ask"), ("POST", "/api/ask/stream"), ("POST", "/api/search"), ("POST", "/api/brief"),
-              ("GET", "/api/brief.md"), ("GET", "/api/brief.docx"), ("GET", "/api/health"), ("GET", "/api/documents"),
+              ("GET", "/api/brief.md"), ("GET", "/api/brief.txt"), ("GET", "/api/brief.docx"), ("GET", "/api/health"), ("GET", "/api/documents"),
               ("GET", "/api/kbs"),
               ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
 # Not negative_data_rejection: the API strips surrounding whitespace before checking the

@@ -124,7 +124,7 @@ def test_no_endpoint_takes_a_path_or_url_to_ingest(app_url, seed_kb, monkeypatch
             body = schemas[ref.rsplit("/", 1)[1]]
             assert set(body["properties"]) in (
                 {"question", "k", "history", "kb", "filters"}, {"query", "k", "kb", "filters"},
-                {"topic", "k", "kb", "filters"}, CHAT_FIELDS
+                {"topic", "k", "kb", "filters", "lang"}, CHAT_FIELDS
             ), path
             assert body.get("additionalProperties") is False, path
     filters = schemas["FiltersIn"]
