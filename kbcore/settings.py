@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         0.45, ge=0.0, le=1.0,
         description="answers: minimum fitted probability that the chosen sentence answers the question (else a refusal)",
     )
+    # The trained reader (kbqa/reader/) answers by default; "chooser" is the fitted sentence
+    # chooser above, kept selectable for comparison (bench/results/reader.md measures both).
+    answerer: Literal["reader", "chooser"] = Field(
+        "reader", description="answers: reader (the trained span reader) | chooser (the fitted sentence chooser)"
+    )
+    reader_min_margin: float = Field(
+        0.0, ge=-50.0, le=50.0,
+        description="answers (reader): minimum margin of the best span over the reader's no-answer score",
+    )
+    reader_passages: int = Field(5, ge=1, le=20, description="answers (reader): top passages the reader reads")
 
     # --- a chat model (optional; without one the extractive answerer answers) ---
     llm_base_url: str | None = Field(
