@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import evalset
-from bench.answers import CITATION_MARK, char_recall
+from bench.answers import CITATION_MARK, char_recall, judge
 from bench.evalset import Question, percentile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,9 +43,10 @@ RESULTS = REPO / "bench" / "results"
 TARGET_REFUSED = 0.95
 
 
-def read_all(kb, answerer, questions: list[Question], k: int, removed: bool = True) -> list[dict]:
+def read_all(kb, answerer, chooser, questions: list[Question], k: int, removed: bool = True) -> list[dict]:
     """One record per question: the reader's spans over its top ``k`` passages (gold present),
-    and the best margin with the gold documents removed."""
+    and the best margin with the gold documents removed; beside them the sentence chooser's
+    pick on the same passages (``chooser``: no refusal threshold), its probability and verdict."""
     from kbqa.reader.answerer import quote
 
     rows = []
@@ -63,14 +64,17 @@ def read_all(kb, answerer, questions: list[Question], k: int, removed: bool = Tr
             spans.append({"doc": passage.chunk.doc_id, "margin": r.span.margin,
                           "span": passage.chunk.text[r.span.start:r.span.end], "answer": text,
                           "correct": passage.chunk.doc_id in q.gold and char_recall(text, q.answer) >= 0.8})
+        picked = chooser.answer(q.question, found.passages, found.terms)
         row = {"id": q.qid, "question": q.question, "gold": list(q.gold), "gold_answer": q.answer,
                "retrieval_top_doc": found.passages[0].chunk.doc_id if found.passages else None,
                "gold_in_top_k": any(p.chunk.doc_id in q.gold for p in found.passages),
-               "readings": spans, "search_ms": (t1 - t0) * 1000, "read_ms": (t2 - t1) * 1000}
+               "readings": spans, "search_ms": (t1 - t0) * 1000, "read_ms": (t2 - t1) * 1000,
+               "chooser_p": picked.confidence, "chooser_correct": picked.found and judge(picked, q) == "correct"}
         if removed:
             away = kb.searcher.retrieve(q.question, k, exclude_docs=q.gold)
             rest = answerer.read(q.question, away.passages)
             row["removed_margin"] = rest[0].span.margin if rest else -1e9
+            row["removed_chooser_p"] = chooser.answer(q.question, away.passages, away.terms).confidence
         rows.append(row)
     return rows
 
@@ -111,6 +115,90 @@ def cross_validated(rows: list[dict], folds: int = 5, seed: int = 7) -> dict:
     return {k: v / len(rows) for k, v in totals.items()} | {"questions": len(rows), "points": points}
 
 
+# --- the reader as the chooser's second judge (kbqa/reader/gate.py) --------------------------
+
+
+def gate_data(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features with gold present, features with gold removed, the chooser's pick correct)."""
+    from kbqa.reader.gate import gate_features
+
+    def best(r: dict) -> float:
+        return r["readings"][0]["margin"] if r["readings"] else -1e9
+
+    present = np.array([gate_features(r["chooser_p"], best(r)) for r in rows])
+    removed = np.array([gate_features(r["removed_chooser_p"], r["removed_margin"]) for r in rows])
+    return present, removed, np.array([r["chooser_correct"] for r in rows])
+
+
+def fit_gate(rows: list[dict], target: float = TARGET_REFUSED) -> dict:
+    """A logistic regression: is the chooser's pick a correct answer (gold present: as judged;
+    gold removed: never)? Its operating point: the lowest probability refusing ``target`` of
+    the gold-removed questions."""
+    from sklearn.linear_model import LogisticRegression
+
+    present, removed, correct = gate_data(rows)
+    model = LogisticRegression(C=1.0).fit(np.vstack([present, removed]),
+                                          np.concatenate([correct, np.zeros(len(removed), bool)]))
+    weights, bias = [float(w) for w in model.coef_[0]], float(model.intercept_[0])
+    removed_p = sorted(1 / (1 + np.exp(-(removed @ np.array(weights) + bias))))
+    need = int(np.ceil(target * len(removed_p)))
+    return {"weights": weights, "bias": bias, "min_probability": float(removed_p[need - 1]) + 1e-6}
+
+
+def gate_verdicts(rows: list[dict], gate: dict, chooser_point: float) -> dict:
+    """Correct / wrong / refused of the chooser's picks kept by ``gate`` (and refused with
+    gold removed, when the rows have it). As the app does (kbqa/reader/gate.py), an English
+    question is left to the chooser at its own point."""
+    from kbqa.answer_model import is_foreign
+    from kbqa.reader.gate import gate_features
+
+    w, b, point = np.array(gate["weights"]), gate["bias"], gate["min_probability"]
+
+    def kept(p: float, margin: float, question: str) -> bool:
+        if is_foreign(question):
+            return p >= chooser_point
+        return 1 / (1 + np.exp(-(np.array(gate_features(p, margin)) @ w + b))) >= point
+
+    n = len(rows) or 1
+    best = [r["readings"][0]["margin"] if r["readings"] else -1e9 for r in rows]
+    keep = [kept(r["chooser_p"], m, r["question"]) for r, m in zip(rows, best, strict=True)]
+    out = {"questions": len(rows),
+           "correct": sum(k and r["chooser_correct"] for k, r in zip(keep, rows, strict=True)) / n,
+           "wrong": sum(k and not r["chooser_correct"] for k, r in zip(keep, rows, strict=True)) / n,
+           "refused": 1 - sum(keep) / n}
+    if rows and "removed_margin" in rows[0]:
+        out["refused_gold_removed"] = sum(
+            not kept(r["removed_chooser_p"], r["removed_margin"], r["question"]) for r in rows) / n
+    return out
+
+
+def chooser_verdicts(rows: list[dict], point: float) -> dict:
+    """The chooser alone at its own operating point (Settings.answer_min_probability)."""
+    n = len(rows) or 1
+    kept = [r["chooser_p"] >= point for r in rows]
+    out = {"questions": len(rows),
+           "correct": sum(k and r["chooser_correct"] for k, r in zip(kept, rows, strict=True)) / n,
+           "wrong": sum(k and not r["chooser_correct"] for k, r in zip(kept, rows, strict=True)) / n,
+           "refused": 1 - sum(kept) / n}
+    if rows and "removed_chooser_p" in rows[0]:
+        out["refused_gold_removed"] = sum(r["removed_chooser_p"] < point for r in rows) / n
+    return out
+
+
+def gate_cross_validated(rows: list[dict], chooser_point: float, folds: int = 5, seed: int = 7) -> dict:
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    parts = [order[i::folds] for i in range(folds)]
+    totals = {"correct": 0.0, "wrong": 0.0, "refused": 0.0, "refused_gold_removed": 0.0}
+    for part in parts:
+        inside = set(part)
+        gate = fit_gate([rows[i] for i in order if i not in inside])
+        v = gate_verdicts([rows[i] for i in part], gate, chooser_point)
+        for key in totals:
+            totals[key] += v[key] * len(part)
+    return {k: v / len(rows) for k, v in totals.items()} | {"questions": len(rows)}
+
+
 def recall_at_1(rows: list[dict]) -> dict:
     n = len(rows) or 1
     return {
@@ -141,6 +229,51 @@ def seed_kb(workdir: Path, settings_kwargs: dict):
     return kb
 
 
+def answerer_latency(store: Path, questions: list[Question], n: int) -> dict:
+    """``/api/search`` and ``/api/ask`` p50/p95 through the real app (``python -m bench``'s
+    launcher and timer), once for each answerer, one after the other in this run."""
+    import os
+
+    from bench.__main__ import http_latency, running_app
+
+    out = {}
+    for name in ("chooser", "reader", "chooser+reader"):
+        os.environ["KB_ANSWERER"] = name
+        try:
+            with running_app(["--store", str(store)]) as (base, _):
+                out[name] = http_latency(base, questions, n)
+        finally:
+            del os.environ["KB_ANSWERER"]
+    return out
+
+
+def read_sets(args, settings) -> dict[str, list[dict]]:
+    """The dev questions and the held-out sets, searched, read by the reader and answered by
+    the chooser (``read_all``)."""
+    from kbqa.answering import ExtractiveAnswerer
+    from kbqa.knowledge_base import KnowledgeBase
+    from kbqa.reader.answerer import ReaderAnswerer
+    from kbqa.reader.model import load_reader
+
+    kb = KnowledgeBase(settings)
+    reader = load_reader(settings.model_cache, args.weights)
+    answerer = ReaderAnswerer(reader, min_margin=0.0, passages_read=args.k)
+    chooser = ExtractiveAnswerer(min_probability=0.0, embedder=kb.embedder)
+    t0 = time.time()
+    sets = {"dev": read_all(kb, answerer, chooser, evalset.load_questions(args.limit), args.k)}
+    print(f"dev: {len(sets['dev'])} questions read in {time.time() - t0:.0f} s", flush=True)
+    if args.skip_heldout:
+        return sets
+    for name in ("dev_paraphrases", "dev_english"):
+        sets[name] = read_all(kb, answerer, chooser, evalset.load_questions(None, HELDOUT / f"{name}.jsonl"), args.k)
+    with tempfile.TemporaryDirectory() as tmp:
+        skb = seed_kb(Path(tmp), {"model_cache": settings.model_cache})
+        for name in ("seed_paraphrases", "seed_english"):
+            sets[name] = read_all(skb, answerer, chooser, evalset.load_questions(None, HELDOUT / f"{name}.jsonl"),
+                                  args.k, removed=False)
+    return sets
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.reader", description=__doc__.split("\n")[0])
     p.add_argument("--store", type=Path, default=REPO / ".kbdata" / "bench" / "e5-small-onnx-2000d-320c-0o" / "chroma",
@@ -150,28 +283,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", type=Path, default=RESULTS / "reader")
     p.add_argument("--skip-heldout", action="store_true")
+    p.add_argument("--readings", type=Path, help="an earlier run's .readings.jsonl: re-fit and report without reading")
+    p.add_argument("--chooser-oof", type=Path,
+                   help="the chooser's cross-validated outcomes on dev (python -m bench.fit_answers --oof-out): "
+                        "the gate is fitted and judged on those, as unseen questions get them, not on the shipped "
+                        "chooser's in-sample ones")
+    p.add_argument("--latency", type=int, default=0, metavar="N",
+                   help="also time POST /api/ask and /api/search over N dev questions through the real app, "
+                        "once per answerer, in this run")
+    p.add_argument("--write-gate", action="store_true",
+                   help="write the chooser+reader gate fitted on all dev questions to kbqa/models/reader_gate.json")
     args = p.parse_args(argv)
     if not evalset.available() or not args.store.exists():
         print(f"bench.reader: no dev data or store ({args.store}); run `python -m bench` first (skipped)")
         return 0
-    from kbqa.knowledge_base import KnowledgeBase
-    from kbqa.reader.answerer import ReaderAnswerer
-    from kbqa.reader.model import load_reader
     from kbcore.settings import Settings
 
     settings = Settings(store=args.store)
-    kb = KnowledgeBase(settings)
-    reader = load_reader(settings.model_cache, args.weights)
-    answerer = ReaderAnswerer(reader, min_margin=0.0, passages_read=args.k)
-    questions = evalset.load_questions(args.limit)
-    t0 = time.time()
-    rows = read_all(kb, answerer, questions, args.k)
-    print(f"dev: {len(rows)} questions read in {time.time() - t0:.0f} s", flush=True)
+    if args.readings:  # a re-fit from an earlier run's readings: no reading, no search
+        sets: dict[str, list[dict]] = {}
+        for line in open(args.readings, encoding="utf-8"):
+            row = json.loads(line)
+            sets.setdefault(row.pop("set"), []).append(row)
+    else:
+        sets = read_sets(args, settings)
+    chooser_point = settings.answer_min_probability
+    rows = sets["dev"]
+    if args.chooser_oof:
+        unseen = {r["id"]: r for r in map(json.loads, open(args.chooser_oof, encoding="utf-8"))}
+        rows = sets["dev"] = [r | {k: unseen[r["id"]][k] for k in ("chooser_p", "chooser_correct", "removed_chooser_p")}
+                              for r in rows]
     point = choose_point(rows)
     grid = sorted({round(x, 1) for x in np.arange(-6.0, 6.01, 0.5)} | {round(point, 2)})
     result: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "weights": str(args.weights or "shipped"),
+        "chooser_on_dev": "cross-validated (fit_answers --oof-out)" if args.chooser_oof else "the shipped models (in-sample)",
         "k": args.k,
         "operating_point": point,
         "dev_in_sample": verdicts(rows, point),
@@ -180,20 +327,30 @@ def main(argv: list[str] | None = None) -> int:
         "recall_at_1": recall_at_1(rows),
         "timing": timing(rows),
         "curve": curve(rows, grid),
+        "chooser_point": chooser_point,
+        "chooser_dev": chooser_verdicts(rows, chooser_point),
+        "gate": fit_gate(rows),
+        "gate_dev_cross_validated": gate_cross_validated(rows, chooser_point),
     }
-    sets: dict[str, list[dict]] = {"dev": rows}
-    if not args.skip_heldout:
-        for name in ("dev_paraphrases", "dev_english"):
-            held = read_all(kb, answerer, evalset.load_questions(None, HELDOUT / f"{name}.jsonl"), args.k)
-            sets[name] = held
+    result["gate_dev_in_sample"] = gate_verdicts(rows, result["gate"], chooser_point)
+    for name, held in sets.items():
+        if name != "dev":
             result[name] = verdicts(held, point) | {"forced": verdicts(held, -1e9)["correct"]}
-        with tempfile.TemporaryDirectory() as tmp:
-            skb = seed_kb(Path(tmp), {"model_cache": settings.model_cache})
-            for name in ("seed_paraphrases", "seed_english"):
-                held = read_all(skb, answerer, evalset.load_questions(None, HELDOUT / f"{name}.jsonl"), args.k,
-                                removed=False)
-                sets[name] = held
-                result[name] = verdicts(held, point) | {"forced": verdicts(held, -1e9)["correct"]}
+            result["gate_" + name] = gate_verdicts(held, result["gate"], chooser_point)
+            result["chooser_" + name] = chooser_verdicts(held, chooser_point)
+    if args.write_gate:
+        from kbqa.reader.build import READER_SHA256
+        from kbqa.reader.gate import GATE_PATH
+        from kbqa.reader.weights import file_sha256
+
+        sha = file_sha256(args.weights) if args.weights else READER_SHA256
+        gate = result["gate"] | {"reader_sha256": sha, "fitted": {
+            "date": result["date"], "questions": len(rows), "target_refused_gold_removed": TARGET_REFUSED,
+            "dev_cross_validated": result["gate_dev_cross_validated"]}}
+        GATE_PATH.write_text(json.dumps(gate, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {GATE_PATH}")
+    if args.latency:
+        result["latency"] = answerer_latency(args.store, evalset.load_questions(None), args.latency)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     with open(args.out.with_suffix(".readings.jsonl"), "w", encoding="utf-8") as f:
@@ -226,6 +383,36 @@ def render(r: dict) -> str:
     for name in ("dev_paraphrases", "dev_english", "seed_paraphrases", "seed_english"):
         if name in r:
             lines.append(row(f"held-out: {name.replace('_', ' ')}", r[name]))
+    g = r["gate"]
+    lines += [
+        "",
+        "## The answerers side by side",
+        "",
+        "The default, `chooser+reader`: the chooser's sentences kept when a logistic regression over "
+        "(logit of the chooser's probability, the reader's best margin) says they answer "
+        f"(weights {g['weights'][0]:.3f}, {g['weights'][1]:.3f}, bias {g['bias']:.3f}; operating point "
+        f"{g['min_probability']:.3f}, the lowest refusing ≥ {TARGET_REFUSED:.0%} of dev questions with gold removed). "
+        f"`chooser`: the chooser alone at its shipped point {r['chooser_point']:.2f}. The chooser's figures on "
+        f"dev (alone and inside the gate) are {r['chooser_on_dev']}. English questions are left to the chooser "
+        "alone (the reader learned from Chinese questions). `reader`: the reader alone (the table above).",
+        "",
+        "| answerer | set | questions | correct | wrong | refused | refused, gold removed | — |",
+        "|---|---|---|---|---|---|---|---|",
+        row("chooser+reader | dev, 5-fold cross-validated", r["gate_dev_cross_validated"]),
+        row("chooser+reader | dev, fitted on all", r["gate_dev_in_sample"]),
+        row("chooser | dev", r["chooser_dev"]),
+        row("reader | dev, 5-fold cross-validated", r["dev_cross_validated"]),
+    ]
+    for name in ("dev_paraphrases", "dev_english", "seed_paraphrases", "seed_english"):
+        for who, key in (("chooser+reader", "gate_"), ("chooser", "chooser_"), ("reader", "")):
+            if key + name in r:
+                lines.append(row(f"{who} | held-out: {name.replace('_', ' ')}", r[key + name]))
+    if "latency" in r:
+        lines += ["", "| answerer (real app, sequential, warm) | `/api/search` p50 / p95 ms | `/api/ask` p50 / p95 ms |",
+                  "|---|---|---|"]
+        for name, v in r["latency"].items():
+            lines.append(f"| {name} | {v['/api/search']['p50_ms']:.0f} / {v['/api/search']['p95_ms']:.0f} | "
+                         f"{v['/api/ask']['p50_ms']:.0f} / {v['/api/ask']['p95_ms']:.0f} |")
     a, t = r["recall_at_1"], r["timing"]
     lines += [
         "",

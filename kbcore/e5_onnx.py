@@ -187,7 +187,7 @@ def build_e5_onnx_fp32(path: Path, *, weights: Path | None = None) -> Path:
     import onnx
 
     hdr, t = read_e5_q4(Path(weights) if weights else e5_weights_file())
-    model = _graph(onnx, hdr, t)
+    model = encoder_graph(onnx, hdr, t)
     del t
     # No onnx.checker pass (~1-2 s on this proto): onnxruntime validates the graph when the
     # quantizer and every session load it. 470 MB fits one protobuf file (< 2 GB).
@@ -195,7 +195,7 @@ def build_e5_onnx_fp32(path: Path, *, weights: Path | None = None) -> Path:
     return Path(path)
 
 
-def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray], *, top: str = "mean") -> Any:
+def encoder_graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray], *, top: str = "mean") -> Any:
     """The fp32 graph, node for node what ``export_e5_onnx`` gets from torch, minus shape plumbing.
 
     Two pieces of that plumbing are kept on purpose: the token-type ids are zeros of the input's
@@ -259,7 +259,7 @@ def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray], *, top: str
     # --- embeddings: (word + token type 0) + position, then LayerNorm (XLM-R's order of adds)
     word = node("Gather", [init("embeddings.word", t["emb.word"].reshape(hdr["VOC"], H)), "input_ids"], "emb/word")
     # Token type ids as zeros of the input's run-time shape, as the export builds them (see
-    # _graph's docstring: this keeps ORT from fusing the embedding LayerNorm, as it does today).
+    # encoder_graph's docstring: this keeps ORT from fusing the embedding LayerNorm, as it does today).
     type_ids = node("ConstantOfShape", [node("Shape", ["input_ids"], "emb/ids_shape")], "emb/token_type_ids",
                     value=helper.make_tensor("zero", TP.INT64, [1], [0]))
     type0 = node("Gather", [init("embeddings.token_type", t["emb.type"].reshape(hdr["TVS"], H)), type_ids],

@@ -74,11 +74,21 @@ class Settings(BaseSettings):
         0.45, ge=0.0, le=1.0,
         description="answers: minimum fitted probability that the chosen sentence answers the question (else a refusal)",
     )
-    # The trained reader (kbqa/reader/) answers by default; "chooser" is the fitted sentence
-    # chooser above, kept selectable for comparison (bench/results/reader.md measures both).
-    answerer: Literal["reader", "chooser"] = Field(
-        "reader", description="answers: reader (the trained span reader) | chooser (the fitted sentence chooser)"
+    # Which extractive answerer answers (bench/results/reader.md measures all three):
+    # "chooser+reader": the chooser's sentences, kept when the chooser's probability and the
+    # trained reader's margin together say they answer (kbqa/reader/gate.py); "chooser": the
+    # chooser alone, refusing below answer_min_probability; "reader": the trained span reader
+    # alone, refusing below reader_min_margin.
+    answerer: Literal["chooser+reader", "chooser", "reader"] = Field(
+        "chooser+reader",
+        description="answers: chooser+reader (chosen sentences, judged by both) | chooser | reader (the span reader alone)",
     )
+    reader_gate_min_probability: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="answers (chooser+reader): minimum joint probability (default: the fitted operating point)",
+    )
+    # The lowest margin refusing >= 95% of dev questions with their documents removed
+    # (bench/results/reader.md).
     reader_min_margin: float = Field(
         0.0, ge=-50.0, le=50.0,
         description="answers (reader): minimum margin of the best span over the reader's no-answer score",

