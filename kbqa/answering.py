@@ -14,9 +14,6 @@ its ``[n]`` mark.
 3. A second fitted model (``presence``) gives the probability that this candidate answers the
    question; below ``min_probability`` the answer is a refusal, in the question's language,
    with the closest passages as ``related`` (found=False, no ``[n]`` marks).
-4. Optionally a ``second_opinion`` judges the pick again (the trained reader,
-   kbqa/reader/gate.py): where it has a say, its verdict and probability replace the presence
-   model's and that threshold, and the span it found in the pick is carried by the citation.
 
 The question's terms come with the search (``SearchResult.terms``): the answerer does no
 segmentation or idf lookup of its own. It is a LangChain ``Runnable``:
@@ -30,10 +27,10 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document as LCDocument
@@ -124,31 +121,11 @@ def background_vectors(embedder: Embedder) -> np.ndarray:
         return vectors
 
 
-@dataclass(frozen=True)
-class Opinion:
-    """A second judge's verdict on the chooser's pick."""
-
-    probability: float  # that the pick answers, as this judge reckons it
-    answers: bool  # at this judge's own operating point
-    span: tuple[int, int] | None = None  # the answer's own words inside the pick (document offsets)
-
-
-class SecondOpinion(Protocol):
-    """Another judge of the chooser's pick (kbqa/reader/gate.py: the trained reader)."""
-
-    def reconsider(self, question: str, passages: Sequence[Passage], chosen: Candidate, probability: float
-                   ) -> Opinion | None:
-        """The verdict on ``chosen`` given the presence model's ``probability``; None when this
-        judge has no say on ``question`` (the presence model and ``min_probability`` decide)."""
-        ...
-
-
 class ExtractiveAnswerer(Runnable[dict, Answer]):
     def __init__(
         self,
         *,
         min_probability: float = 0.5,
-        second_opinion: SecondOpinion | None = None,
         embedder: Embedder | None = None,
         passages_considered: int = 5,
         max_embedded: int = 40,
@@ -161,7 +138,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         if passages_considered < 1 or max_embedded < 0 or max_chars < 20:
             raise ValueError("passages_considered, max_embedded and max_chars are too small")
         self.min_probability = min_probability
-        self.second_opinion = second_opinion
         self.embedder = embedder
         self.passages_considered = passages_considered
         self.max_embedded = max_embedded
@@ -202,18 +178,9 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         if not found.candidates:
             return self._refusal(question, passages, not_found_text(question), 0.0, t0, timings)
         best, probability = self.decide(found)
-        opinion = None
-        if self.second_opinion is not None:
-            t1 = time.perf_counter()
-            opinion = self.second_opinion.reconsider(question, passages, found.candidates[best], probability)
-            timings["read_ms"] = (time.perf_counter() - t1) * 1000
-        if opinion is not None:
-            probability, answers, span = opinion.probability, opinion.answers, opinion.span
-        else:
-            answers, span = probability >= self.min_probability, None
-        if not answers:
+        if probability < self.min_probability:
             return self._refusal(question, passages, not_found_text(question), probability, t0, timings)
-        text, citations = _compose(found.candidates[best], passages, span)
+        text, citations = _compose(found.candidates[best], passages)
         timings["answer_ms"] = (time.perf_counter() - t0) * 1000
         return Answer(
             question=question,
@@ -456,15 +423,11 @@ def as_passages(items: Sequence[Passage | LCDocument]) -> list[Passage]:
     return [p if isinstance(p, Passage) else passage_from_langchain(p) for p in items]
 
 
-def _compose(chosen: Candidate, passages: Sequence[Passage], span: tuple[int, int] | None = None
-             ) -> tuple[str, tuple[Citation, ...]]:
-    """Answer text with a [n] mark after each sentence; one citation for the passage, carrying
-    ``span`` (the answer's own words inside the sentences) when a second opinion found one."""
+def _compose(chosen: Candidate, passages: Sequence[Passage]) -> tuple[str, tuple[Citation, ...]]:
+    """Answer text with a [n] mark after each sentence; one citation for the passage."""
     passage = passages[chosen.passage_index]
     numbers, citations = cite((chosen.passage_index, passage, (s.start, s.end)) for s in chosen.sentences)
     n = numbers[chosen.passage_index]
-    if span is not None:
-        citations = tuple(replace(c, answer_span=span) for c in citations)
     return "".join(f"{s.text}[{n}]" for s in chosen.sentences), citations
 
 

@@ -125,27 +125,20 @@ class KnowledgeBase:
 
     @cached_property
     def extractive(self) -> ExtractiveAnswerer | ReaderAnswerer:
-        """The answerer that quotes the passages (Settings.answerer): the chooser's sentences
-        judged by the trained reader too, the chooser alone, or the reader alone."""
+        """The answerer that quotes the passages (Settings.answerer): the fitted chooser, or the
+        trained reader."""
         s = self.settings
-        from kbqa.answering import ExtractiveAnswerer
-
-        if s.answerer == "chooser":
-            # The question's terms and weights come with each search result (found.terms); the
-            # embedder compares question and candidate sentences by meaning.
-            return ExtractiveAnswerer(min_probability=s.answer_min_probability, embedder=self.embedder)
-        from kbqa.reader.model import load_reader
-
-        reader = load_reader(s.model_cache)
         if s.answerer == "reader":
             from kbqa.reader.answerer import ReaderAnswerer
+            from kbqa.reader.model import load_reader
 
-            return ReaderAnswerer(reader, min_margin=s.reader_min_margin, passages_read=s.reader_passages)
-        from kbqa.reader.gate import load_gate
+            return ReaderAnswerer(load_reader(s.model_cache), min_margin=s.reader_min_margin,
+                                  passages_read=s.reader_passages)
+        from kbqa.answering import ExtractiveAnswerer
 
-        gate = load_gate(reader, passages_read=s.reader_passages, min_probability=s.reader_gate_min_probability)
-        # English questions: the chooser alone, at its own point (the gate has no say on them).
-        return ExtractiveAnswerer(min_probability=s.answer_min_probability, embedder=self.embedder, second_opinion=gate)
+        # The question's terms and weights come with each search result (found.terms); the
+        # embedder compares question and candidate sentences by meaning.
+        return ExtractiveAnswerer(min_probability=s.answer_min_probability, embedder=self.embedder)
 
     @cached_property
     def briefer(self) -> Briefer:

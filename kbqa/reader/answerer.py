@@ -1,5 +1,5 @@
-"""The default answerer: the trained reader finds the answer span; the answer quotes the
-sentence(s) holding it.
+"""The reader answerer (``KB_ANSWERER=reader``): the trained reader finds the answer span; the
+answer quotes the sentence(s) holding it.
 
 1. The reader reads the top ``passages_read`` passages (kbqa/reader/model.py): each gets its
    best span and that span's margin over the reader's "no answer" score.

@@ -117,3 +117,13 @@ def _terms(question: str):
     from kbcore.text import cut_question
 
     return cut_question(question)
+
+
+def test_a_knowledge_base_set_to_the_reader_answers_through_it_with_the_span_in_its_citation(make_settings, embedder):
+    from kbqa.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase(make_settings(answerer="reader", reader_min_margin=-50.0), embedder=embedder)
+    kb.ensure_seeded()
+    answer = kb.ask("锦州的“三个开放”是什么？")
+    assert answer.found and "开放业务系统" in answer.text
+    assert answer.to_dict()["citations"][0]["answer_span"] is not None
