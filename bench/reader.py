@@ -316,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             sets.setdefault(row.pop("set"), []).append(row)
     else:
         sets = read_sets(args, settings)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        # Saved before anything is computed from them: --readings re-fits from this file.
+        with open(args.out.with_suffix(".readings.jsonl"), "w", encoding="utf-8") as f:
+            for name, rs in sets.items():
+                for r in rs:
+                    f.write(json.dumps({"set": name} | r, ensure_ascii=False) + "\n")
     chooser_point = settings.answer_min_probability
     rows = sets["dev"]
     if args.chooser_oof:
@@ -351,10 +357,6 @@ def main(argv: list[str] | None = None) -> int:
         result["latency"] = answerer_latency(args.store, evalset.load_questions(None), args.latency)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    with open(args.out.with_suffix(".readings.jsonl"), "w", encoding="utf-8") as f:
-        for name, rs in sets.items():
-            for r in rs:
-                f.write(json.dumps({"set": name} | r, ensure_ascii=False) + "\n")
     args.out.with_suffix(".md").write_text(render(result), encoding="utf-8")
     print(render(result))
     return 0

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # The lowest margin refusing >= 95% of dev questions with their documents removed
     # (bench/results/reader.md).
     reader_min_margin: float = Field(
-        0.0, ge=-50.0, le=50.0,
+        4.93, ge=-50.0, le=50.0,
         description="answers (reader): minimum margin of the best span over the reader's no-answer score",
     )
     reader_passages: int = Field(5, ge=1, le=20, description="answers (reader): top passages the reader reads")
