@@ -67,6 +67,9 @@ def parse_args(argv):
     p.add_argument("--features-cache", type=Path, help="pickle of the collected features (re-fits without searching)")
     p.add_argument("--model-out", type=Path, default=REPO / "kbqa" / "models" / "answer_scorer.json")
     p.add_argument("--out", type=Path, default=RESULTS / "answers")
+    p.add_argument("--oof-out", type=Path,
+                   help="write each dev question's cross-validated outcome (full variant) as JSON lines: "
+                        "the chooser's probability and verdict as an unseen question gets them (bench/reader.py --chooser-oof)")
     return p.parse_args(argv)
 
 
@@ -271,6 +274,11 @@ def main(argv=None) -> int:
             cv = cross_validate(rows, names_c, names_q, args.folds, args.C, args.max_sentences)
             evaluated, training = rows, rows
         points = curve(cv, thresholds)
+        if variant == "full" and args.oof_out:
+            with open(args.oof_out, "w", encoding="utf-8") as f:
+                for r, res in zip(rows, cv, strict=True):
+                    f.write(json.dumps({"id": r["q"].qid, "chooser_p": res["present"][0], "chooser_correct": res["present"][1],
+                                        "removed_chooser_p": res["removed"][0]}) + "\n")
         meeting = [p for p in points if p["refused_gold_removed"] >= args.target_refusal]
         chosen = meeting[0] if meeting else points[-1]
         final = fit_models(training, names_c, names_q, args.C, args.max_sentences)

@@ -187,7 +187,7 @@ def build_e5_onnx_fp32(path: Path, *, weights: Path | None = None) -> Path:
     import onnx
 
     hdr, t = read_e5_q4(Path(weights) if weights else e5_weights_file())
-    model = _graph(onnx, hdr, t)
+    model = encoder_graph(onnx, hdr, t)
     del t
     # No onnx.checker pass (~1-2 s on this proto): onnxruntime validates the graph when the
     # quantizer and every session load it. 470 MB fits one protobuf file (< 2 GB).
@@ -195,7 +195,7 @@ def build_e5_onnx_fp32(path: Path, *, weights: Path | None = None) -> Path:
     return Path(path)
 
 
-def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
+def encoder_graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray], *, top: str = "mean") -> Any:
     """The fp32 graph, node for node what ``export_e5_onnx`` gets from torch, minus shape plumbing.
 
     Two pieces of that plumbing are kept on purpose: the token-type ids are zeros of the input's
@@ -207,6 +207,10 @@ def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
     differently and dynamic int8 amplifies that: with every LayerNorm fused (static reshapes,
     a constant token-type row) some texts came out at cosine 0.998 to today's int8 vectors.
     With the same fusions they match to >= 0.9999 (checked by tests/kbcore/test_e5_onnx.py).
+
+    ``top="mean"`` ends in the embedder's mean pooling (output ``embedding``); ``top="span"``
+    ends in the trained reader's start/end layer (``qa.w`` ``[2, H]``, ``qa.b``; output
+    ``logits`` ``[batch, tokens, 2]``) over the same encoder (kbqa/reader/build.py).
     """
     helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     H, NH, FF, NL = hdr["H"], hdr["NH"], hdr["FF"], hdr["NL"]
@@ -255,7 +259,7 @@ def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
     # --- embeddings: (word + token type 0) + position, then LayerNorm (XLM-R's order of adds)
     word = node("Gather", [init("embeddings.word", t["emb.word"].reshape(hdr["VOC"], H)), "input_ids"], "emb/word")
     # Token type ids as zeros of the input's run-time shape, as the export builds them (see
-    # _graph's docstring: this keeps ORT from fusing the embedding LayerNorm, as it does today).
+    # encoder_graph's docstring: this keeps ORT from fusing the embedding LayerNorm, as it does today).
     type_ids = node("ConstantOfShape", [node("Shape", ["input_ids"], "emb/ids_shape")], "emb/token_type_ids",
                     value=helper.make_tensor("zero", TP.INT64, [1], [0]))
     type0 = node("Gather", [init("embeddings.token_type", t["emb.type"].reshape(hdr["TVS"], H)), type_ids],
@@ -299,19 +303,29 @@ def _graph(onnx: Any, hdr: dict[str, Any], t: dict[str, np.ndarray]) -> Any:
         out = linear(gelu, src + "fo", H, f"{p}/output")
         x = layer_norm(node("Add", [out, h], f"{p}/output_residual"), src + "oln", f"{p}/output_LayerNorm")
 
-    # --- mean pooling over attended tokens
-    weights = node("Cast", [node("Unsqueeze", ["attention_mask", c_last], "pool/mask_3d")], "pool/weights", to=TP.FLOAT)
-    total = node("ReduceSum", [node("Mul", [x, weights], "pool/masked"), c_axes1], "pool/sum", keepdims=0)
-    count = node("Clip", [node("ReduceSum", [weights, c_axes1], "pool/count", keepdims=0), c_tiny], "pool/count_clip")
-    nodes.append(helper.make_node("Div", [total, count], ["embedding"], name="pool/mean"))
-
     dims = ["batch", "tokens"]
+    if top == "span":  # the reader: one start and one end logit per token
+        w = init("qa.weight_t", t["qa.w"].reshape(2, H).T)
+        mm = node("MatMul", [x, w], "qa/MatMul")
+        nodes.append(helper.make_node("Add", [mm, init("qa.bias", t["qa.b"])], ["logits"], name="qa/Add"))
+        output = helper.make_tensor_value_info("logits", TP.FLOAT, ["batch", "tokens", 2])
+    else:  # mean pooling over attended tokens
+        weights = node("Cast", [node("Unsqueeze", ["attention_mask", c_last], "pool/mask_3d")], "pool/weights",
+                       to=TP.FLOAT)
+        total = node("ReduceSum", [node("Mul", [x, weights], "pool/masked"), c_axes1], "pool/sum", keepdims=0)
+        count = node("Clip", [node("ReduceSum", [weights, c_axes1], "pool/count", keepdims=0), c_tiny],
+                     "pool/count_clip")
+        nodes.append(helper.make_node("Div", [total, count], ["embedding"], name="pool/mean"))
+        output = helper.make_tensor_value_info("embedding", TP.FLOAT, ["batch", H])
+
+    used = {name for n in nodes for name in n.input}
+    inits = [i for i in inits if i.name in used]  # the other head's constants
     graph = helper.make_graph(
         nodes,
-        "multilingual-e5-small",
+        "multilingual-e5-small" if top == "mean" else "multilingual-e5-small-reader",
         [helper.make_tensor_value_info("input_ids", TP.INT64, dims),
          helper.make_tensor_value_info("attention_mask", TP.INT64, dims)],
-        [helper.make_tensor_value_info("embedding", TP.FLOAT, ["batch", H])],
+        [output],
         inits,
     )
     model = helper.make_model(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         0.45, ge=0.0, le=1.0,
         description="answers: minimum fitted probability that the chosen sentence answers the question (else a refusal)",
     )
+    # Which extractive answerer answers. "chooser": the fitted sentence chooser (above); "reader":
+    # the trained span reader (kbqa/reader/), refusing below reader_min_margin. The chooser stays
+    # the default: at the same refusal rate with the documents removed it answers more dev
+    # questions right, and as many reworded ones (bench/results/reader.md, issue 20).
+    answerer: Literal["chooser", "reader"] = Field(
+        "chooser", description="answers: chooser (the fitted sentence chooser) | reader (the trained span reader)"
+    )
+    # The lowest margin refusing >= 95% of dev questions with their documents removed
+    # (bench/results/reader.md).
+    reader_min_margin: float = Field(
+        4.93, ge=-50.0, le=50.0,
+        description="answers (reader): minimum margin of the best span over the reader's no-answer score",
+    )
+    reader_passages: int = Field(5, ge=1, le=20, description="answers (reader): top passages the reader reads")
 
     # --- a chat model (optional; without one the extractive answerer answers) ---
     llm_base_url: str | None = Field(

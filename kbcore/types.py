@@ -216,6 +216,9 @@ class Citation:
     start: int
     end: int
     spans: tuple[tuple[int, int], ...] = ()
+    # The reader's answer span inside the cited sentences (document offsets), when a reader
+    # chose them: the page highlights it within the quote.
+    answer_span: tuple[int, int] | None = None
 
     @classmethod
     def from_spans(cls, n: int, passage: Passage, spans: Iterable[tuple[int, int]]) -> Citation:
@@ -248,6 +251,7 @@ class Citation:
             "passage_start": c.start,
             "passage_end": c.end,
             "spans": [list(s) for s in self.spans],
+            "answer_span": list(self.answer_span) if self.answer_span else None,
             "quote": self.quote,
             "score": round(self.passage.score, 6),
         }

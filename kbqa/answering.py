@@ -165,21 +165,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
 
     def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
         """Yields the answer growing sentence by sentence; the last item is the full answer."""
-        final = self.invoke(input, config)
-        if not final.found:
-            yield final
-            return
-        pieces = _sentence_pieces(final.text)
-        for i in range(1, len(pieces)):
-            yield Answer(
-                question=final.question,
-                text="".join(pieces[:i]),
-                found=True,
-                citations=final.citations,
-                passages=final.passages,
-                confidence=final.confidence,
-            )
-        yield final
+        yield from grow(self.invoke(input, config))
 
     # --- the work ------------------------------------------------------------------------
     def answer(self, question: str, passages: Sequence[Passage], terms: QueryTerms) -> Answer:
@@ -221,7 +207,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         considered = list(passages[: self.passages_considered])
         weights = terms.weights
         total = terms.total or 1.0
-        sentences = [s for i, p in enumerate(considered) for s in _sentences(i, p)]
+        sentences = [s for i, p in enumerate(considered) for s in passage_sentences(i, p)]
         t0 = time.perf_counter()
         sims, embedded, background = self._similarities(question, sentences)
         if timings is not None:
@@ -345,7 +331,7 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
             passages=tuple(passages),
             confidence=probability,
             timings_ms=timings,
-            related=_related(passages) if related else (),
+            related=related_passages(passages) if related else (),
         )
 
 
@@ -407,7 +393,7 @@ def presence_row(found: Candidates, logits: np.ndarray, best: int) -> dict[str, 
     }
 
 
-def _sentences(index: int, passage: Passage) -> Iterator[Sentence]:
+def passage_sentences(index: int, passage: Passage) -> Iterator[Sentence]:
     chunk = passage.chunk
     for position, (start, end) in enumerate(split_sentences(chunk.text)):
         raw = chunk.text[start:end]
@@ -420,7 +406,7 @@ def _sentences(index: int, passage: Passage) -> Iterator[Sentence]:
         yield Sentence(index, position, begin, begin + len(trimmed), trimmed, lead > 0)
 
 
-def _related(passages: Sequence[Passage]) -> tuple[Passage, ...]:
+def related_passages(passages: Sequence[Passage]) -> tuple[Passage, ...]:
     """The closest passages, one per document: what a refusal offers to read instead."""
     seen: set[str] = set()
     out: list[Passage] = []
@@ -443,6 +429,24 @@ def _compose(chosen: Candidate, passages: Sequence[Passage]) -> tuple[str, tuple
     numbers, citations = cite((chosen.passage_index, passage, (s.start, s.end)) for s in chosen.sentences)
     n = numbers[chosen.passage_index]
     return "".join(f"{s.text}[{n}]" for s in chosen.sentences), citations
+
+
+def grow(final: Answer) -> Iterator[Answer]:
+    """An extractive answer as a stream: prefixes ending at each citation mark, then ``final``."""
+    if not final.found:
+        yield final
+        return
+    pieces = _sentence_pieces(final.text)
+    for i in range(1, len(pieces)):
+        yield Answer(
+            question=final.question,
+            text="".join(pieces[:i]),
+            found=True,
+            citations=final.citations,
+            passages=final.passages,
+            confidence=final.confidence,
+        )
+    yield final
 
 
 def _sentence_pieces(text: str) -> list[str]:

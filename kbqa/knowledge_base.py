@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from kbqa.briefing import Briefer
     from kbqa.langchain_adapters import HybridRetriever
     from kbqa.llm_answering import LLMAnswerer
+    from kbqa.reader.answerer import ReaderAnswerer
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +124,21 @@ class KnowledgeBase:
         self._examples_lock = threading.Lock()
 
     @cached_property
-    def extractive(self) -> ExtractiveAnswerer:
+    def extractive(self) -> ExtractiveAnswerer | ReaderAnswerer:
+        """The answerer that quotes the passages (Settings.answerer): the fitted chooser, or the
+        trained reader."""
+        s = self.settings
+        if s.answerer == "reader":
+            from kbqa.reader.answerer import ReaderAnswerer
+            from kbqa.reader.model import load_reader
+
+            return ReaderAnswerer(load_reader(s.model_cache), min_margin=s.reader_min_margin,
+                                  passages_read=s.reader_passages)
         from kbqa.answering import ExtractiveAnswerer
 
         # The question's terms and weights come with each search result (found.terms); the
         # embedder compares question and candidate sentences by meaning.
-        return ExtractiveAnswerer(min_probability=self.settings.answer_min_probability, embedder=self.embedder)
+        return ExtractiveAnswerer(min_probability=s.answer_min_probability, embedder=self.embedder)
 
     @cached_property
     def briefer(self) -> Briefer:
@@ -152,7 +162,7 @@ class KnowledgeBase:
         )
 
     @cached_property
-    def answerer(self) -> ExtractiveAnswerer | LLMAnswerer:
+    def answerer(self) -> ExtractiveAnswerer | ReaderAnswerer | LLMAnswerer:
         """The chat model, every sentence verified, when one is configured (the extractive
         answerer standing in when it is unavailable); else the extractive answerer."""
         if self.chat_model is None:

@@ -65,6 +65,10 @@ class CitationOut(OpenModel):
     start: int = Field(description="offset of the cited span in the cleaned document text")
     end: int
     score: float
+    answer_span: list[int] | None = Field(
+        None, description="[start, end) of the answer's own words inside the cited span (document offsets), "
+        "when the trained reader found them there",
+    )
 
 
 class PassageOut(OpenModel):
