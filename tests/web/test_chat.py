@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -201,3 +202,14 @@ def test_the_switch_rewords_the_page_and_keeps_the_sessions_content(seed_kb):
     assert offered == seed_kb.example_questions(4)
     assert "第 1 问：" in panel and briefing_view == {"__type__": "update"}  # the briefing shown stays
     assert download.startswith('<a class="kb-download" href="api/brief.md?topic=') and "下载简报（.md）" in download
+
+
+def test_the_readers_answer_span_is_marked_more_strongly_inside_the_cited_sentence():
+    plain = answer()
+    citation = plain.citations[0]
+    lo = citation.start + len("被引用")
+    spanned = replace(citation, answer_span=(lo, lo + 2))  # "的句"
+    html = render_sources(replace(plain, citations=(spanned,)))
+    assert '<mark>被引用</mark><mark><strong class="kb-answer-span">的句</strong></mark><mark>子。</mark>' in html
+    assert "<script" not in html
+    assert "kb-answer-span" not in render_sources(plain)

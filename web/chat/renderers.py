@@ -29,18 +29,25 @@ NO_SOURCES_HTML = no_sources_html()
 NO_DOWNLOAD_HTML = no_download_html()
 
 
-def _highlight(text: str, offset: int, spans: list[list[int]]) -> str:
-    """Escape ``text`` and wrap each span (document offsets; the text starts at ``offset``) in <mark>."""
-    out: list[str] = []
-    pos = 0
-    for start, end in sorted(spans):
+def _highlight(text: str, offset: int, spans: list[list[int]], answer_span: list[int] | None = None) -> str:
+    """Escape ``text`` and wrap each span (document offsets; the text starts at ``offset``) in
+    <mark>, and the reader's ``answer_span`` inside them in <strong class="kb-answer-span">."""
+
+    def local(start: int, end: int) -> tuple[int, int]:
         # Clamp to the passage: spans are document offsets and must not index past it.
-        start, end = max(start - offset, pos), min(end - offset, len(text))
-        if start >= end:
-            continue
-        out += [html.escape(text[pos:start]), "<mark>", html.escape(text[start:end]), "</mark>"]
-        pos = end
-    out.append(html.escape(text[pos:]))
+        return max(0, min(len(text), start - offset)), max(0, min(len(text), end - offset))
+
+    marked = [local(start, end) for start, end in spans]
+    strong = local(*answer_span) if answer_span else (0, 0)
+    cuts = sorted({0, len(text), *(x for span in marked for x in span), *strong})
+    out: list[str] = []
+    for a, b in zip(cuts, cuts[1:]):
+        piece = html.escape(text[a:b])
+        if strong[0] <= a and b <= strong[1]:
+            piece = f'<strong class="kb-answer-span">{piece}</strong>'
+        if any(start <= a and b <= end for start, end in marked):
+            piece = f"<mark>{piece}</mark>"
+        out.append(piece)
     return "".join(out)
 
 
@@ -92,7 +99,7 @@ def render_sources(answer: Answer, turn: int = 1, lang: Lang = "zh") -> str:
     items = []
     for c in (citation.to_dict() for citation in answer.citations):
         meta = _meta(c["title"] or c["doc_id"], c["date"], c["section"], c["source"])
-        passage = _highlight(c["text"], c["passage_start"], c["spans"])
+        passage = _highlight(c["text"], c["passage_start"], c["spans"], c.get("answer_span"))
         items.append(
             f'<li class="kb-source" id="kb-src-{turn}-{c["n"]}">'
             f'<div class="kb-meta"><span class="kb-n">[{c["n"]}]</span> {" · ".join(meta)}</div>'
