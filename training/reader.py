@@ -314,7 +314,7 @@ def train(model: Any, examples: list[Example], recipe: Recipe, log=print) -> lis
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 20 == 0 or step == steps - 1:
             done = time.time() - t0
             eta = done / (step + 1) * (steps - step - 1)
