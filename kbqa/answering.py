@@ -121,7 +121,24 @@ def background_vectors(embedder: Embedder) -> np.ndarray:
         return vectors
 
 
-class ExtractiveAnswerer(Runnable[dict, Answer]):
+class QuotingAnswerer(Runnable[dict, Answer]):
+    """A LangChain ``Runnable`` over ``answer(question, passages, terms)``: what both extractive
+    answerers (this module's and kbqa/reader/answerer.py's) take and stream alike."""
+
+    def answer(self, question: str, passages: Sequence[Passage], terms: QueryTerms) -> Answer:
+        raise NotImplementedError
+
+    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
+        question = input["question"]
+        terms = input.get("terms") or cut_question(question)
+        return self.answer(question, as_passages(input.get("passages", ())), terms)
+
+    def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
+        """Yields the answer growing sentence by sentence; the last item is the full answer."""
+        yield from grow(self.invoke(input, config))
+
+
+class ExtractiveAnswerer(QuotingAnswerer):
     def __init__(
         self,
         *,
@@ -156,16 +173,6 @@ class ExtractiveAnswerer(Runnable[dict, Answer]):
         if self.embedder is not None and is_foreign(question):
             return load_models(self.model_path)["semantic"]
         return self.model
-
-    # --- Runnable ------------------------------------------------------------------------
-    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
-        question = input["question"]
-        terms = input.get("terms") or cut_question(question)
-        return self.answer(question, as_passages(input.get("passages", ())), terms)
-
-    def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
-        """Yields the answer growing sentence by sentence; the last item is the full answer."""
-        yield from grow(self.invoke(input, config))
 
     # --- the work ------------------------------------------------------------------------
     def answer(self, question: str, passages: Sequence[Passage], terms: QueryTerms) -> Answer:

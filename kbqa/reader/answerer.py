@@ -19,31 +19,27 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from langchain_core.runnables import Runnable, RunnableConfig
-
+from kbcore.evidence import cite
+from kbcore.types import Answer, Citation, Passage, QueryTerms
 from kbqa.answer_model import is_foreign
 from kbqa.answering import (
     EMPTY_QUESTION_TEXT,
-    as_passages,
-    grow,
+    QuotingAnswerer,
     not_found_text,
     passage_sentences,
     related_passages,
 )
-from kbcore.evidence import cite
 from kbqa.reader.model import Reading
-from kbcore.text import cut_question
-from kbcore.types import Answer, Citation, Passage, QueryTerms
 
 SHORT_SPAN = 24  # characters: a span this short is given before the sentence that holds it
 MAX_SENTENCES = 4  # a span running over more sentences (a long list) is quoted up to here
 
 
-class ReaderAnswerer(Runnable[dict, Answer]):
-    """``invoke({"question", "passages", "terms"})`` -> Answer, as ``ExtractiveAnswerer``."""
+class ReaderAnswerer(QuotingAnswerer):
+    """``invoke({"question", "passages", "terms"})`` -> Answer, as ``ExtractiveAnswerer``; its
+    streamed answer grows a sentence at a time (QuotingAnswerer)."""
 
     def __init__(self, reader: Callable[[str, Sequence[str]], list[Reading]], *, min_margin: float,
                  passages_read: int = 5):
@@ -52,14 +48,6 @@ class ReaderAnswerer(Runnable[dict, Answer]):
         self.reader = reader
         self.min_margin = min_margin
         self.passages_read = passages_read
-
-    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:
-        question = input["question"]
-        terms = input.get("terms") or cut_question(question)
-        return self.answer(question, as_passages(input.get("passages", ())), terms)
-
-    def stream(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Answer]:
-        yield from grow(self.invoke(input, config))
 
     def read(self, question: str, passages: Sequence[Passage]) -> list[Reading]:
         """The reader's best span of each of the top passages, best margin first."""
