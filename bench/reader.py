@@ -132,14 +132,21 @@ def gate_features(probability: float, margin: float) -> tuple[float, float]:
     return float(np.log(p / (1.0 - p))), max(-MARGIN_CLIP, min(MARGIN_CLIP, margin))
 
 
+def best_margin(row: dict) -> float:
+    """The reader's best margin over the question's passages (gold present)."""
+    return row["readings"][0]["margin"] if row["readings"] else -1e9
+
+
 def gate_data(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features with gold present, features with gold removed, the chooser's pick correct)."""
-    def best(r: dict) -> float:
-        return r["readings"][0]["margin"] if r["readings"] else -1e9
-
-    present = np.array([gate_features(r["chooser_p"], best(r)) for r in rows])
+    present = np.array([gate_features(r["chooser_p"], best_margin(r)) for r in rows])
     removed = np.array([gate_features(r["removed_chooser_p"], r["removed_margin"]) for r in rows])
     return present, removed, np.array([r["chooser_correct"] for r in rows])
+
+
+def gate_probability(gate: dict, features: np.ndarray) -> np.ndarray:
+    """The gate's probability that the chooser's pick answers, for rows of ``gate_features``."""
+    return 1 / (1 + np.exp(-(features @ np.array(gate["weights"]) + gate["bias"])))
 
 
 def fit_gate(rows: list[dict], target: float = TARGET_REFUSED) -> dict:
@@ -151,49 +158,46 @@ def fit_gate(rows: list[dict], target: float = TARGET_REFUSED) -> dict:
     present, removed, correct = gate_data(rows)
     model = LogisticRegression(C=1.0).fit(np.vstack([present, removed]),
                                           np.concatenate([correct, np.zeros(len(removed), bool)]))
-    weights, bias = [float(w) for w in model.coef_[0]], float(model.intercept_[0])
-    removed_p = sorted(1 / (1 + np.exp(-(removed @ np.array(weights) + bias))))
+    gate = {"weights": [float(w) for w in model.coef_[0]], "bias": float(model.intercept_[0])}
+    removed_p = sorted(gate_probability(gate, removed))
     need = int(np.ceil(target * len(removed_p)))
-    return {"weights": weights, "bias": bias, "min_probability": float(removed_p[need - 1]) + 1e-6}
+    return gate | {"min_probability": float(removed_p[need - 1]) + 1e-6}
 
 
-def gate_verdicts(rows: list[dict], gate: dict, chooser_point: float) -> dict:
-    """Correct / wrong / refused of the chooser's picks kept by ``gate`` (and refused with
-    gold removed, when the rows have it). An English
-    question is left to the chooser at its own point."""
-    from kbqa.answer_model import is_foreign
-
-    w, b, point = np.array(gate["weights"]), gate["bias"], gate["min_probability"]
-
-    def kept(p: float, margin: float, question: str) -> bool:
-        if is_foreign(question):
-            return p >= chooser_point
-        return 1 / (1 + np.exp(-(np.array(gate_features(p, margin)) @ w + b))) >= point
-
+def tally(rows: list[dict], kept: list[bool], kept_removed: list[bool] | None) -> dict:
+    """Correct / wrong / refused when the chooser's pick is kept for the questions in ``kept``,
+    and refused with gold removed when ``kept_removed`` says what was kept then."""
     n = len(rows) or 1
-    best = [r["readings"][0]["margin"] if r["readings"] else -1e9 for r in rows]
-    keep = [kept(r["chooser_p"], m, r["question"]) for r, m in zip(rows, best, strict=True)]
-    out = {"questions": len(rows),
-           "correct": sum(k and r["chooser_correct"] for k, r in zip(keep, rows, strict=True)) / n,
-           "wrong": sum(k and not r["chooser_correct"] for k, r in zip(keep, rows, strict=True)) / n,
-           "refused": 1 - sum(keep) / n}
-    if rows and "removed_margin" in rows[0]:
-        out["refused_gold_removed"] = sum(
-            not kept(r["removed_chooser_p"], r["removed_margin"], r["question"]) for r in rows) / n
-    return out
-
-
-def chooser_verdicts(rows: list[dict], point: float) -> dict:
-    """The chooser alone at its own operating point (Settings.answer_min_probability)."""
-    n = len(rows) or 1
-    kept = [r["chooser_p"] >= point for r in rows]
     out = {"questions": len(rows),
            "correct": sum(k and r["chooser_correct"] for k, r in zip(kept, rows, strict=True)) / n,
            "wrong": sum(k and not r["chooser_correct"] for k, r in zip(kept, rows, strict=True)) / n,
            "refused": 1 - sum(kept) / n}
-    if rows and "removed_chooser_p" in rows[0]:
-        out["refused_gold_removed"] = sum(r["removed_chooser_p"] < point for r in rows) / n
+    if kept_removed is not None:
+        out["refused_gold_removed"] = 1 - sum(kept_removed) / n
     return out
+
+
+def gate_verdicts(rows: list[dict], gate: dict, chooser_point: float) -> dict:
+    """Correct / wrong / refused of the chooser's picks kept by ``gate`` (and refused with
+    gold removed, when the rows have it). An English question is left to the chooser at its
+    own point."""
+    from kbqa.answer_model import is_foreign
+
+    def kept(p: float, margin: float, question: str) -> bool:
+        if is_foreign(question):
+            return p >= chooser_point
+        return bool(gate_probability(gate, np.array(gate_features(p, margin))) >= gate["min_probability"])
+
+    removed = None
+    if rows and "removed_margin" in rows[0]:
+        removed = [kept(r["removed_chooser_p"], r["removed_margin"], r["question"]) for r in rows]
+    return tally(rows, [kept(r["chooser_p"], best_margin(r), r["question"]) for r in rows], removed)
+
+
+def chooser_verdicts(rows: list[dict], point: float) -> dict:
+    """The chooser alone at its own operating point (Settings.answer_min_probability)."""
+    removed = [r["removed_chooser_p"] >= point for r in rows] if rows and "removed_chooser_p" in rows[0] else None
+    return tally(rows, [r["chooser_p"] >= point for r in rows], removed)
 
 
 def gate_cross_validated(rows: list[dict], chooser_point: float, folds: int = 5, seed: int = 7) -> dict:
